@@ -1,0 +1,3 @@
+from tsfm_cli.cli import main
+
+main()

@@ -1,0 +1,50 @@
+"""`tsfm`: the command-line entry point. It only wires subcommands together."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from tsfm_cli import __version__
+
+app = typer.Typer(
+    name="tsfm",
+    help=(
+        "Scaling laws for time-series foundation models on your own sensors: "
+        "ingest → ood-split → train / embed-bench → fit."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"tsfm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Scaling laws for time-series foundation models on your own sensors."""
+
+
+# Subcommands register themselves here, one line each, once they work.
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

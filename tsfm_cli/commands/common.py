@@ -1,0 +1,94 @@
+"""Options and error handling shared by every subcommand."""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from tsfm_cli.errors import EXIT_RUNTIME, QualityGateError, TsfmError
+from tsfm_cli.ui import Reporter, stderr_console
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="YAML recipe (flat, or with a section per stage); CLI options override it.",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one machine-readable JSON summary to stdout.")
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success (cron).")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
+SeedOpt = Annotated[
+    int | None, typer.Option("--seed", help="Seed for every random choice.", show_default=False)
+]
+WaitOpt = Annotated[
+    float,
+    typer.Option(
+        "--wait",
+        help="Seconds to wait for another run writing the same output before giving up.",
+    ),
+]
+
+
+def emit_json(summary: Any) -> None:
+    sys.stdout.write(json.dumps(summary, indent=None, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def run_stage(
+    work: Callable[[Reporter], Any],
+    *,
+    json_mode: bool,
+    quiet: bool,
+    debug: bool,
+    render: Callable[[Any, Reporter], None] | None = None,
+    summarize: Callable[[Any], Any] = lambda result: result,
+) -> Any:
+    """Run a stage for the CLI: one clear line and the documented exit code on failure."""
+    reporter = Reporter.for_cli(quiet=quiet or json_mode)
+    human = Reporter.for_cli(quiet=quiet)
+    try:
+        result = work(reporter)
+    except QualityGateError as exc:
+        if json_mode and exc.summary is not None:
+            emit_json(exc.summary)
+        _fail(str(exc), exc.exit_code, quiet=False)
+    except TsfmError as exc:
+        if debug:
+            traceback.print_exc()
+        _fail(str(exc), exc.exit_code, quiet=False)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130, quiet=False)
+    except typer.Exit:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
+        if debug:
+            raise
+        _fail(
+            f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+            EXIT_RUNTIME,
+            quiet=False,
+        )
+    if json_mode:
+        emit_json(summarize(result))
+    elif render is not None and not quiet:
+        render(result, human)
+    return result
+
+
+def _fail(message: str, code: int, quiet: bool) -> None:
+    if not quiet:
+        from rich.text import Text
+
+        stderr_console().print(Text.assemble(("error: ", "red"), message))
+    raise typer.Exit(code)

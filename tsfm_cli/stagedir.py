@@ -1,0 +1,405 @@
+"""Stage directories: the contract every stage keeps (DESIGN §1).
+
+A stage writes one directory holding ``manifest.json`` plus parquet files and plots. This module
+is the only place that knows how such a directory is written and read:
+
+- ``StageWriter`` builds the new directory in a temporary sibling and swaps it in atomically, so a
+  crash or ``kill -9`` at any moment leaves the old complete directory or the new complete one;
+- a lock file (``flock``, released by the kernel when the process dies) stops two runs writing the
+  same directory;
+- ``open_stage`` checks that an input directory is the stage the caller expects;
+- ``fingerprint``/``fresh_manifest`` let a rerun with the same inputs and config do nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import datetime as dt
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tsfm_cli import __version__
+from tsfm_cli.errors import BadInputError, LockedError
+
+MANIFEST = "manifest.json"
+
+# Bump a stage's number when its artifacts change incompatibly; readers refuse newer versions.
+SCHEMA_VERSIONS: dict[str, int] = {
+    "ingest": 1,
+    "ood-split": 1,
+    "train": 1,
+    "embed-bench": 1,
+    "fit": 1,
+}
+
+# Where `-o` points when it is not given: a sibling of the input named after the stage's output.
+DEFAULT_OUTPUT_NAMES: dict[str, str] = {
+    "ingest": "clean",
+    "ood-split": "splits",
+    "train": "results",
+    "embed-bench": "bench",
+    "fit": "laws",
+}
+
+_HASH_CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def fingerprint(config: Any, inputs: Any) -> str:
+    """Hash of what determines a stage's output; equal fingerprints mean nothing to redo."""
+    return hashlib.sha256(canonical_json({"config": config, "inputs": inputs}).encode()).hexdigest()
+
+
+def default_output(first_input: Path, stage: str) -> Path:
+    """`clean/` next to the sources, `splits/` next to `clean/`, and so on."""
+    first_input = Path(first_input)
+    parent = first_input.parent if first_input.name else first_input
+    return parent / DEFAULT_OUTPUT_NAMES[stage]
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+
+
+@dataclass(frozen=True)
+class StageInput:
+    """An upstream stage directory that has been checked."""
+
+    path: Path
+    manifest: dict[str, Any]
+    manifest_sha256: str
+
+    @property
+    def stage(self) -> str:
+        return self.manifest["stage"]
+
+    def file(self, name: str) -> Path:
+        path = self.path / name
+        if not path.is_file():
+            raise BadInputError(f"{self.path}: {name} is missing although manifest.json lists it")
+        return path
+
+    def describe(self) -> dict[str, Any]:
+        """How this input is recorded in a downstream manifest's `inputs`."""
+        return {
+            "path": str(self.path),
+            "stage": self.stage,
+            "manifest_sha256": self.manifest_sha256,
+        }
+
+
+def read_manifest(directory: Path) -> dict[str, Any] | None:
+    path = Path(directory) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise BadInputError(f"{path}: unreadable manifest ({exc})") from exc
+
+
+def open_stage(directory: Path | str, expected: str | tuple[str, ...]) -> StageInput:
+    """Open an upstream stage directory, checking its `stage` and `schema_version`."""
+    directory = Path(directory)
+    expected_stages = (expected,) if isinstance(expected, str) else expected
+    wanted = " or ".join(f"'{s}'" for s in expected_stages)
+    if not directory.exists():
+        raise BadInputError(f"{directory}: no such directory (expected the output of {wanted})")
+    if not directory.is_dir():
+        raise BadInputError(f"{directory}: not a directory (expected the output of {wanted})")
+    manifest_path = directory / MANIFEST
+    if not manifest_path.is_file():
+        raise BadInputError(
+            f"{directory}: not a tsfm stage directory (no {MANIFEST}); "
+            f"expected the output of {wanted}"
+        )
+    raw = manifest_path.read_bytes()
+    try:
+        manifest = json.loads(raw)
+    except ValueError as exc:
+        raise BadInputError(f"{manifest_path}: unreadable manifest ({exc})") from exc
+    stage = manifest.get("stage")
+    if stage not in expected_stages:
+        raise BadInputError(
+            f"{directory}: is a '{stage}' directory, but this command reads the output of {wanted}"
+        )
+    version = manifest.get("schema_version")
+    supported = SCHEMA_VERSIONS[stage]
+    if not isinstance(version, int) or version > supported:
+        raise BadInputError(
+            f"{manifest_path}: schema_version {version!r} of stage '{stage}' is newer than this "
+            f"tsfm {__version__} reads (up to {supported}); upgrade tsfm"
+        )
+    return StageInput(directory, manifest, hashlib.sha256(raw).hexdigest())
+
+
+def describe_file(path: Path) -> dict[str, Any]:
+    """How a raw input file is recorded in a manifest's `inputs`."""
+    path = Path(path)
+    return {"path": str(path), "sha256": sha256_file(path), "bytes": path.stat().st_size}
+
+
+def fresh_manifest(out_dir: Path, stage: str, fp: str) -> dict[str, Any] | None:
+    """The existing manifest if `out_dir` already holds this stage's output for fingerprint `fp`."""
+    manifest = read_manifest(out_dir)
+    if not manifest or manifest.get("stage") != stage or manifest.get("fingerprint") != fp:
+        return None
+    if manifest.get("schema_version") != SCHEMA_VERSIONS[stage]:
+        return None
+    outputs = manifest.get("outputs", {})
+    for name, meta in outputs.items():
+        path = Path(out_dir) / name
+        if not path.is_file() or path.stat().st_size != meta.get("bytes"):
+            return None
+    return manifest
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+
+
+def _sibling(out_dir: Path, tag: str) -> Path:
+    return out_dir.parent / f".{out_dir.name}.{tag}"
+
+
+@contextlib.contextmanager
+def output_lock(out_dir: Path, wait_s: float = 0.0) -> Iterator[None]:
+    """Exclusive lock on `out_dir`; the kernel drops it when the holder dies: it never goes stale."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = _sibling(out_dir, "lock")
+    handle = open(lock_path, "a+")  # noqa: SIM115 - held across the yield
+    try:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    handle.seek(0)
+                    holder = handle.read().strip() or "unknown"
+                    raise LockedError(
+                        f"{out_dir}: another tsfm run (pid {holder}) is writing this directory; "
+                        "wait for it to finish (or pass --wait SECONDS)"
+                    ) from None
+                time.sleep(0.2)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two directories (Linux renameat2 RENAME_EXCHANGE); False if unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    result = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    if result == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def recover(out_dir: Path) -> None:
+    """Finish or undo a swap that a crash interrupted, and remove stale temporary siblings.
+
+    Only call while holding the lock: then no other process is using those siblings.
+    """
+    out_dir = Path(out_dir)
+    old = _sibling(out_dir, "old")
+    if old.exists():
+        if not out_dir.exists() and (old / MANIFEST).is_file():
+            os.rename(old, out_dir)
+        else:
+            shutil.rmtree(old, ignore_errors=True)
+    for stale in out_dir.parent.glob(f".{out_dir.name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@dataclass
+class StageWriter:
+    """Builds a stage directory in a temporary sibling and swaps it in on `commit`.
+
+    Use as a context manager; leaving the block without `commit` discards the new directory and
+    leaves the old one untouched::
+
+        with StageWriter(out, "ingest", config=cfg, inputs=inputs) as writer:
+            writer.write_parquet("series.parquet", frame)
+            writer.commit(summary={"series": 12})
+    """
+
+    out_dir: Path
+    stage: str
+    config: dict[str, Any]
+    inputs: list[dict[str, Any]] | dict[str, Any]
+    command: list[str] | None = None
+    wait_s: float = 0.0
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    committed: bool = False
+
+    def __post_init__(self) -> None:
+        self.out_dir = Path(self.out_dir)
+        if self.stage not in SCHEMA_VERSIONS:
+            raise ValueError(f"unknown stage {self.stage!r}")
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise BadInputError(f"{self.out_dir}: exists and is not a directory")
+        self._lock: contextlib.ExitStack | None = None
+        self.tmp: Path | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.config, self.inputs)
+
+    @property
+    def dir(self) -> Path:
+        """The directory being built; write files here, then `register` them."""
+        if self.tmp is None:
+            raise RuntimeError("StageWriter used outside its `with` block")
+        return self.tmp
+
+    def __enter__(self) -> StageWriter:
+        stack = contextlib.ExitStack()
+        stack.enter_context(output_lock(self.out_dir, self.wait_s))
+        self._lock = stack
+        try:
+            recover(self.out_dir)
+            self.tmp = _sibling(self.out_dir, f"tmp-{os.getpid()}")
+            self.tmp.mkdir()
+        except BaseException:
+            stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            if self.tmp is not None and self.tmp.exists():
+                shutil.rmtree(self.tmp, ignore_errors=True)
+        finally:
+            if self._lock is not None:
+                self._lock.close()
+
+    def previous_manifest(self) -> dict[str, Any] | None:
+        """The manifest of the directory this write will replace (for incremental stages)."""
+        return read_manifest(self.out_dir)
+
+    def write_parquet(self, name: str, frame: Any, **options: Any) -> Path:
+        """Write a polars DataFrame (zstd) and record its rows and hash."""
+        path = self.dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame.write_parquet(path, compression="zstd", **options)
+        self.register(name, rows=frame.height)
+        return path
+
+    def register(self, name: str, rows: int | None = None) -> None:
+        """Record a file already written under `dir` (a plot, a report, a parquet)."""
+        path = self.dir / name
+        if not path.is_file():
+            raise RuntimeError(f"{name} was registered but not written")
+        entry: dict[str, Any] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+        if rows is not None:
+            entry["rows"] = int(rows)
+        self.outputs[name] = entry
+
+    def carry_over(self, name: str) -> Path:
+        """Reuse an unchanged file of the previous directory (hard link when possible)."""
+        source = self.out_dir / name
+        target = self.dir / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copy2(source, target)
+        return target
+
+    def commit(self, summary: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+        """Write manifest.json last, then swap the new directory in atomically."""
+        manifest = {
+            "stage": self.stage,
+            "schema_version": SCHEMA_VERSIONS[self.stage],
+            "tsfm_version": __version__,
+            "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "command": list(self.command if self.command is not None else sys.argv),
+            "config": self.config,
+            "inputs": self.inputs,
+            "fingerprint": self.fingerprint,
+            "outputs": dict(sorted(self.outputs.items())),
+            "summary": summary or {},
+            **extra,
+        }
+        manifest_path = self.dir / MANIFEST
+        with open(manifest_path, "w") as handle:
+            json.dump(manifest, handle, indent=2, default=str)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        _fsync_dir(self.dir)
+        self._swap_in()
+        self.committed = True
+        return manifest
+
+    def _swap_in(self) -> None:
+        tmp = self.dir
+        if not self.out_dir.exists():
+            os.rename(tmp, self.out_dir)
+        elif _exchange(tmp, self.out_dir):
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            # Two renames; `recover` repairs the moment between them if we die there.
+            old = _sibling(self.out_dir, "old")
+            os.rename(self.out_dir, old)
+            os.rename(tmp, self.out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        _fsync_dir(self.out_dir.parent)
+        self.tmp = None
+
+
+def require_new_output(out_dir: Path, inputs: list[Path]) -> None:
+    """Refuse to write a stage's output over one of its own inputs."""
+    out_dir = Path(out_dir).resolve()
+    for path in inputs:
+        path = Path(path).resolve()
+        if path == out_dir or out_dir in path.parents:
+            raise BadInputError(f"{out_dir}: the output directory would overwrite the input {path}")
