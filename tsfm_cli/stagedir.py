@@ -186,7 +186,7 @@ def _sibling(out_dir: Path, tag: str) -> Path:
 
 @contextlib.contextmanager
 def output_lock(out_dir: Path, wait_s: float = 0.0) -> Iterator[None]:
-    """Exclusive lock on `out_dir`; the kernel drops it when the holder dies: it never goes stale."""
+    """Exclusive lock on `out_dir`; the kernel drops it when the holder dies (never stale)."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     lock_path = _sibling(out_dir, "lock")
