@@ -1,0 +1,50 @@
+import json
+
+import polars as pl
+
+from tsfm_cli.stagedir import StageWriter
+
+
+def _stage_dir(tmp_path):
+    out = tmp_path / "clean"
+    frame = pl.DataFrame({"series_id": ["a", "a", "b"], "value": [1.0, None, 3.5]})
+    with StageWriter(out, "ingest", config={"freq": "1min"}, inputs=[], command=["tsfm"]) as w:
+        w.write_parquet("series.parquet", frame)
+        (w.dir / "note.txt").write_text("hello")
+        w.register("note.txt")
+        w.commit(summary={"series": 2})
+    return out
+
+
+def test_inspect_json_reports_manifest_rows_schema_and_preview(tmp_path, tsfm):
+    out = _stage_dir(tmp_path)
+    result = tsfm("inspect", out, "--json", "--rows", "2")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["stage"] == "ingest"
+    assert info["summary"] == {"series": 2}
+    series = info["files"]["series.parquet"]
+    assert series["rows"] == 3
+    assert series["schema"] == {"series_id": "String", "value": "Float64"}
+    assert series["preview"] == [
+        {"series_id": "a", "value": 1.0},
+        {"series_id": "a", "value": None},
+    ]
+    assert info["files"]["note.txt"]["present"] is True
+
+
+def test_inspect_flags_missing_file_and_renders_table(tmp_path, tsfm):
+    out = _stage_dir(tmp_path)
+    (out / "note.txt").unlink()
+    info = json.loads(tsfm("inspect", out, "--json").stdout)
+    assert info["files"]["note.txt"]["problem"] == "missing"
+    human = tsfm("inspect", out)
+    assert human.returncode == 0
+    assert "series.parquet" in human.stderr and "missing" in human.stderr
+
+
+def test_inspect_rejects_non_stage_directory(tmp_path, tsfm):
+    result = tsfm("inspect", tmp_path)
+    assert result.returncode == 2
+    assert "not a tsfm stage directory" in result.stderr
+    assert "Traceback" not in result.stderr

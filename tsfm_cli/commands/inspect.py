@@ -1,0 +1,70 @@
+"""`tsfm inspect DIR`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from tsfm_cli.commands.common import DebugOpt, JsonOpt, run_stage
+from tsfm_cli.ui import Reporter
+
+
+def inspect_cmd(
+    directory: Annotated[Path, typer.Argument(help="A stage directory (clean/, splits/, …).")],
+    file: Annotated[
+        str | None,
+        typer.Option("--file", "-f", help="Show only this output file.", show_default=False),
+    ] = None,
+    rows: Annotated[int, typer.Option("--rows", "-n", min=0, help="Preview rows per file.")] = 5,
+    json_mode: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Show a stage directory: its manifest, row counts, schemas and a preview of each file."""
+    from tsfm_cli.inspect import inspect_dir
+
+    run_stage(
+        lambda reporter: inspect_dir(directory, rows=rows, only=file),
+        json_mode=json_mode,
+        quiet=False,
+        debug=debug,
+        render=_render,
+    )
+
+
+def _render(info: dict[str, Any], reporter: Reporter) -> None:
+    from rich.table import Table
+
+    head = Table(title=f"{info['path']} — stage {info['stage']}", show_header=False)
+    head.add_row("schema_version", str(info["schema_version"]))
+    head.add_row("tsfm_version", str(info["tsfm_version"]))
+    head.add_row("created_utc", str(info["created_utc"]))
+    head.add_row("command", " ".join(map(str, info["command"] or [])))
+    for key, value in (info["summary"] or {}).items():
+        head.add_row(f"summary.{key}", json.dumps(value, default=str)[:120])
+    reporter.show(head)
+
+    files = Table(title="outputs")
+    for column in ("file", "rows", "bytes", "columns", "problem"):
+        files.add_column(column, justify="right" if column in ("rows", "bytes") else "left")
+    for name, entry in info["files"].items():
+        files.add_row(
+            name,
+            str(entry.get("rows", "")),
+            f"{entry.get('bytes', 0):,}",
+            str(len(entry.get("schema", {})) or ""),
+            entry.get("problem", ""),
+        )
+    reporter.show(files)
+
+    for name, entry in info["files"].items():
+        if "schema" not in entry:
+            continue
+        preview = Table(title=f"{name}: first {len(entry['preview'])} of {entry['rows']} rows")
+        for column, dtype in entry["schema"].items():
+            preview.add_column(f"{column}\n[dim]{dtype}[/dim]", overflow="fold")
+        for row in entry["preview"]:
+            preview.add_row(*(json.dumps(v, default=str, ensure_ascii=False) for v in row.values()))
+        reporter.show(preview)
