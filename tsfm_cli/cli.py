@@ -40,6 +40,9 @@ def _root(
 
 
 # Subcommands register themselves here, one line each, once they work.
+from tsfm_cli.commands.ood_split import ood_split_cmd  # noqa: E402
+
+app.command("ood-split")(ood_split_cmd)
 
 
 def main() -> None:
