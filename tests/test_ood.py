@@ -317,3 +317,26 @@ def test_bad_settings_are_one_line_errors_and_write_nothing(plant, tmp_path, kwa
     assert message in str(info.value) and "\n" not in str(info.value)
     assert not (tmp_path / "bad").exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def _ingest_with(frame: pl.DataFrame, out):
+    from tsfm_cli.stagedir import StageWriter
+
+    with StageWriter(out, "ingest", config={}, inputs=[]) as writer:
+        writer.write_parquet("series.parquet", frame)
+        writer.commit()
+    return out
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda f: f.sample(fraction=1.0, shuffle=True, seed=1), "not sorted"),
+        (lambda f: f.drop("freq_s"), "missing column(s) freq_s"),
+    ],
+)
+def test_series_breaking_the_contract_is_bad_input(plant, tmp_path, change, message):
+    broken = _ingest_with(change(pl.read_parquet(plant / "series.parquet")), tmp_path / "in")
+    with pytest.raises(BadInputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        run_ood_split(broken, tmp_path / "out", OodConfig(families=["ramp"]))
+    assert not (tmp_path / "out").exists()

@@ -79,32 +79,43 @@ def custom_expr(name: str, condition: str, columns: list[str], where: str) -> pl
 
 
 def load_plant(path: Path, keys: list[str], custom: dict[str, pl.Expr]) -> Plant:
-    """Read series.parquet into flat arrays (one pass; no per-row Python)."""
+    """Read series.parquet into flat arrays (no per-row Python); per-series columns once."""
     columns = columns_of(path)
-    wanted = ["series_id", "sensor", "timestamp", "value", "observed", "freq_s", *keys]
-    frame = pl.scan_parquet(path).select(
-        *dict.fromkeys(wanted),
-        *[
-            expr.fill_null(False).cast(pl.Boolean).alias(f"__custom_{n}")
-            for n, expr in custom.items()
-        ],
+    scan = pl.scan_parquet(path)
+    meta_cols = [c for c in dict.fromkeys(["sensor", "freq_s", *keys]) if c != "series_id"]
+    meta = (
+        scan.group_by("series_id", maintain_order=True)
+        .agg(pl.len().alias("__len"), *[pl.col(c).first() for c in meta_cols])
+        .collect()
     )
+    custom_cols = [
+        expr.fill_null(False).cast(pl.Boolean).alias(f"__custom_{n}") for n, expr in custom.items()
+    ]
     try:
-        frame = frame.collect()
+        frame = scan.select(
+            pl.col("timestamp").dt.epoch("us").alias("ts"),
+            pl.col("value").cast(pl.Float32),
+            pl.col("observed").fill_null(False),
+            *custom_cols,
+        ).collect()
     except pl.exceptions.PolarsError as exc:
         raise BadInputError(f"{path}: cannot evaluate the custom conditions ({exc})") from exc
-    observed = frame["observed"].fill_null(False).to_numpy().astype(bool)
-    values = frame["value"].cast(pl.Float32).fill_null(np.nan).to_numpy().astype(np.float32)
-    observed &= np.isfinite(values)
-    values = np.where(observed, values, np.float32(np.nan))
-    ts = frame["timestamp"].dt.epoch("us").to_numpy().astype(np.int64)
-    runs = frame.select(pl.col("series_id").rle()).unnest("series_id")
-    lengths = runs["len"].to_numpy().astype(np.int64)
+    values = frame["value"].fill_null(np.nan).to_numpy()
+    observed = frame["observed"].to_numpy() & np.isfinite(values)
+    values = np.where(observed, values, np.float32(np.nan)).astype(np.float32, copy=False)
+    ts = frame["ts"].to_numpy()
+    custom_rows = {n: frame[f"__custom_{n}"].to_numpy() for n in custom}
+    del frame
+    lengths = meta["__len"].to_numpy().astype(np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    firsts = frame[offsets.tolist()] if len(offsets) else frame.head(0)
-    ids = firsts["series_id"].to_list()
-    if len(set(ids)) != len(ids):
-        raise BadInputError(f"{path}: rows are not sorted by series_id (ingest contract)")
+    ids = meta["series_id"].cast(pl.String).to_list()
+    runs = scan.select((pl.col("series_id") != pl.col("series_id").shift()).sum() + 1).collect()
+    starts = np.zeros(len(ts), dtype=bool)
+    starts[offsets[lengths > 0]] = True
+    if len(ts) and (runs.item() != len(ids) or ((np.diff(ts) <= 0) & ~starts[1:]).any()):
+        raise BadInputError(
+            f"{path}: rows are not sorted by series_id, timestamp (ingest contract)"
+        )
     return Plant(
         path=path,
         columns=columns,
@@ -114,8 +125,8 @@ def load_plant(path: Path, keys: list[str], custom: dict[str, pl.Expr]) -> Plant
         offsets=offsets,
         lengths=lengths,
         series_ids=ids,
-        sensors=firsts["sensor"].cast(pl.String).to_list(),
-        freq_s=firsts["freq_s"].to_numpy().astype(np.int64),
-        groups={k: np.array(firsts[k].cast(pl.String).to_list(), dtype=object) for k in keys},
-        custom={n: frame[f"__custom_{n}"].to_numpy().astype(bool) for n in custom},
+        sensors=meta["sensor"].cast(pl.String).to_list(),
+        freq_s=meta["freq_s"].to_numpy().astype(np.int64),
+        groups={k: np.array(meta[k].cast(pl.String).to_list(), dtype=object) for k in keys},
+        custom=custom_rows,
     )

@@ -125,6 +125,8 @@ def synthetic_blocks(
     """Each family at each severity applied to the same subset of clean ID windows."""
     onset = onset_index(cfg)
     blocks = []
+    if cfg.synthetic_windows == 0:
+        return blocks
     for base in id_blocks:
         keep = []
         for i in np.unique(base.series):
