@@ -38,21 +38,9 @@ def test_recipe_and_options_with_json(tsfm, clean, tmp_path):
         '    late: "hour(timestamp) >= 12"\n'
     )
     out = tmp_path / "splits"
-    result = tsfm(
-        "ood-split",
-        clean,
-        "-o",
-        out,
-        "--config",
-        recipe,
-        "--severity",
-        "1",
-        "--severity",
-        "4",
-        "--seed",
-        "3",
-        "--json",
-    )
+    args = ["ood-split", clean, "-o", out, "--config", recipe, "--seed", "3"]
+    args += ["--severity", "1", "--severity", "4"]
+    result = tsfm(*args, "--json")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["out_dir"] == str(out) and summary["context_length"] == 256
@@ -70,21 +58,7 @@ def test_recipe_and_options_with_json(tsfm, clean, tmp_path):
     assert (evals["context"].list.len() == 256).all()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["config"]["seed"] == 3 and manifest["config"]["severities"] == [1.0, 4.0]
-    again = tsfm(
-        "ood-split",
-        clean,
-        "-o",
-        out,
-        "--config",
-        recipe,
-        "--severity",
-        "1",
-        "--severity",
-        "4",
-        "--seed",
-        "3",
-        "--quiet",
-    )
+    again = tsfm(*args, "--quiet")
     assert again.returncode == 0 and again.stdout == "" and again.stderr == ""
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tsfm_cli.drift import apply_drift, window_spread
+from tsfm_cli.ood.scenarios import drift_windows
 from tsfm_cli.ood.windows import Block, rng_for
 
 
@@ -38,17 +38,10 @@ def plot_scenarios(
         return
     row = int(np.argmax(base.observed.sum(axis=1)))  # the most complete window
     clean_v, clean_o = base.values[row : row + 1], base.observed[row : row + 1]
-    spread = window_spread(clean_v[:, :context], clean_o[:, :context])
     t = np.arange(clean_v.shape[1]) - context
     for ax, family in zip(axes.ravel(), families, strict=False):
-        values, observed = apply_drift(
-            family,
-            clean_v,
-            clean_o,
-            severity,
-            onset=onset,
-            spread=spread,
-            rng=rng_for(seed, "plot", family),
+        values, observed = drift_windows(
+            family, clean_v, clean_o, severity, onset, context, rng_for(seed, "plot", family)
         )
         ax.plot(t, clean_v[0], color="0.6", lw=0.8, label="clean")
         ax.plot(t, values[0], color="tab:red", lw=0.8, label=f"{family}:{severity:g}")

@@ -61,6 +61,22 @@ def onset_index(cfg: OodConfig) -> int:
     return cfg.context_length - cfg.context_length // 4
 
 
+def drift_windows(
+    family: str,
+    values: np.ndarray,
+    observed: np.ndarray,
+    severity: float,
+    onset: int,
+    context: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One drift family on clean windows [W, context + horizon], scaled to each context."""
+    if len(values) == 0:
+        return values, observed
+    spread = window_spread(values[:, :context], observed[:, :context])
+    return apply_drift(family, values, observed, severity, onset=onset, spread=spread, rng=rng)
+
+
 def natural_blocks(
     plant: Plant,
     cfg: OodConfig,
@@ -135,23 +151,12 @@ def synthetic_blocks(
             keep.append(subsample(rows, cfg.synthetic_windows, rng))
         keep = np.concatenate(keep or [np.empty(0, np.int64)]).astype(np.int64)
         clean_v, clean_o = base.values[keep], base.observed[keep]
-        spread = window_spread(clean_v[:, : cfg.context_length], clean_o[:, : cfg.context_length])
-        freq = plant.freq_s[base.series[keep]]
         for family in cfg.families:
             for k, severity in enumerate(cfg.severities):
                 rng = rng_for(cfg.seed, family, k, base.horizon)
-                values, observed = (clean_v, clean_o)
-                if len(keep):
-                    values, observed = apply_drift(
-                        family,
-                        clean_v,
-                        clean_o,
-                        severity,
-                        onset=onset,
-                        spread=spread,
-                        rng=rng,
-                        freq_s=float(freq[0]),
-                    )
+                values, observed = drift_windows(
+                    family, clean_v, clean_o, severity, onset, cfg.context_length, rng
+                )
                 params = {
                     **FAMILIES[family].params,
                     "onset": cfg.onset,
