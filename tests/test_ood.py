@@ -308,6 +308,7 @@ def test_onset_in_target_leaves_context_clean(plant, tmp_path):
         ({"horizons": [0]}, "horizons"),
         ({"id_start": 0.8, "train_end": 0.7}, "split points"),
         ({"train_end": "yesterday"}, "neither a fraction"),
+        ({"context_length": 4000}, "no ID window fits"),
     ],
 )
 def test_bad_settings_are_one_line_errors_and_write_nothing(plant, tmp_path, kwargs, message):
@@ -340,3 +341,19 @@ def test_series_breaking_the_contract_is_bad_input(plant, tmp_path, change, mess
     with pytest.raises(BadInputError, match=message.replace("(", r"\(").replace(")", r"\)")):
         run_ood_split(broken, tmp_path / "out", OodConfig(families=["ramp"]))
     assert not (tmp_path / "out").exists()
+
+
+def test_horizons_in_patches_of_32_each_get_their_windows(plant, tmp_path):
+    """Issue 8: horizons of 1, 4 and 16 patches (given in time points) from one recipe list."""
+    cfg = OodConfig(horizons=[32, 128, 512], families=["noise_increase"], severities=[1.0, 2.0])
+    summary = run_ood_split(plant, tmp_path / "h", cfg)
+    assert summary["horizons"] == [32, 128, 512] and summary["patch_friendly"] is True
+    evals = pl.read_parquet(tmp_path / "h" / "eval.parquet")
+    for scenario in ("id", "noise_increase:2"):
+        rows = evals.filter(pl.col("scenario") == scenario)
+        assert sorted(rows["horizon"].unique()) == [32, 128, 512]
+        assert (rows["target"].list.len() == rows["horizon"]).all()
+        assert (rows["target_observed"].list.len() == rows["horizon"]).all()
+    train = pl.read_parquet(tmp_path / "h" / "train.parquet").select("series_id", "timestamp")
+    points = _target_points(evals)
+    assert points.join(train, on=["series_id", "timestamp"]).is_empty()

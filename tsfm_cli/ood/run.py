@@ -247,6 +247,12 @@ def run_ood_split(
         reference_plan = [Natural("train", "train", "train", seen, lo, splits["id_start"])]
         reference = natural_blocks(plant, cfg, reference_plan, None, task.advance)
         scenario_rows = _scenario_rows(blocks, plant, cfg, reference)
+    if not any(b.n for b in id_blocks):
+        raise BadInputError(
+            f"{series_path}: no ID window fits: context_length {C} + horizons {cfg.horizons} "
+            f"need more observed points in [id_start, train_end) "
+            f"({_iso(splits['id_start'])} – {_iso(splits['train_end'])}) of a series"
+        )
     for row in scenario_rows:
         if row["n_windows"] == 0:
             reporter.warn(f"scenario {row['scenario']} has no windows")
