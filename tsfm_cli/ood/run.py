@@ -276,7 +276,7 @@ def run_ood_split(
         writer.write_parquet("eval.parquet", eval_frame)
         writer.write_parquet("scenarios.parquet", scenarios)
         severity = max(cfg.severities) if cfg.severities else 1.0
-        base = next((b for b in id_blocks if b.n), None)
+        base = max((b for b in id_blocks if b.n), key=lambda b: b.horizon, default=None)
         plot_scenarios(
             writer.dir / "scenarios.png",
             base,
