@@ -8,7 +8,7 @@ import json
 import numpy as np
 import polars as pl
 import pytest
-from ood_plant import make_ingest_dir
+from ood_plant import make_ingest_dir, plant_frame
 
 from tsfm_cli.drift import FAMILIES
 from tsfm_cli.errors import BadInputError
@@ -168,22 +168,29 @@ def test_heldout_group_never_in_train(split, plant):
 
 def test_split_points_place_id_and_future_targets(split):
     out, _ = split
-    points = json.loads((out / "manifest.json").read_text())["resolved"]["split_points"]
-    id_start, train_end, future_start = (
-        dt.datetime.fromisoformat(points[k]) for k in ("id_start", "train_end", "future_start")
+    series = pl.read_parquet(out.parent / "clean" / "series.parquet")
+    span = series.group_by("series_id").agg(
+        first=pl.col("timestamp").min(), last=pl.col("timestamp").max()
     )
-    evals = pl.read_parquet(out / "eval.parquet")
+
+    def at(fraction: float) -> pl.Expr:  # a fraction of each series' own time range
+        return pl.col("first") + (pl.col("last") - pl.col("first")) * fraction
+
+    evals = pl.read_parquet(out / "eval.parquet").join(span, on="series_id")
     ends = evals.with_columns(
         end=pl.col("target_start")
         + pl.duration(seconds=(pl.col("horizon") - 1) * pl.col("freq_s")),
         ctx=pl.col("target_start") - pl.duration(seconds=512 * pl.col("freq_s")),
     )
     ids = ends.filter(pl.col("scenario") == "id")
-    assert ids["target_start"].min() >= id_start and ids["end"].max() < train_end
+    assert (ids["target_start"] >= ids.select(at(0.6)).to_series()).all()
+    assert (ids["end"] < ids.select(at(0.75)).to_series()).all()
     future = ends.filter(pl.col("scenario") == "future")
-    assert future["target_start"].min() >= future_start and future["ctx"].min() >= train_end
-    train = pl.read_parquet(out / "train.parquet")
-    assert train["timestamp"].max() < id_start
+    assert (future["target_start"] >= future.select(at(0.8)).to_series()).all()
+    assert (future["ctx"] >= future.select(at(0.75)).to_series()).all()
+    train = pl.read_parquet(out / "train.parquet").join(span, on="series_id")
+    assert (train["timestamp"] < train.select(at(0.6)).to_series()).all()
+    assert train["series_id"].n_unique() == 9  # 13 series minus the 4 held out (m3)
 
 
 def test_custom_rows_are_hidden_in_train_and_targets_match(split):
@@ -260,6 +267,10 @@ def test_measured_shift_grows_with_severity(split):
     id_row = scenarios.filter(pl.col("scenario") == "id")
     strongest = scenarios.filter(pl.col("scenario") == "level_shift:3")
     assert id_row["ks"].item() < 0.1 < strongest["ks"].item()
+    # against the clean ID windows, the same pool: zero for id, growing with severity
+    assert id_row["ks_id"].item() == 0.0 and id_row["wasserstein_id"].item() == 0.0
+    shifts = scenarios.filter(pl.col("family") == "level_shift").sort("severity")["ks_id"]
+    assert shifts.is_sorted() and shifts[0] > 0.1
 
 
 def test_deterministic_and_rerun_is_skipped(split, plant, tmp_path):
@@ -357,3 +368,36 @@ def test_horizons_in_patches_of_32_each_get_their_windows(plant, tmp_path):
     train = pl.read_parquet(tmp_path / "h" / "train.parquet").select("series_id", "timestamp")
     points = _target_points(evals)
     assert points.join(train, on=["series_id", "timestamp"]).is_empty()
+
+
+def test_series_covering_different_periods_each_get_windows(tmp_path):
+    """Fractions apply per series: a machine exported for another month still gets ID windows."""
+    early = plant_frame(lines=1, machines=1, short=None)
+    late = plant_frame(lines=1, machines=1, short=None, seed=3).with_columns(
+        pl.col("series_id").str.replace("line1", "line2"),
+        line=pl.lit("line2"),
+        timestamp=pl.col("timestamp") + dt.timedelta(days=60),
+    )
+    clean = _ingest_with(pl.concat([early, late]), tmp_path / "clean")
+    summary = run_ood_split(clean, tmp_path / "s", OodConfig(families=["ramp"]))
+    evals = pl.read_parquet(tmp_path / "s" / "eval.parquet")
+    for scenario in ("id", "future"):
+        assert evals.filter(pl.col("scenario") == scenario)["series_id"].n_unique() == 4
+    assert summary["eval_windows"] == evals.height
+    train = pl.read_parquet(tmp_path / "s" / "train.parquet")
+    assert train["series_id"].n_unique() == 4
+
+
+def test_timestamps_as_split_points_are_one_calendar(plant, tmp_path):
+    cfg = OodConfig(
+        id_start="2026-01-12T00:00:00Z",
+        train_end="2026-01-15",
+        future_start="2026-01-15T12:00",
+        families=["ramp"],
+    )
+    run_ood_split(plant, tmp_path / "s", cfg)
+    train = pl.read_parquet(tmp_path / "s" / "train.parquet")
+    assert train["timestamp"].max() < dt.datetime(2026, 1, 12, tzinfo=dt.timezone.utc)
+    evals = pl.read_parquet(tmp_path / "s" / "eval.parquet")
+    future = evals.filter(pl.col("scenario") == "future")
+    assert future["target_start"].min() >= dt.datetime(2026, 1, 15, 12, tzinfo=dt.timezone.utc)

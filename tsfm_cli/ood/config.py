@@ -6,6 +6,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
+
 from tsfm_cli.drift import FAMILIES, check
 from tsfm_cli.errors import BadInputError
 from tsfm_cli.recipe import RecipeSource
@@ -24,7 +26,7 @@ class OodConfig:
     max_windows: int = 64  # per series, scenario and horizon
     synthetic_windows: int = 8  # ID windows per series and horizon that each drift is applied to
     min_observed: float = 0.5  # minimum observed fraction of a window's context
-    # split points: a fraction of the plant's whole time range, or an ISO timestamp (UTC)
+    # split points: a fraction of each series' own time range, or an ISO timestamp (UTC)
     id_start: float | str = 0.6  # training ends here; ID targets lie in [id_start, train_end)
     train_end: float | str = 0.75  # end of the training period
     future_start: float | str = 0.8  # `future` targets start here (the gap follows train_end)
@@ -84,9 +86,10 @@ def check_config(cfg: OodConfig, source: RecipeSource) -> None:
 
 
 def split_time_us(
-    value: float | str, start_us: int, end_us: int, source: RecipeSource, key: str
-) -> int:
-    """A split point as UTC microseconds: a fraction of [start, end] or an ISO timestamp."""
+    value: float | str, starts: np.ndarray, ends: np.ndarray, source: RecipeSource, key: str
+) -> np.ndarray:
+    """A split point per series as UTC µs: a fraction of each series' own [first, last] time,
+    or one ISO timestamp for the whole plant."""
     if isinstance(value, str):
         try:
             when = dt.datetime.fromisoformat(value.strip())
@@ -95,18 +98,23 @@ def split_time_us(
         if when.tzinfo is None:
             when = when.replace(tzinfo=dt.timezone.utc)
         epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-        return (when - epoch) // dt.timedelta(microseconds=1)
+        return np.full(len(starts), (when - epoch) // dt.timedelta(microseconds=1), np.int64)
     if not 0.0 <= value <= 1.0:
         _fail(source, key, f"a fraction must be within [0, 1], got {value}")
-    return start_us + int(round(value * (end_us - start_us)))
+    return starts + np.round(value * (ends - starts)).astype(np.int64)
 
 
 def split_points(
-    cfg: OodConfig, start_us: int, end_us: int, source: RecipeSource
-) -> dict[str, int]:
+    cfg: OodConfig, starts: np.ndarray, ends: np.ndarray, source: RecipeSource
+) -> dict[str, np.ndarray]:
+    """{key: [S] µs} per series; checks id_start < train_end ≤ future_start where time passes."""
     points = {
-        key: split_time_us(getattr(cfg, key), start_us, end_us, source, key) for key in SPLIT_KEYS
+        key: split_time_us(getattr(cfg, key), starts, ends, source, key) for key in SPLIT_KEYS
     }
-    if not points["id_start"] < points["train_end"] <= points["future_start"]:
+    spans = ends > starts
+    ordered = (points["id_start"] < points["train_end"]) & (
+        points["train_end"] <= points["future_start"]
+    )
+    if not ordered[spans].all():
         _fail(source, "train_end", "split points must satisfy id_start < train_end ≤ future_start")
     return points

@@ -78,10 +78,12 @@ def _scenario_rows(
     by_name: dict[str, list[Block]] = {}
     for block in blocks:
         by_name.setdefault(block.scenario, []).append(block)
+    id_pool = pool(by_name.get("id", []), cfg.context_length, plant.freq_s, rng_for(cfg.seed, "id"))
     rows = []
     for name, group in by_name.items():
         first = group[0]
         scenario_pool = pool(group, cfg.context_length, plant.freq_s, rng_for(cfg.seed, name))
+        versus_id = measure(scenario_pool, id_pool)
         series = np.unique(np.concatenate([b.series for b in group]))
         rows.append(
             {
@@ -93,6 +95,8 @@ def _scenario_rows(
                 "n_windows": sum(b.n for b in group),
                 "n_series": len(series),
                 **measure(scenario_pool, reference),
+                "ks_id": versus_id["ks"],
+                "wasserstein_id": versus_id["wasserstein"],
             }
         )
     return rows
@@ -107,14 +111,23 @@ SCENARIO_SCHEMA = {
     "n_windows": pl.Int64,
     "n_series": pl.Int64,
     **dict.fromkeys(MEASURES, pl.Float64),
+    "ks_id": pl.Float64,
+    "wasserstein_id": pl.Float64,
 }
 
 
 def _write_train(
-    writer: StageWriter, series_path: Path, id_start_us: int, heldout_ids: list[str], custom
+    writer: StageWriter,
+    series_path: Path,
+    plant: Plant,
+    id_start_us: np.ndarray,
+    heldout_ids,
+    custom,
 ) -> int:
-    start = pl.lit(id_start_us, dtype=pl.Int64).cast(pl.Datetime("us", "UTC"))
-    lf = pl.scan_parquet(series_path).filter(pl.col("timestamp") < start)
+    cut = pl.col("series_id").replace_strict(
+        plant.series_ids, id_start_us.tolist(), default=None, return_dtype=pl.Int64
+    )
+    lf = pl.scan_parquet(series_path).filter(pl.col("timestamp").dt.epoch("us") < cut)
     if heldout_ids:
         lf = lf.filter(~pl.col("series_id").is_in(heldout_ids))
     if custom:
@@ -178,7 +191,9 @@ def run_ood_split(
     if plant.n_series == 0:
         raise BadInputError(f"{series_path}: no series to split")
     pairs = _resolve_heldout(plant, cfg, source)
-    splits = split_points(cfg, int(plant.ts.min()), int(plant.ts.max()), source)
+    firsts = plant.ts[plant.offsets]
+    lasts = plant.ts[plant.offsets + np.maximum(plant.lengths - 1, 0)]
+    splits = split_points(cfg, firsts, lasts, source)
     C = cfg.context_length
     if cfg.patch_size and (C % cfg.patch_size or any(h % cfg.patch_size for h in cfg.horizons)):
         reporter.warn(
@@ -199,7 +214,6 @@ def run_ood_split(
     if held_any and len(held_any) == plant.n_series:
         raise BadInputError(f"{source.where('heldout')}: holds out every series; nothing to train")
     seen = [i for i in range(plant.n_series) if i not in held_any and not short[i]]
-    lo = int(plant.ts.min())
     plan = [
         Natural("id", "id", "id", seen, splits["id_start"], splits["train_end"]),
         Natural(
@@ -210,7 +224,7 @@ def run_ood_split(
             splits["future_start"],
             None,
             context_lo_us=splits["train_end"],
-            params={"gap_s": (splits["future_start"] - splits["train_end"]) / 1e6},
+            params={"gap_s": float(np.median(splits["future_start"] - splits["train_end"]) / 1e6)},
         ),
     ]
     for (key, value), members in held.items():
@@ -220,7 +234,7 @@ def run_ood_split(
                 "heldout",
                 "natural",
                 [i for i in members if not short[i]],
-                lo,
+                None,
                 splits["train_end"],
                 params={"key": key, "value": value},
             )
@@ -232,7 +246,7 @@ def run_ood_split(
                 "custom",
                 "natural",
                 seen,
-                lo,
+                None,
                 None,
                 require=plant.custom[name],
                 params={"condition": condition},
@@ -244,14 +258,14 @@ def run_ood_split(
         blocks = natural_blocks(plant, cfg, plan, ids, task.advance)
         id_blocks = [b for b in blocks if b.scenario == "id"]
         blocks += synthetic_blocks(plant, cfg, id_blocks, ids, task.advance)
-        reference_plan = [Natural("train", "train", "train", seen, lo, splits["id_start"])]
+        reference_plan = [Natural("train", "train", "train", seen, None, splits["id_start"])]
         reference = natural_blocks(plant, cfg, reference_plan, None, task.advance)
         scenario_rows = _scenario_rows(blocks, plant, cfg, reference)
     if not any(b.n for b in id_blocks):
         raise BadInputError(
             f"{series_path}: no ID window fits: context_length {C} + horizons {cfg.horizons} "
-            f"need more observed points in [id_start, train_end) "
-            f"({_iso(splits['id_start'])} – {_iso(splits['train_end'])}) of a series"
+            f"need more points in [id_start, train_end) = [{cfg.id_start}, {cfg.train_end}) "
+            "of some series"
         )
     for row in scenario_rows:
         if row["n_windows"] == 0:
@@ -262,7 +276,10 @@ def run_ood_split(
     )
     scenarios = pl.DataFrame(scenario_rows, schema=SCENARIO_SCHEMA)
     resolved = {
-        "split_points": {k: _iso(v) for k, v in splits.items()},
+        "split_points": {
+            k: {"first": _iso(v[seen].min()), "last": _iso(v[seen].max())} if seen else None
+            for k, v in splits.items()
+        },
         "heldout": [f"{k}={v}" for k, v in pairs],
         "onset_index": onset_index(cfg),
         "patch_friendly": not cfg.patch_size
@@ -272,7 +289,9 @@ def run_ood_split(
     with StageWriter(
         out_dir, "ood-split", config=settings, inputs=inputs_desc, command=command, wait_s=wait_s
     ) as writer:
-        train_rows = _write_train(writer, series_path, splits["id_start"], heldout_ids, custom)
+        train_rows = _write_train(
+            writer, series_path, plant, splits["id_start"], heldout_ids, custom
+        )
         writer.write_parquet("eval.parquet", eval_frame)
         writer.write_parquet("scenarios.parquet", scenarios)
         severity = max(cfg.severities) if cfg.severities else 1.0

@@ -1,6 +1,6 @@
 """The scenarios: in-distribution, natural shifts found in the data, and synthetic drift.
 
-Time layout (split points are global, the same calendar for every series)::
+Time layout of each series::
 
     |──── train ────|── id targets ──|─ gap ─|──── future targets ────|
     start        id_start        train_end  future_start            end
@@ -8,6 +8,9 @@ Time layout (split points are global, the same calendar for every series)::
 - `id`: targets in [id_start, train_end) of the series that are trained on; the context may
   reach back into the training period (it is input, not a target), targets never do.
 - `future`: targets from future_start on, the whole window after train_end (temporal drift).
+
+Split points given as fractions apply to each series' own time range (series of one plant need
+not cover the same days); ISO timestamps are one calendar for all.
 - `heldout:<key>=<value>`: series of a held-out group (never in train.parquet), targets before
   train_end, so unseen equipment is the only shift.
 - `custom:<name>`: targets whose every point matches the user's condition; matched rows are
@@ -43,11 +46,15 @@ class Natural:
     family: str
     kind: str
     series: list[int]
-    lo_us: int
-    hi_us: int | None
-    context_lo_us: int | None = None
+    lo_us: np.ndarray | None  # [S] per series µs, None = from the start
+    hi_us: np.ndarray | None  # [S], None = to the end
+    context_lo_us: np.ndarray | None = None
     require: np.ndarray | None = None
     params: dict | None = None
+
+
+def _at(bounds: np.ndarray | None, i: int) -> int | None:
+    return None if bounds is None else int(bounds[i])
 
 
 def severity_name(severity: float) -> str:
@@ -97,9 +104,9 @@ def natural_blocks(
                     cfg.context_length,
                     horizon,
                     stride,
-                    item.lo_us,
-                    item.hi_us,
-                    context_lo_us=item.context_lo_us,
+                    _at(item.lo_us, i),
+                    _at(item.hi_us, i),
+                    context_lo_us=_at(item.context_lo_us, i),
                     min_observed=cfg.min_observed,
                     require=item.require,
                 )

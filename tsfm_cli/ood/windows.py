@@ -79,7 +79,7 @@ def target_starts(
     context: int,
     horizon: int,
     stride: int,
-    lo_us: int,
+    lo_us: int | None,
     hi_us: int | None,
     *,
     context_lo_us: int | None = None,
@@ -90,7 +90,7 @@ def target_starts(
     context starts at or after context_lo_us; anchored at the latest possible window."""
     rows = plant.rows(i)
     ts = plant.ts[rows]
-    first = max(int(np.searchsorted(ts, lo_us, "left")), context)
+    first = context if lo_us is None else max(int(np.searchsorted(ts, lo_us, "left")), context)
     if context_lo_us is not None:
         first = max(first, int(np.searchsorted(ts, context_lo_us, "left")) + context)
     end = len(ts) if hi_us is None else int(np.searchsorted(ts, hi_us, "left"))
