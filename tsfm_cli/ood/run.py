@@ -24,6 +24,7 @@ from tsfm_cli.ood.plot import plot_scenarios
 from tsfm_cli.ood.scenarios import (
     Natural,
     natural_blocks,
+    natural_plan,
     onset_index,
     synthetic_blocks,
 )
@@ -121,15 +122,20 @@ def _write_train(
     series_path: Path,
     plant: Plant,
     id_start_us: np.ndarray,
-    heldout_ids,
-    custom,
+    held: set[int],
+    custom: dict[str, pl.Expr],
 ) -> int:
+    """Stream the training rows (before each series' id_start, held-out series left out)."""
+    kept = [i for i in range(plant.n_series) if i not in held]
+    # one row-local lookup (held-out series map to null and drop out); `is_in` would stop
+    # polars from streaming and hold the whole file in memory
     cut = pl.col("series_id").replace_strict(
-        plant.series_ids, id_start_us.tolist(), default=None, return_dtype=pl.Int64
+        [plant.series_ids[i] for i in kept],
+        [int(id_start_us[i]) for i in kept],
+        default=None,
+        return_dtype=pl.Int64,
     )
     lf = pl.scan_parquet(series_path).filter(pl.col("timestamp").dt.epoch("us") < cut)
-    if heldout_ids:
-        lf = lf.filter(~pl.col("series_id").is_in(heldout_ids))
     if custom:
         hide = pl.any_horizontal([expr.fill_null(False) for expr in custom.values()])
         lf = lf.with_columns(
@@ -214,44 +220,7 @@ def run_ood_split(
     if held_any and len(held_any) == plant.n_series:
         raise BadInputError(f"{source.where('heldout')}: holds out every series; nothing to train")
     seen = [i for i in range(plant.n_series) if i not in held_any and not short[i]]
-    plan = [
-        Natural("id", "id", "id", seen, splits["id_start"], splits["train_end"]),
-        Natural(
-            "future",
-            "future",
-            "natural",
-            seen,
-            splits["future_start"],
-            None,
-            context_lo_us=splits["train_end"],
-            params={"gap_s": float(np.median(splits["future_start"] - splits["train_end"]) / 1e6)},
-        ),
-    ]
-    for (key, value), members in held.items():
-        plan.append(
-            Natural(
-                f"heldout:{key}={value}",
-                "heldout",
-                "natural",
-                [i for i in members if not short[i]],
-                None,
-                splits["train_end"],
-                params={"key": key, "value": value},
-            )
-        )
-    for name, condition in cfg.custom.items():
-        plan.append(
-            Natural(
-                f"custom:{name}",
-                "custom",
-                "natural",
-                seen,
-                None,
-                None,
-                require=plant.custom[name],
-                params={"condition": condition},
-            )
-        )
+    plan = natural_plan(plant, cfg, splits, held, seen, short)
     n_steps = (len(plan) + 1 + len(cfg.families) * len(cfg.severities)) * len(cfg.horizons)
     ids = WindowIds()
     with reporter.progress("ood-split", total=n_steps, unit="blocks") as task:
@@ -285,13 +254,10 @@ def run_ood_split(
         "patch_friendly": not cfg.patch_size
         or all(x % cfg.patch_size == 0 for x in [C, *cfg.horizons]),
     }
-    heldout_ids = sorted(plant.series_ids[i] for i in held_any)
     with StageWriter(
         out_dir, "ood-split", config=settings, inputs=inputs_desc, command=command, wait_s=wait_s
     ) as writer:
-        train_rows = _write_train(
-            writer, series_path, plant, splits["id_start"], heldout_ids, custom
-        )
+        train_rows = _write_train(writer, series_path, plant, splits["id_start"], held_any, custom)
         writer.write_parquet("eval.parquet", eval_frame)
         writer.write_parquet("scenarios.parquet", scenarios)
         severity = max(cfg.severities) if cfg.severities else 1.0
@@ -312,7 +278,7 @@ def run_ood_split(
             "series": plant.n_series,
             "series_too_short": len(skipped),
             "too_short_ids": skipped[:SHOWN_SKIPPED],
-            "heldout_series": len(heldout_ids),
+            "heldout_series": len(held_any),
             "train_rows": train_rows,
             "eval_windows": eval_frame.height,
             "context_length": C,

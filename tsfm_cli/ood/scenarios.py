@@ -84,6 +84,56 @@ def drift_windows(
     return apply_drift(family, values, observed, severity, onset=onset, spread=spread, rng=rng)
 
 
+def natural_plan(
+    plant: Plant,
+    cfg: OodConfig,
+    splits: dict[str, np.ndarray],
+    held: dict[tuple[str, str], list[int]],
+    seen: list[int],
+    short: np.ndarray,
+) -> list[Natural]:
+    """The natural scenarios in their fixed order: id, future, heldout:…, custom:…"""
+    plan = [
+        Natural("id", "id", "id", seen, splits["id_start"], splits["train_end"]),
+        Natural(
+            "future",
+            "future",
+            "natural",
+            seen,
+            splits["future_start"],
+            None,
+            context_lo_us=splits["train_end"],
+            params={"gap_s": float(np.median(splits["future_start"] - splits["train_end"]) / 1e6)},
+        ),
+    ]
+    for (key, value), members in held.items():
+        plan.append(
+            Natural(
+                f"heldout:{key}={value}",
+                "heldout",
+                "natural",
+                [i for i in members if not short[i]],
+                None,
+                splits["train_end"],
+                params={"key": key, "value": value},
+            )
+        )
+    for name, condition in cfg.custom.items():
+        plan.append(
+            Natural(
+                f"custom:{name}",
+                "custom",
+                "natural",
+                seen,
+                None,
+                None,
+                require=plant.custom[name],
+                params={"condition": condition},
+            )
+        )
+    return plan
+
+
 def natural_blocks(
     plant: Plant,
     cfg: OodConfig,
