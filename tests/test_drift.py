@@ -118,17 +118,20 @@ def test_stuck_sensor_freezes_at_the_last_value():
     np.testing.assert_allclose(frozen[:, ONSET:].mean(axis=1), 0.5, atol=0.02)
 
 
-@pytest.mark.parametrize(("severity", "fraction"), [(1.0, 2 / 16), (3.0, 5 / 16), (9.0, 14 / 16)])
+@pytest.mark.parametrize(
+    ("severity", "fraction"), [(0.5, 0.05), (1.0, 0.1), (3.0, 0.3), (20 / 3, 0.65)]
+)
 def test_missing_burst_clears_the_mask_over_bursts(severity, fraction):
     values, observed, _, out, out_obs = _apply("missing_bursts", severity, missing=0.0)
     cleared = observed & ~out_obs
     assert not cleared[:, :ONSET].any()
-    np.testing.assert_allclose(cleared[:, ONSET:].mean(axis=1), fraction)
+    # each of the fraction × 20 chosen bursts has 12 or 13 points (256 / 20 = 12.8)
+    np.testing.assert_allclose(cleared[:, ONSET:].mean(axis=1), fraction, atol=fraction * 20 / 256)
     assert np.isnan(out[cleared]).all()
-    # dropped points come in whole bursts of 16 points (1/16 of the 256 drifted points)
+    # dropped points come in whole bursts of 256 / 20 points (12 or 13)
     for row in cleared:
         starts, ends = _runs(row)
-        assert ((ends - starts) % 16 == 0).all() and ((starts - ONSET) % 16 == 0).all()
+        assert (ends - starts >= 12).all()
 
 
 def test_quantisation_rounds_to_the_step():

@@ -83,8 +83,7 @@ def _episodes(after, onset, rng, slots: int, fraction: float) -> np.ndarray:
     """[n, T] mask of `round(fraction × slots)` (at least 1) randomly chosen slots among
     `slots` equal slots of each row's drifted part: exact coverage, random placement."""
     steps = _steps_since_onset(after, onset)
-    width = np.ceil(_drifted_length(after) / slots).astype(np.int64)  # [n, 1]
-    slot = np.minimum(steps // width, slots - 1)
+    slot = np.minimum(steps * slots // _drifted_length(after), slots - 1)  # near-equal slots
     chosen = max(1, min(slots, int(round(fraction * slots))))
     rank = np.argsort(np.argsort(rng.random((after.shape[0], slots)), axis=1), axis=1)
     picked = rank < chosen  # [n, slots]
@@ -102,7 +101,7 @@ def _stuck_sensor(v, o, s, after, onset, spread, rng, freq_s):
 
 
 def _missing_bursts(v, o, s, after, onset, spread, rng, freq_s):
-    gone = _episodes(after, onset, rng, 16, min(0.9, 0.1 * s))
+    gone = _episodes(after, onset, rng, 20, min(0.9, 0.1 * s))
     return v, o & ~gone
 
 
@@ -193,8 +192,8 @@ _LIST = [
         "missing_bursts",
         "bursts of dropped readings (sensor or network dropout): points become unobserved",
         {
-            "missing_frac": "round(16 × min(0.9, 0.1 × severity)) / 16 of the drifted part",
-            "burst_length": "1/16 of the drifted part",
+            "missing_frac": "min(0.9, 0.1 × severity) of the drifted part, in steps of 0.05",
+            "burst_length": "1/20 of the drifted part",
         },
         _missing_bursts,
     ),
