@@ -377,6 +377,7 @@ def quality_tradeoff(
         rows.append(
             {
                 **{kk: str(v) for kk, v in g.keys.items()},
+                "group": g.label(("scenario", "train_quality")),
                 "metric": g.metric,
                 "next_level": nxt,
                 "N_now": float(n_ref[0]),

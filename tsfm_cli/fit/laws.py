@@ -234,7 +234,7 @@ def fit_huber_batched(
     theta0: np.ndarray,
     w: np.ndarray,
     *,
-    maxiter: int = 200,
+    maxiter: int = 600,
     delta: float = HUBER_DELTA,
     max_fallback: int = 200,
 ) -> HuberResult:
@@ -288,8 +288,8 @@ def fit_huber_batched(
             f2[better],
         )
         lam[act] = np.where(better, np.maximum(lam[act] / 3.0, 1e-9), lam[act] * 4.0)
-        small_step = np.max(np.abs(step), axis=1) < 1e-8
-        finished = (better & (rel < 1e-9)) | small_step | (lam[act] > 1e12)
+        small_step = np.max(np.abs(step), axis=1) < 1e-6
+        finished = (better & ((rel < 1e-9) | small_step)) | (lam[act] > 1e12)
         done[act[finished]] = True
         act = act[~finished]
     grad = np.einsum("sn,snk->sk", w * np.clip(r, -delta, delta) / delta, jac)

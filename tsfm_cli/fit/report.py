@@ -48,20 +48,36 @@ def render(
         "## Headline (in-distribution)",
         "",
     ]
+    lines += [
+        "How much the loss falls each time the model size, the training data or the training "
+        f"compute doubles ({law} law; α and its interval in brackets). An interval that "
+        "includes 0 means the data cannot tell whether it helps at all.",
+        "",
+        "| group | metric | model size ×2 | data ×2 | compute ×2 |",
+        "|---|---|---|---|---|",
+    ]
+    shaky = []
     for g in groups:
         if not is_id(g):
             continue
+        cells = []
         for x in ("N", "D", "C"):
             f = g.get(x, law)
             if f is None:
+                cells.append("–")
                 continue
             a = f.coefs["alpha"]
             lo, hi = interval(f.boot["alpha"], level)
-            lines.append(
-                f"- **{g.label(('scenario',))}** ({g.metric}): doubling {WHAT[x]} lowers the "
-                f"loss by about {_doubling(a)} (α = {_num(a)}, {_ci(lo, hi)}; "
-                f"R² = {_num(f.r2)}, extrapolation error {_pct(f.extrap_rel_err)})."
-            )
+            cells.append(f"−{_doubling(a)} (α {_num(a)} {_ci(lo, hi)})")
+            if np.isfinite(f.extrap_rel_err) and abs(f.extrap_rel_err) > 0.1:
+                shaky.append(f"{g.label(('scenario',))} L({x}): {_pct(f.extrap_rel_err)}")
+        lines.append(f"| {g.label(('scenario',))} | {g.metric} | " + " | ".join(cells) + " |")
+    if shaky:
+        lines += [
+            "",
+            "Caution — refitted without the largest run, these laws missed it by more than 10%, "
+            "so do not extrapolate them far: " + "; ".join(shaky) + ".",
+        ]
     lines += ["", "## When the plant drifts (OOD vs ID)", ""]
     ood = [c for c in comparisons if c["comparison"] == "ood_vs_id" and c["law"] == law]
     if ood:
@@ -136,7 +152,7 @@ def render(
         ]
         for r in tradeoff:
             lines.append(
-                f"| {r.get('train_quality')} ({r.get('arch', '')}) | {r['next_level']} | "
+                f"| {r.get('train_quality')} ({r['group']}) | {r['next_level']} | "
                 f"{_num(r['loss_now'])} | {_num(r['gain_cleaning'])} "
                 f"{_ci(r['gain_cleaning_low'], r['gain_cleaning_high'])} | "
                 f"{_num(r['gain_model'])} {_ci(r['gain_model_low'], r['gain_model_high'])} | "
