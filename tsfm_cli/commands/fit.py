@@ -32,8 +32,9 @@ def render(summary: dict[str, Any], reporter) -> None:
         return
     keys = summary.get("group_by", [])
     table = Table(title="Scaling exponents α (headline law) with 95% intervals")
-    for col in [*keys, "metric", "X", "α", "interval", "R² (log)", "extrap.", "note"]:
+    for col in [*keys, "metric", "X", "α", "interval", "R² (log)", "extrap."]:
         table.add_column(col)
+    table.add_column("note", overflow="ellipsis", no_wrap=True, max_width=24)
     for r in summary.get("exponents", []):
         err = r.get("extrap_rel_err")
         table.add_row(
@@ -59,7 +60,8 @@ def render(summary: dict[str, Any], reporter) -> None:
             plan.add_row(
                 group,
                 r["scenario"],
-                _fmt(r["budget_flops"]) + " " + _ci(r, "budget_flops"),
+                _fmt(r["budget_flops"])
+                + ("" if _fmt(r.get("budget_flops_low")) == "–" else " " + _ci(r, "budget_flops")),
                 _fmt(r["N_opt"]) + " " + _ci(r, "N_opt"),
                 _fmt(r["D_opt"]) + " " + _ci(r, "D_opt"),
                 _fmt(r["loss"]) + " " + _ci(r, "loss"),

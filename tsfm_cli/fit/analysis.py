@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 
 from tsfm_cli.fit.blas import single_thread
-from tsfm_cli.fit.config import AUTO_GROUPS, FitConfig
+from tsfm_cli.fit.config import AUTO_GROUPS, VARYING_GROUPS, FitConfig
 from tsfm_cli.fit.fitting import LawFit, fit_law, interval, run_counts
 from tsfm_cli.fit.load import X_COLUMNS
 from tsfm_cli.fit.select import select_points
@@ -47,8 +47,7 @@ def group_columns(frame: pl.DataFrame, config: FitConfig) -> list[str]:
             raise BadInputError(f"fit.group_by: column {missing[0]!r} is not in the results")
         return list(config.group_by)
     cols = [c for c in ("arch", "scenario", "horizon", "train_quality") if c in frame.columns]
-    if "embedding" in frame.columns and frame["embedding"].n_unique() > 1:
-        cols.append("embedding")
+    cols += [c for c in VARYING_GROUPS if c in frame.columns and frame[c].n_unique() > 1]
     return [c for c in AUTO_GROUPS if c in cols]
 
 

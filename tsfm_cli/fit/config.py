@@ -8,14 +8,24 @@ from tsfm_cli.errors import BadInputError
 
 ALL_XS = ("N", "D", "C")
 ALL_LAWS = ("power", "power_e", "joint")
-AUTO_GROUPS = ("arch", "scenario", "horizon", "train_quality", "embedding")
+AUTO_GROUPS = (
+    "arch",
+    "scenario",
+    "horizon",
+    "train_quality",
+    "embedding",
+    "normalisation",
+    "strategy",
+)
+VARYING_GROUPS = ("embedding", "normalisation", "strategy")  # grouped by only when they vary
 
 
 @dataclass
 class FitConfig:
     # metric column(s) to fit; crps is positive, so the paper's pure power law applies to it
     metrics: list[str] = field(default_factory=lambda: ["crps"])
-    # grouping columns; None: arch, scenario, and horizon / train_quality / embedding if present
+    # grouping columns; None: arch, scenario, horizon and train_quality when present, and
+    # embedding / normalisation / strategy (embed-bench) when they vary
     group_by: list[str] | None = None
     xs: list[str] = field(default_factory=lambda: list(ALL_XS))  # inputs of the 1-D laws
     laws: list[str] = field(default_factory=lambda: list(ALL_LAWS))  # power, power_e, joint

@@ -2,7 +2,7 @@
 
 Minimal columns: one metric column (the one fitted, e.g. ``crps``) and at least one of ``params``
 (N), ``data_points`` (D) or ``flops`` (C; derived as 6·params·tokens when only ``tokens`` is
-there). Optional: ``run_id`` (default: one run per arch × params × data_points × seed), ``arch``
+there). Optional: ``run_id`` (default: one run per distinct ``RUN_KEYS`` values), ``arch``
 (default "model"), ``scenario`` (default "id"), ``step`` (checkpoint; default one per row),
 ``status`` (rows other than "ok" are left out and counted), ``kind``, ``horizon``,
 ``train_quality``, ``embedding``, ``seed``.
@@ -21,6 +21,17 @@ from tsfm_cli.schema import ID_SCENARIO
 from tsfm_cli.stagedir import describe_file, open_stage, read_manifest
 
 X_COLUMNS = {"N": "params", "D": "data_points", "C": "flops"}
+# what tells runs apart when the table has no run_id
+RUN_KEYS = (
+    "arch",
+    "params",
+    "data_points",
+    "seed",
+    "train_quality",
+    "embedding",
+    "strategy",
+    "normalisation",
+)
 STAGE_FILES = {"train": "results.parquet", "embed-bench": "bench.parquet"}
 
 
@@ -115,7 +126,7 @@ def normalise(
     casts += [pl.col(c).cast(pl.String) for c in ("arch", "scenario")]
     frame = frame.with_columns(casts)
     if "run_id" not in cols:
-        keys = [c for c in ("arch", "params", "data_points", "seed", "train_quality") if c in cols]
+        keys = [c for c in RUN_KEYS if c in cols]
         frame = frame.with_columns(
             pl.concat_str(
                 [pl.col(k).cast(pl.String) for k in keys], separator="|", ignore_nulls=True

@@ -34,6 +34,11 @@ def _tick(v: float, _pos: object = None) -> str:
     return f"{v:.3g}"
 
 
+def _minor_tick(v: float, _pos: object = None) -> str:
+    mantissa = v / 10 ** np.floor(np.log10(v)) if v > 0 else 0.0
+    return _tick(v) if any(abs(mantissa - m) < 1e-6 for m in (2, 3, 5)) else ""
+
+
 def _log_axes(ax, y: bool = True) -> None:
     """Log axes with plain tick labels (mathtext labels made saving ~10× slower); minor labels
     on an axis that spans less than a decade and a half, which would otherwise have none."""
@@ -43,7 +48,7 @@ def _log_axes(ax, y: bool = True) -> None:
     for axis, (lo, hi) in axes:
         axis.set_major_formatter(FuncFormatter(_tick))
         narrow = lo > 0 and hi / lo < 30
-        axis.set_minor_formatter(FuncFormatter(_tick) if narrow else NullFormatter())
+        axis.set_minor_formatter(FuncFormatter(_minor_tick) if narrow else NullFormatter())
 
 
 def _slug(text: str) -> str:
@@ -123,12 +128,14 @@ def loss_plots(groups: list[Group], out: Path, law: str, level: float, factor: f
 def forest_plot(groups: list[Group], out: Path, law: str, level: float) -> list[str]:
     """Exponent α with its interval for every group and X: the slopes side by side."""
     plt = _plt()
-    xs = sorted({f.x for g in groups for f in g.fits if f.law == law and f.ok})
+    present = {f.x for g in groups for f in g.fits if f.law == law and f.ok}
+    xs = [x for x in ("N", "D", "C") if x in present]
     if not xs:
         return []
     labels = [f"{g.label()} · {g.metric}" for g in groups]
+    height = 0.3 * len(groups) + 1.4
     fig, axes = plt.subplots(
-        1, len(xs), figsize=(4.5 * len(xs), 0.35 * len(groups) + 1.5), squeeze=False, sharey=True
+        1, len(xs), figsize=(3.6 * len(xs) + 2.5, height), squeeze=False, sharey=True
     )
     for ax, x in zip(axes[0], xs, strict=True):
         for i, g in enumerate(groups):
@@ -145,7 +152,9 @@ def forest_plot(groups: list[Group], out: Path, law: str, level: float) -> list[
     axes[0][0].set_yticks(range(len(groups)), labels, fontsize=7)
     axes[0][0].invert_yaxis()
     fig.suptitle(f"exponents ({law} law) with {level:.0%} intervals; black = ID, red = OOD")
-    fig.subplots_adjust(left=0.3, right=0.98, top=1 - 0.6 / fig.get_figheight(), bottom=0.05)
+    fig.subplots_adjust(
+        left=2.5 / fig.get_figwidth(), right=0.98, top=1 - 0.6 / height, bottom=0.5 / height
+    )
     fig.savefig(out / "exponents.png", dpi=110)
     plt.close(fig)
     return ["exponents.png"]
