@@ -244,3 +244,19 @@ def test_cli_exit_codes_and_json(tsfm, results, tmp_path):
     recipe.write_text("fit:\n  metrics: [crps]\n  bootstrapp: 3\n")
     bad_key = tsfm("fit", results, "-o", tmp_path / "y", "--config", recipe)
     assert bad_key.returncode == 2 and "bootstrapp" in bad_key.stderr and ":3" in bad_key.stderr
+
+
+def test_a_single_run_gets_laws_without_intervals(tmp_path):
+    # like a first tiny `tsfm train`: one run per arch, several checkpoints, ID and one drift
+    frame = synth_results(
+        LAWS, archs=("encoder", "decoder"), sizes=(1e4,), data=(1e6,), checkpoints=5
+    )
+    path = tmp_path / "r.parquet"
+    frame.write_parquet(path)
+    summary = run_fit([path], tmp_path / "laws", FitConfig(n_boot=40, xs=["C"]))
+    laws = _laws(tmp_path / "laws").filter((pl.col("law") == "power") & (pl.col("coef") == "alpha"))
+    assert laws.height == 4 and laws["value"].is_not_null().all()
+    assert laws["ci_low"].is_nan().all() and laws["note"].str.contains("only 1 run").all()
+    comp = pl.read_parquet(tmp_path / "laws" / "comparisons.parquet")
+    assert comp.height > 0 and not comp["excludes_zero"].any()
+    assert summary["laws_fitted"] > 0

@@ -153,7 +153,7 @@ def _match(groups: list[Group], ref: Group, **changes: Any) -> Group | None:
 def compare(groups: list[Group], level: float) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
 
-    def add(kind: str, a: Group, b: Group, label_a: str, label_b: str) -> None:
+    def add(kind: str, a: Group, b: Group, label_a: str, label_b: str, key: str) -> None:
         for fa in a.fits:
             fb = b.get(fa.x, fa.law)
             if not fa.ok or fb is None:
@@ -165,6 +165,7 @@ def compare(groups: list[Group], level: float) -> list[dict[str, Any]]:
                     {
                         "comparison": kind,
                         **{k: str(v) for k, v in a.keys.items()},
+                        "group": a.label((key,)),
                         "vs": label_b,
                         "metric": a.metric,
                         "x": fa.x,
@@ -184,7 +185,7 @@ def compare(groups: list[Group], level: float) -> list[dict[str, Any]]:
         if "scenario" in g.keys and not is_id(g):
             ref = _match(groups, g, scenario=ID_SCENARIO)
             if ref is not None:
-                add("ood_vs_id", g, ref, str(g.keys["scenario"]), ID_SCENARIO)
+                add("ood_vs_id", g, ref, str(g.keys["scenario"]), ID_SCENARIO, "scenario")
     archs = sorted({str(g.keys["arch"]) for g in groups if "arch" in g.keys})
     for g in groups:
         if "arch" not in g.keys:
@@ -193,7 +194,7 @@ def compare(groups: list[Group], level: float) -> list[dict[str, Any]]:
             if other > str(g.keys["arch"]):
                 ref = _match(groups, g, arch=other)
                 if ref is not None:
-                    add("arch_vs_arch", g, ref, str(g.keys["arch"]), other)
+                    add("arch_vs_arch", g, ref, str(g.keys["arch"]), other, "arch")
     return rows
 
 

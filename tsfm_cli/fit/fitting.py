@@ -118,7 +118,14 @@ def fit_law(
         return fit
     w = _weights(pts, uniq_runs, counts)
     exact = law != "power" and np.unique(pts.X, axis=1).shape[1] <= LAW_PARAMS[law]
-    if exact:
+    n_runs = np.unique(pts.runs.astype(str)).size
+    if n_runs < MIN_DISTINCT and not exact:
+        w = w[:0]
+        fit.note += (
+            f"points from only {n_runs} run(s): no interval (the bootstrap resamples runs); "
+        )
+        exact = True
+    elif exact:
         # as many distinct points as coefficients: the law interpolates, resamples say nothing
         w = w[:0]
         fit.note += (
@@ -129,6 +136,11 @@ def fit_law(
         _fit_power(fit, pts, w)
     else:
         _fit_eform(fit, pts, w)
+    if exact:  # same shapes as any other fit, every resample unusable
+        n_boot = counts.shape[0]
+        fit.boot = {k: np.full(n_boot, np.nan) for k in fit.coefs}
+        if fit.theta is not None:
+            fit.boot_theta = np.full((n_boot, fit.theta.shape[1]), np.nan)
     if extrapolate:
         _extrapolation(fit, pts)
     return fit

@@ -9,7 +9,7 @@ import numpy as np
 
 from tsfm_cli.fit.analysis import Group, is_id
 from tsfm_cli.fit.fitting import interval
-from tsfm_cli.fit.tables import curve_grid
+from tsfm_cli.fit.tables import band, curve_grid
 
 X_LABEL = {
     "N": "parameters N (non-embedding)",
@@ -97,12 +97,8 @@ def loss_plots(groups: list[Group], out: Path, law: str, level: float, factor: f
                         color=color,
                         label=f"{name}: α={f.coefs['alpha']:.3f}",
                     )
-                    if f.boot:
-                        with np.errstate(all="ignore"):
-                            band = np.nanpercentile(
-                                f.predict(grid[None, :], boot=True), [2.5, 97.5], axis=0
-                            )
-                        ax.fill_between(grid, band[0], band[1], color=color, alpha=0.15, lw=0)
+                    lo, hi = band(f, grid, level)
+                    ax.fill_between(grid, lo, hi, color=color, alpha=0.15, lw=0)
                 ax.set_xscale("log")
                 ax.set_yscale("log")
                 _log_axes(ax)

@@ -89,9 +89,9 @@ def render(
         ]
         for c in ood:
             lines.append(
-                f"| {c.get('arch', '')} · {c['label_a']} · {c['metric']} | {c['x']} | "
+                f"| {c['group']} · {c['label_a']} · {c['metric']} | {c['x']} | "
                 f"{_num(c['value_a'])} | {_num(c['value_b'])} | {_num(c['diff'])} | "
-                f"{_ci(c['ci_low'], c['ci_high'])} | {'yes' if c['excludes_zero'] else 'no'} |"
+                f"{_ci(c['ci_low'], c['ci_high'])} | {_clear(c)} |"
             )
     else:
         lines.append("No OOD scenario with a matching ID group was fitted.")
@@ -101,14 +101,14 @@ def render(
             "",
             "## Architectures compared",
             "",
-            "| scenario | X | A | α A | B | α B | difference | interval | clear? |",
+            "| group | X | A | α A | B | α B | difference | interval | clear? |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for c in arch_rows:
             lines.append(
-                f"| {c.get('scenario', '')} · {c['metric']} | {c['x']} | {c['label_a']} | "
+                f"| {c['group']} · {c['metric']} | {c['x']} | {c['label_a']} | "
                 f"{_num(c['value_a'])} | {c['vs']} | {_num(c['value_b'])} | {_num(c['diff'])} | "
-                f"{_ci(c['ci_low'], c['ci_high'])} | {'yes' if c['excludes_zero'] else 'no'} |"
+                f"{_ci(c['ci_low'], c['ci_high'])} | {_clear(c)} |"
             )
     if plan_rows:
         lines += ["", "## Plan", ""]
@@ -189,6 +189,13 @@ def render(
     if images:
         lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in images]
     return "\n".join(lines) + "\n"
+
+
+def _clear(c: dict[str, Any]) -> str:
+    """Does the interval of a difference exclude zero ("–" when there is no interval)?"""
+    if not np.isfinite(c["ci_low"]):
+        return "–"
+    return "yes" if c["excludes_zero"] else "no"
 
 
 def _pct(v: float) -> str:

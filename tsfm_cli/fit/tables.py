@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -100,6 +101,18 @@ def curve_grid(f: LawFit, target_factor: float) -> np.ndarray:
     return np.geomspace(lo / 1.5, hi, CURVE_POINTS)
 
 
+def band(f: LawFit, grid: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Pointwise bootstrap interval of the fitted curve on `grid` (NaN without an interval)."""
+    if not f.boot or np.isfinite(next(iter(f.boot.values()))).sum() < 10:
+        return np.full(grid.size, np.nan), np.full(grid.size, np.nan)
+    tail = 100 * (1 - level) / 2
+    samples = f.predict(grid[None, :], boot=True)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lo, hi = np.nanpercentile(samples, [tail, 100 - tail], axis=0)
+    return lo, hi
+
+
 def curves_frame(groups: list[Group], level: float, target_factor: float) -> pl.DataFrame:
     """Fitted curves with bootstrap bands for the one-input laws (for plotting)."""
     parts = []
@@ -110,13 +123,7 @@ def curves_frame(groups: list[Group], level: float, target_factor: float) -> pl.
                 continue
             grid = curve_grid(f, target_factor)
             loss = f.predict(grid[None, :])
-            tail = 100 * (1 - level) / 2
-            if f.boot and np.isfinite(next(iter(f.boot.values()))).sum() >= 10:
-                samples = f.predict(grid[None, :], boot=True)
-                with np.errstate(all="ignore"):
-                    lo, hi = np.nanpercentile(samples, [tail, 100 - tail], axis=0)
-            else:
-                lo = hi = np.full(grid.size, np.nan)
+            lo, hi = band(f, grid, level)
             cols = {k: [v] * grid.size for k, v in keys.items()}
             parts.append(
                 pl.DataFrame(
