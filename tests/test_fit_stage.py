@@ -231,7 +231,7 @@ def test_cli_exit_codes_and_json(tsfm, results, tmp_path):
         "1e15",
     )
     assert ok.returncode == 0, ok.stderr
-    summary = json.loads(ok.stdout)
+    summary = json.loads(ok.stdout, parse_constant=lambda name: pytest.fail(f"{name} in JSON"))
     assert summary["out_dir"] == str(out) and summary["plan"]
     human = tsfm("fit", results, "-o", tmp_path / "h", "--bootstrap", "20", "--no-plots")
     assert human.returncode == 0 and "Scaling exponents" in human.stderr

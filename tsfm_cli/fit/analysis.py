@@ -354,7 +354,10 @@ def quality_tradeoff(
         for key, value in g.keys.items():
             if key != "train_quality" and key in part.columns:
                 part = part.filter(pl.col(key).cast(pl.String) == str(value))
-        ref = part.sort("flops", descending=True).row(0, named=True)
+        size = (
+            pl.col("flops") if "flops" in part.columns else pl.col("params") * pl.col("data_points")
+        )
+        ref = part.sort(size, descending=True).row(0, named=True)
         n_ref, d_ref = np.array([ref["params"]]), np.array([ref["data_points"]])
         c, cb = _joint_arrays(fit, False), _joint_arrays(fit, True)
         oc, ocb = _joint_arrays(ofit, False), _joint_arrays(ofit, True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,7 @@ def run_fit(
         "plan": plan_rows,
         "quality_tradeoff": tradeoff,
     }
+    summary = _finite(summary)
     with StageWriter(out_dir, STAGE, cfg, loaded.inputs, command=command, wait_s=wait_s) as w:
         w.write_parquet("laws.parquet", laws)
         w.write_parquet("curves.parquet", curves)
@@ -140,3 +142,16 @@ def _headline(groups: list[analysis.Group], config: FitConfig) -> list[dict[str,
             row["note"] = f.note.strip().rstrip(";")
             out.append(row)
     return out
+
+
+def _finite(value: Any) -> Any:
+    """NaN/inf → None, so that `--json` and the manifest stay strict JSON (for jq and friends)."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy scalars
+        return _finite(value.item())
+    return value
