@@ -108,20 +108,20 @@ def fit_cmd(
     ],
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Output folder [default: laws/ next to the input]."),
+        typer.Option("--output", "-o", help="Output folder \\[default: laws/ next to the input]."),
     ] = None,
     config: ConfigOpt = None,
     metric: Annotated[
         list[str] | None,
         typer.Option(
-            "--metric", "-m", help="Metric column to fit (repeat for several) [default: crps]."
+            "--metric", "-m", help="Metric column to fit (repeat for several) \\[default: crps]."
         ),
     ] = None,
     group_by: Annotated[
         str | None,
         typer.Option(
             "--group-by",
-            help="Comma-separated grouping columns [default: arch, "
+            help="Comma-separated grouping columns \\[default: arch, "
             "scenario, and horizon / train_quality / embedding when present].",
         ),
     ] = None,
@@ -141,13 +141,13 @@ def fit_cmd(
     ] = None,
     n_boot: Annotated[
         int | None,
-        typer.Option("--bootstrap", help="Bootstrap resamples over runs [default: 1000]."),
+        typer.Option("--bootstrap", help="Bootstrap resamples over runs \\[default: 1000]."),
     ] = None,
     level: Annotated[
-        float | None, typer.Option("--level", help="Interval coverage [default: 0.95].")
+        float | None, typer.Option("--level", help="Interval coverage \\[default: 0.95].")
     ] = None,
     plots: Annotated[
-        bool | None, typer.Option("--plots/--no-plots", help="Write PNG plots [default: on].")
+        bool | None, typer.Option("--plots/--no-plots", help="Write PNG plots \\[default: on].")
     ] = None,
     seed: SeedOpt = None,
     json_mode: JsonOpt = False,
