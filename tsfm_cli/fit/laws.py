@@ -289,7 +289,7 @@ def fit_huber_batched(
         )
         lam[act] = np.where(better, np.maximum(lam[act] / 3.0, 1e-9), lam[act] * 4.0)
         small_step = np.max(np.abs(step), axis=1) < 1e-6
-        finished = (better & ((rel < 1e-9) | small_step)) | (lam[act] > 1e12)
+        finished = (better & ((rel < 1e-8) | small_step)) | (lam[act] > 1e12)
         done[act[finished]] = True
         act = act[~finished]
     grad = np.einsum("sn,snk->sk", w * np.clip(r, -delta, delta) / delta, jac)
