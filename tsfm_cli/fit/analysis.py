@@ -262,6 +262,7 @@ def plan(groups: list[Group], frame: pl.DataFrame, config: FitConfig) -> list[di
             budget = float(budget_for_loss(c, config.target_loss, k)[0])
             budget_b = budget_for_loss(cb, config.target_loss, k)
         base = {k2: str(v) for k2, v in g.keys.items()}
+        base["group"] = g.label(("scenario",))
         base["metric"] = g.metric
         if not np.isfinite(budget):
             rows.append({**base, "scenario": ID_SCENARIO, "note": "target below the law's E"})

@@ -9,6 +9,7 @@ import numpy as np
 from tsfm_cli.fit.analysis import Group, is_id
 from tsfm_cli.fit.config import FitConfig
 from tsfm_cli.fit.fitting import interval
+from tsfm_cli.schema import ID_SCENARIO
 
 WHAT = {"N": "the model size", "D": "the training data", "C": "the training compute"}
 
@@ -44,6 +45,10 @@ def render(
         f"(grouped by {', '.join(facts['group_by']) or 'nothing'}); metric(s): "
         f"{', '.join(config.metrics)} (lower is better). Intervals are {level:.0%} bootstrap "
         f"intervals over runs ({config.n_boot} resamples).",
+        "",
+        "## In short",
+        "",
+        *_in_short(groups, comparisons, plan_rows, config),
         "",
         "## Headline (in-distribution)",
         "",
@@ -113,10 +118,11 @@ def render(
     if plan_rows:
         lines += ["", "## Plan", ""]
         if config.budget_flops is not None:
-            lines.append(f"Budget: {config.budget_flops:.3g} FLOPs. ")
+            lines.append(f"Budget: {config.budget_flops:.3g} FLOPs.")
         else:
             lines.append(f"Target ID loss: {config.target_loss:.4g}.")
         lines += [
+            "",
             "Compute-optimal allocation from the joint law L(N, D); C ≈ 6·k·N·D with k "
             f"= {_num(plan_rows[0].get('flops_per_6nd', 1.0))} measured from the runs.",
             "",
@@ -126,12 +132,11 @@ def render(
         for r in plan_rows:
             if "N_opt" not in r:
                 lines.append(
-                    f"| {r.get('arch', '')} | {r['scenario']} | – | – | – | – | "
-                    f"{r.get('note', '')} |"
+                    f"| {r['group']} | {r['scenario']} | – | – | – | – | {r.get('note', '')} |"
                 )
                 continue
             lines.append(
-                f"| {r.get('arch', '')} · {r['metric']} | {r['scenario']} | "
+                f"| {r['group']} · {r['metric']} | {r['scenario']} | "
                 f"{_num(r['budget_flops'])} | "
                 f"{_num(r['N_opt'])} {_ci(r['N_opt_low'], r['N_opt_high'])} | "
                 f"{_num(r['D_opt'])} {_ci(r['D_opt_low'], r['D_opt_high'])} | "
@@ -189,6 +194,61 @@ def render(
     if images:
         lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in images]
     return "\n".join(lines) + "\n"
+
+
+def _in_short(
+    groups: list[Group],
+    comparisons: list[dict[str, Any]],
+    plan_rows: list[dict[str, Any]],
+    config: FitConfig,
+) -> list[str]:
+    """A few plain sentences: what a 10× bigger model buys, drift, the plan."""
+    law, level = config.headline_law, config.level
+    out = []
+    for g in groups:
+        f = g.get("N", law)
+        if f is None or not is_id(g):
+            continue
+        a = f.coefs["alpha"]
+        lo, hi = interval(f.boot["alpha"], level)
+        gain = (1 - 10 ** (-a)) * 100
+        if np.isfinite(lo):
+            span = f" (between {(1 - 10 ** (-lo)) * 100:.0f}% and {(1 - 10 ** (-hi)) * 100:.0f}%)"
+        else:
+            span = " (no interval)"
+        out.append(
+            f"- {g.label(('scenario',))}: a 10× bigger model lowers {g.metric} by about "
+            f"{gain:.0f}%{span}."
+        )
+    ood = [c for c in comparisons if c["comparison"] == "ood_vs_id" and c["law"] == law]
+    ood = [c for c in ood if c["x"] == "N"]
+    if ood:
+        less = sum(1 for c in ood if c["excludes_zero"] and c["diff"] < 0)
+        more = sum(1 for c in ood if c["excludes_zero"] and c["diff"] > 0)
+        out.append(
+            f"- Under drift: in {less} of {len(ood)} drifted scenario groups a bigger model helps "
+            f"clearly less than in distribution, in {more} clearly more; in the rest the data "
+            "cannot tell."
+        )
+    for r in plan_rows:
+        if r["scenario"] != ID_SCENARIO or "N_opt" not in r:
+            continue
+        worst = [
+            p["loss"]
+            for p in plan_rows
+            if p["group"] == r["group"]
+            and p["metric"] == r["metric"]
+            and p["scenario"] != ID_SCENARIO
+            and "loss" in p
+        ]
+        drift = f"; under drift up to {_num(max(worst))}" if worst else ""
+        out.append(
+            f"- Plan for {r['group']} ({r['metric']}): with "
+            f"{_num(r['budget_flops'])} FLOPs train about {_num(r['N_opt'])} parameters on "
+            f"{_num(r['D_opt'])} data points; expected loss {_num(r['loss'])} "
+            f"{_ci(r['loss_low'], r['loss_high'])} in distribution{drift}."
+        )
+    return out or ["- No law in N could be fitted (see the notes below)."]
 
 
 def _clear(c: dict[str, Any]) -> str:
