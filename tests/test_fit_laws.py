@@ -190,3 +190,15 @@ def test_compute_optimal_allocation_matches_brute_force():
     needed = analysis.budget_for_loss(c, loss_at(best.x), k)
     assert needed[0] == pytest.approx(budget, rel=1e-6)
     assert np.isnan(analysis.budget_for_loss(c, 0.1, k)[0])  # below E: unreachable
+
+
+def test_bootstrap_resamples_are_paired_across_groups_with_the_same_runs():
+    runs = np.array(["r3", "r1", "r2", "r1", "r4"])
+    uniq, a = run_counts(runs, 50, seed=7)
+    _, b = run_counts(runs[::-1], 50, seed=7)  # same runs, other order (another scenario)
+    assert uniq.tolist() == ["r1", "r2", "r3", "r4"]
+    np.testing.assert_array_equal(a, b)
+    assert np.all(a.sum(axis=1) == 4)  # each resample draws as many runs as there are
+    _, c = run_counts(np.array(["x1", "x2", "x3", "x4"]), 50, seed=7)
+    _, d = run_counts(runs, 50, seed=8)
+    assert not np.array_equal(a, c) and not np.array_equal(a, d)
