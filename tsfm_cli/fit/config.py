@@ -64,7 +64,5 @@ class FitConfig:
             raise BadInputError("fit.metrics: give at least one metric column")
         if self.n_boot < 0 or not 0 < self.level < 1:
             raise BadInputError("fit.n_boot must be ≥ 0 and fit.level in (0, 1)")
-        for key in ("budget_flops", "target_loss"):
-            value = getattr(self, key)
-            if value is not None and not value > 0 and key == "budget_flops":
-                raise BadInputError(f"fit.{key}: must be positive, got {value}")
+        if self.budget_flops is not None and not self.budget_flops > 0:
+            raise BadInputError(f"fit.budget_flops: must be positive, got {self.budget_flops}")

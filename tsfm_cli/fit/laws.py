@@ -18,6 +18,7 @@ L-BFGS problem: the objective is a sum of independent blocks, so its minimum is 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -139,7 +140,7 @@ def make_eform(logX: np.ndarray, y: np.ndarray) -> EForm:
 
 def huber_objective(
     form: EForm, y: np.ndarray, w: np.ndarray, delta: float = HUBER_DELTA
-) -> callable:
+) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
     """f(flat θ [S*k]) → (Σ_s Σ_i w_si·huber(r_si)/δ, gradient); blocks are independent."""
     S = w.shape[0]
 
