@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from tsfm_cli import __version__
+from tsfm_cli.commands.fit import fit_cmd
 from tsfm_cli.commands.inspect import inspect_cmd
 from tsfm_cli.commands.ood_split import ood_split_cmd
 
@@ -43,6 +44,7 @@ def _root(
 
 # Subcommands register themselves here, one line each, once they work.
 app.command("ood-split")(ood_split_cmd)
+app.command("fit")(fit_cmd)
 app.command("inspect")(inspect_cmd)
 
 

@@ -1,0 +1,88 @@
+"""Benchmark: 4 laws × 20 groups × 1000 bootstrap resamples (goal: under 30 s on 2 cores).
+
+    python benchmarks/fit.py [--groups 20 --boot 1000 --end-to-end]
+
+Generates a results table from known laws (2 architectures × 10 scenarios = 20 groups; 6 sizes ×
+4 data amounts × 3 checkpoints per run), then fits, per group, the four laws L(N) pure power law,
+L(N) with E, L(C) with E on the compute frontier, and the joint L(N, D) — each with its full-data
+fit, 1000 bootstrap resamples over runs and the extrapolation check — and prints the wall time.
+`--end-to-end` also times `run_fit` (every law, comparisons, tables, report, plots).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tsfm_cli.fit import FitConfig, run_fit  # noqa: E402
+from tsfm_cli.fit.blas import single_thread  # noqa: E402
+from tsfm_cli.fit.fitting import fit_law, run_counts  # noqa: E402
+from tsfm_cli.fit.load import normalise  # noqa: E402
+from tsfm_cli.fit.select import select_points  # noqa: E402
+from tsfm_cli.fit.synth import synth_results  # noqa: E402
+
+FOUR_LAWS = [("N", "power"), ("N", "power_e"), ("C", "power_e"), ("N,D", "joint")]
+
+
+def make_results(groups: int):
+    scenarios = max(1, groups // 2)
+    laws = {
+        ("id" if i == 0 else f"level_shift:{i}"): (0.1, 200.0, 0.35 - 0.02 * i, 300.0, 0.3)
+        for i in range(scenarios)
+    }
+    frame = synth_results(
+        laws,
+        archs=("encoder", "decoder"),
+        arch_scale={"decoder": 1.2},
+        data=(1e5, 1e6, 3e6, 1e7),
+        noise=0.02,
+    )
+    return normalise(frame, ["crps"], "synthetic")[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--groups", type=int, default=20)
+    parser.add_argument("--boot", type=int, default=1000)
+    parser.add_argument("--end-to-end", action="store_true")
+    args = parser.parse_args()
+    frame = make_results(args.groups)
+    parts = frame.partition_by(["arch", "scenario"], as_dict=True)
+    load = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    fits, not_conv, boot_ok = 0, 0, []
+    with single_thread():
+        for part in parts.values():
+            uniq, counts = run_counts(part["run_id"].to_numpy(), args.boot, 0)
+            for x, law in FOUR_LAWS:
+                fit = fit_law(select_points(part, "crps", x), x, law, uniq_runs=uniq, counts=counts)
+                fits += 1
+                not_conv += not fit.converged
+                boot_ok.append(fit.boot_ok)
+    elapsed = time.perf_counter() - t0
+    print(
+        f"fit: {fits} laws ({len(FOUR_LAWS)} laws × {len(parts)} groups) × {args.boot} bootstrap "
+        f"resamples in {elapsed:.1f} s (goal < 30 s); {not_conv} full fits not converged; "
+        f"usable resamples {min(boot_ok):.0%}–{max(boot_ok):.0%}; "
+        f"load average {load:.2f} at start on {os.cpu_count()} CPUs"
+    )
+    if args.end_to_end:
+        with tempfile.TemporaryDirectory() as tmp:
+            src = Path(tmp) / "results.parquet"
+            frame.write_parquet(src)
+            t0 = time.perf_counter()
+            summary = run_fit([src], Path(tmp) / "laws", FitConfig(n_boot=args.boot))
+            print(
+                f"run_fit end to end: {summary['laws_fitted']} laws, tables, report and "
+                f"plots in {time.perf_counter() - t0:.1f} s"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,401 @@
+"""All groups' fits, derived numbers, ID-vs-OOD and architecture comparisons, and the plan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from tsfm_cli.fit.blas import single_thread
+from tsfm_cli.fit.config import AUTO_GROUPS, VARYING_GROUPS, FitConfig
+from tsfm_cli.fit.fitting import LawFit, fit_law, interval, run_counts
+from tsfm_cli.fit.load import X_COLUMNS
+from tsfm_cli.fit.select import select_points
+from tsfm_cli.schema import ID_SCENARIO
+
+EXPONENTS = {"power": ("alpha",), "power_e": ("alpha",), "joint": ("alpha", "beta")}
+
+
+@dataclass
+class Group:
+    keys: dict[str, Any]  # grouping column → value
+    metric: str
+    fits: list[LawFit] = field(default_factory=list)
+    kind: str | None = None
+    n_nonfinite: int = 0
+    n_nonpositive: int = 0
+    n_runs: int = 0
+
+    def get(self, x: str, law: str) -> LawFit | None:
+        for f in self.fits:
+            if f.x == x and f.law == law and f.ok:
+                return f
+        return None
+
+    def label(self, skip: tuple[str, ...] = ()) -> str:
+        return " · ".join(f"{v}" for k, v in self.keys.items() if k not in skip)
+
+
+def group_columns(frame: pl.DataFrame, config: FitConfig) -> list[str]:
+    if config.group_by is not None:
+        missing = [c for c in config.group_by if c not in frame.columns]
+        if missing:
+            from tsfm_cli.errors import BadInputError
+
+            raise BadInputError(f"fit.group_by: column {missing[0]!r} is not in the results")
+        return list(config.group_by)
+    cols = [c for c in ("arch", "scenario", "horizon", "train_quality") if c in frame.columns]
+    cols += [c for c in VARYING_GROUPS if c in frame.columns and frame[c].n_unique() > 1]
+    return [c for c in AUTO_GROUPS if c in cols]
+
+
+def law_specs(frame: pl.DataFrame, config: FitConfig) -> list[tuple[str, str]]:
+    specs = []
+    for law in config.laws:
+        if law == "joint":
+            if {"params", "data_points"} <= set(frame.columns):
+                specs.append(("N,D", "joint"))
+            continue
+        specs += [(x, law) for x in config.xs if X_COLUMNS[x] in frame.columns]
+    return specs
+
+
+def fit_groups(frame: pl.DataFrame, config: FitConfig, progress=None) -> list[Group]:
+    """Fit every law to every group × metric (BLAS held to one thread: tiny problems)."""
+    with single_thread():
+        return _fit_groups(frame, config, progress)
+
+
+def _fit_groups(frame: pl.DataFrame, config: FitConfig, progress=None) -> list[Group]:
+    cols = group_columns(frame, config)
+    specs = law_specs(frame, config)
+    groups: list[Group] = []
+    parts = frame.partition_by(cols, as_dict=True, maintain_order=True) if cols else {(): frame}
+    for metric in config.metrics:
+        for key in sorted(parts, key=lambda k: tuple(str(v) for v in k)):
+            part = parts[key]
+            g = Group(dict(zip(cols, key, strict=True)), metric)
+            values = part[metric].to_numpy().astype(float)
+            g.n_nonfinite = int(np.sum(~np.isfinite(values)))
+            g.n_nonpositive = int(np.sum(np.isfinite(values) & (values <= 0)))
+            if "kind" in part.columns:
+                g.kind = str(part["kind"][0])
+            runs = part["run_id"].to_numpy()
+            uniq, counts = run_counts(runs, config.n_boot, config.seed)
+            g.n_runs = int(uniq.size)
+            for x, law in specs:
+                points = select_points(
+                    part,
+                    metric,
+                    x,
+                    n_rows=config.n_rows,
+                    d_rows=config.d_rows,
+                    c_rows=config.c_rows,
+                    checkpoint=config.checkpoint,
+                )
+                g.fits.append(
+                    fit_law(
+                        points,
+                        x,
+                        law,
+                        uniq_runs=uniq,
+                        counts=counts,
+                        extrapolate=config.extrapolation,
+                    )
+                )
+                if progress is not None:
+                    progress.advance()
+            groups.append(g)
+    return groups
+
+
+def is_id(group: Group) -> bool:
+    return group.keys.get("scenario") == ID_SCENARIO or group.kind == ID_SCENARIO
+
+
+# ------------------------------------------------------------------------------------------
+# Derived numbers
+
+
+def derived(fit: LawFit, target_factor: float) -> dict[str, tuple[float, np.ndarray, float]]:
+    """coef → (value, bootstrap samples, `at`) for numbers that follow from a law."""
+    out: dict[str, tuple[float, np.ndarray, float]] = {}
+    if fit.law == "joint":
+        a, b = fit.coefs["alpha"], fit.coefs["beta"]
+        ba, bb = fit.boot["alpha"], fit.boot["beta"]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out["a_opt"] = (b / (a + b), bb / (ba + bb), float("nan"))
+            out["b_opt"] = (a / (a + b), ba / (ba + bb), float("nan"))
+        target = fit.points.X.max(axis=1) * target_factor
+    else:
+        target = np.array([fit.points.X[0].max() * target_factor])
+    at = target[:, None]
+    value = float(fit.predict(at)[0])
+    samples = fit.predict(at, boot=True)[:, 0] if fit.boot else np.array([])
+    out["loss_at_target"] = (value, samples, float(target[0]))
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# Comparisons: ID vs each OOD scenario, and between architectures
+
+
+def _match(groups: list[Group], ref: Group, **changes: Any) -> Group | None:
+    want = {**ref.keys, **changes}
+    for g in groups:
+        if g.metric == ref.metric and g.keys == want:
+            return g
+    return None
+
+
+def compare(groups: list[Group], level: float) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+
+    def add(kind: str, a: Group, b: Group, label_a: str, label_b: str, key: str) -> None:
+        for fa in a.fits:
+            fb = b.get(fa.x, fa.law)
+            if not fa.ok or fb is None:
+                continue
+            for coef in EXPONENTS[fa.law]:
+                diff = fa.boot[coef] - fb.boot[coef]
+                lo, hi = interval(diff, level)
+                rows.append(
+                    {
+                        "comparison": kind,
+                        **{k: str(v) for k, v in a.keys.items()},
+                        "group": a.label((key,)),
+                        "vs": label_b,
+                        "metric": a.metric,
+                        "x": fa.x,
+                        "law": fa.law,
+                        "coef": coef,
+                        "value_a": fa.coefs[coef],
+                        "value_b": fb.coefs[coef],
+                        "diff": fa.coefs[coef] - fb.coefs[coef],
+                        "ci_low": lo,
+                        "ci_high": hi,
+                        "excludes_zero": bool(np.isfinite(lo) and (lo > 0 or hi < 0)),
+                        "label_a": label_a,
+                    }
+                )
+
+    for g in groups:
+        if "scenario" in g.keys and not is_id(g):
+            ref = _match(groups, g, scenario=ID_SCENARIO)
+            if ref is not None:
+                add("ood_vs_id", g, ref, str(g.keys["scenario"]), ID_SCENARIO, "scenario")
+    archs = sorted({str(g.keys["arch"]) for g in groups if "arch" in g.keys})
+    for g in groups:
+        if "arch" not in g.keys:
+            continue
+        for other in archs:
+            if other > str(g.keys["arch"]):
+                ref = _match(groups, g, arch=other)
+                if ref is not None:
+                    add("arch_vs_arch", g, ref, str(g.keys["arch"]), other, "arch")
+    return rows
+
+
+# ------------------------------------------------------------------------------------------
+# Planning with the joint law
+
+
+def flops_per_nd(frame: pl.DataFrame) -> float:
+    """k in C ≈ 6·k·N·D (tokens per data point, measured: median of C / (6·N·D) over runs)."""
+    if not {"flops", "params", "data_points"} <= set(frame.columns):
+        return 1.0
+    ratio = (frame["flops"] / (6.0 * frame["params"] * frame["data_points"])).to_numpy()
+    ratio = ratio[np.isfinite(ratio) & (ratio > 0)]
+    return float(np.median(ratio)) if ratio.size else 1.0
+
+
+def _joint_arrays(fit: LawFit, boot: bool) -> dict[str, np.ndarray]:
+    src = fit.boot if boot else {k: np.array([v]) for k, v in fit.coefs.items()}
+    return {k: np.asarray(src[k], dtype=float) for k in ("E", "A", "alpha", "B", "beta")}
+
+
+def optimum(c: dict[str, np.ndarray], budget_flops: float, k: float):
+    """N_opt, D_opt for C = 6·k·N·D (DESIGN §4 with k = 1), vectorised over samples."""
+    alpha, beta = c["alpha"], c["beta"]
+    with np.errstate(all="ignore"):
+        G = (alpha * c["A"] / (beta * c["B"])) ** (1.0 / (alpha + beta))
+        M = budget_flops / (6.0 * k)
+        return G * M ** (beta / (alpha + beta)), M ** (alpha / (alpha + beta)) / G
+
+
+def joint_loss(c: dict[str, np.ndarray], N: np.ndarray, D: np.ndarray) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        return c["E"] + c["A"] / N ** c["alpha"] + c["B"] / D ** c["beta"]
+
+
+def budget_for_loss(c: dict[str, np.ndarray], target: float, k: float) -> np.ndarray:
+    """Compute needed to reach `target` with the optimal allocation (NaN when L ≤ E)."""
+    alpha, beta = c["alpha"], c["beta"]
+    with np.errstate(all="ignore"):
+        G = (alpha * c["A"] / (beta * c["B"])) ** (1.0 / (alpha + beta))
+        K = c["A"] * G ** (-alpha) + c["B"] * G**beta
+        gap = target - c["E"]
+        M = (K / gap) ** ((alpha + beta) / (alpha * beta))
+        return np.where(gap > 0, 6.0 * k * M, np.nan)
+
+
+def _stat(value: float, samples: np.ndarray, level: float) -> dict[str, float]:
+    lo, hi = interval(samples, level)
+    return {"value": float(value), "ci_low": lo, "ci_high": hi}
+
+
+def plan(groups: list[Group], frame: pl.DataFrame, config: FitConfig) -> list[dict[str, Any]]:
+    """Rows of the plan: per ID joint law, N_opt / D_opt and predicted ID and OOD loss."""
+    if config.budget_flops is None and config.target_loss is None:
+        return []
+    k = flops_per_nd(frame)
+    rows = []
+    for g in groups:
+        fit = g.get("N,D", "joint")
+        if fit is None or not is_id(g):
+            continue
+        c, cb = _joint_arrays(fit, False), _joint_arrays(fit, True)
+        budget, budget_b = config.budget_flops, None
+        if budget is None:
+            budget = float(budget_for_loss(c, config.target_loss, k)[0])
+            budget_b = budget_for_loss(cb, config.target_loss, k)
+        base = {k2: str(v) for k2, v in g.keys.items()}
+        base["group"] = g.label(("scenario",))
+        base["metric"] = g.metric
+        if not np.isfinite(budget):
+            rows.append({**base, "scenario": ID_SCENARIO, "note": "target below the law's E"})
+            continue
+        n_opt, d_opt = optimum(c, budget, k)
+        n_b, d_b = optimum(cb, budget if budget_b is None else budget_b, k)
+        stats = {
+            "budget_flops": _stat(budget, budget_b if budget_b is not None else [], config.level),
+            "N_opt": _stat(n_opt[0], n_b, config.level),
+            "D_opt": _stat(d_opt[0], d_b, config.level),
+        }
+        targets = [g] + [
+            o
+            for o in groups
+            if o.metric == g.metric
+            and not is_id(o)
+            and {kk: v for kk, v in o.keys.items() if kk != "scenario"}
+            == {kk: v for kk, v in g.keys.items() if kk != "scenario"}
+        ]
+        for t in targets:
+            tf = t.get("N,D", "joint")
+            if tf is None:
+                continue
+            loss = joint_loss(_joint_arrays(tf, False), n_opt, d_opt)[0]
+            loss_b = joint_loss(_joint_arrays(tf, True), n_b, d_b)
+            rows.append(
+                {
+                    **base,
+                    "scenario": str(t.keys.get("scenario", ID_SCENARIO)),
+                    **{
+                        f"{name}{suffix}": s[key]
+                        for name, s in stats.items()
+                        for suffix, key in (("", "value"), ("_low", "ci_low"), ("_high", "ci_high"))
+                    },
+                    "loss": float(loss),
+                    "loss_low": interval(loss_b, config.level)[0],
+                    "loss_high": interval(loss_b, config.level)[1],
+                    "flops_per_6nd": k,
+                }
+            )
+    return rows
+
+
+def _quality_order(level: str) -> tuple[str, float]:
+    if level in ("clean", "", "none"):
+        return ("", 0.0)
+    fam, _, sev = level.partition(":")
+    try:
+        return (fam, float(sev))
+    except ValueError:
+        return (fam, float("inf"))
+
+
+def next_cleaner(level: str, levels: list[str]) -> str | None:
+    """The next cleaner level: same family with the largest smaller severity, else clean."""
+    fam, sev = _quality_order(level)
+    if fam == "":
+        return None
+    cands = [lv for lv in levels if _quality_order(lv)[0] == fam and _quality_order(lv)[1] < sev]
+    if cands:
+        return max(cands, key=lambda lv: _quality_order(lv)[1])
+    return "clean" if "clean" in levels else None
+
+
+def quality_tradeoff(
+    groups: list[Group], frame: pl.DataFrame, config: FitConfig
+) -> list[dict[str, Any]]:
+    """Per quality level: loss gained by cleaning to the next level vs by the optimal model.
+
+    Reference = the largest run (most compute) at that level, evaluated with the level's joint
+    law; cleaning keeps that N and D with the next level's law; the model option keeps the data
+    and moves to the compute-optimal N, D at `budget_flops`. ID scenario only.
+    """
+    if config.budget_flops is None or "train_quality" not in frame.columns:
+        return []
+    k = flops_per_nd(frame)
+    rows = []
+    id_groups = [g for g in groups if is_id(g) and g.get("N,D", "joint") is not None]
+    levels = sorted({str(g.keys.get("train_quality")) for g in id_groups})
+    for g in id_groups:
+        level = str(g.keys.get("train_quality"))
+        nxt = next_cleaner(level, levels)
+        if nxt is None:
+            continue
+        other = _match(groups, g, train_quality=nxt)
+        fit, ofit = g.get("N,D", "joint"), other.get("N,D", "joint") if other else None
+        if ofit is None:
+            continue
+        part = frame.filter(pl.col("train_quality").cast(pl.String) == level)
+        for key, value in g.keys.items():
+            if key != "train_quality" and key in part.columns:
+                part = part.filter(pl.col(key).cast(pl.String) == str(value))
+        size = (
+            pl.col("flops") if "flops" in part.columns else pl.col("params") * pl.col("data_points")
+        )
+        ref = part.sort(size, descending=True).row(0, named=True)
+        n_ref, d_ref = np.array([ref["params"]]), np.array([ref["data_points"]])
+        c, cb = _joint_arrays(fit, False), _joint_arrays(fit, True)
+        oc, ocb = _joint_arrays(ofit, False), _joint_arrays(ofit, True)
+        now, now_b = joint_loss(c, n_ref, d_ref)[0], joint_loss(cb, n_ref, d_ref)
+        clean, clean_b = joint_loss(oc, n_ref, d_ref)[0], joint_loss(ocb, n_ref, d_ref)
+        n_opt, d_opt = optimum(c, config.budget_flops, k)
+        n_b, d_b = optimum(cb, config.budget_flops, k)
+        model, model_b = joint_loss(c, n_opt, d_opt)[0], joint_loss(cb, n_b, d_b)
+        gain_clean, gain_clean_b = now - clean, now_b - clean_b
+        gain_model, gain_model_b = now - model, now_b - model_b
+        lo_c, hi_c = interval(gain_clean_b, config.level)
+        lo_m, hi_m = interval(gain_model_b, config.level)
+        diff_lo, diff_hi = interval(gain_clean_b - gain_model_b, config.level)
+        if np.isfinite(diff_lo) and diff_lo > 0:
+            better = "clean the data"
+        elif np.isfinite(diff_hi) and diff_hi < 0:
+            better = "bigger model"
+        else:
+            better = "unclear"
+        rows.append(
+            {
+                **{kk: str(v) for kk, v in g.keys.items()},
+                "group": g.label(("scenario", "train_quality")),
+                "metric": g.metric,
+                "next_level": nxt,
+                "N_now": float(n_ref[0]),
+                "D_now": float(d_ref[0]),
+                "loss_now": float(now),
+                "gain_cleaning": float(gain_clean),
+                "gain_cleaning_low": lo_c,
+                "gain_cleaning_high": hi_c,
+                "N_opt": float(n_opt[0]),
+                "D_opt": float(d_opt[0]),
+                "gain_model": float(gain_model),
+                "gain_model_low": lo_m,
+                "gain_model_high": hi_m,
+                "better": better,
+            }
+        )
+    return rows

@@ -1,0 +1,358 @@
+"""The law forms and how they are fitted (DESIGN §4).
+
+- ``power``: the paper's pure power law ``L = (X_c / X)^α``, ordinary least squares of log L on
+  log X (identical to ``numpy.polyfit(log X, log L, 1)``); weighted and vectorised over bootstrap
+  resamples in closed form.
+- ``power_e``: ``L = E + (X_c / X)^α`` and ``joint``: ``L(N, D) = E + A/N^α + B/D^β``, fitted as
+  Chinchilla's approach 3: Huber loss (δ = 1e-3) on the residual, L-BFGS from a grid of starts.
+
+Both E-forms share one parametrisation, ``pred = E + Σ_j exp(c_j − e_j · u_j)`` with
+``u_j = log X_j − x0_j`` centred on the group's mean log X (well conditioned for L-BFGS). When every
+observed loss is positive, E = exp(θ₀) and the residual is ``log pred − log L`` ("log space");
+when the group holds non-positive losses (NLL can be negative) E = θ₀ is free and the residual is
+``pred − L`` in loss units ("loss space": NLL is already a log quantity).
+
+Many problems (grid starts, bootstrap resamples) are solved at once by stacking them into one
+L-BFGS problem: the objective is a sum of independent blocks, so its minimum is every block's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import minimize
+
+from tsfm_cli.fit.blas import single_thread
+
+HUBER_DELTA = 1e-3
+_MAX_STACK = 256  # resamples per stacked L-BFGS problem (keeps line searches from coupling)
+
+
+# ------------------------------------------------------------------------------------------
+# Pure power law (least squares in log-log)
+
+
+def power_lstsq(logx: np.ndarray, logy: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
+    """Weighted least squares of logy on logx for each row of `w` [S, n] → [S, 2] (slope, icpt).
+
+    Without `w` it is one unweighted fit (shape [1, 2]), the same as ``np.polyfit(x, y, 1)``.
+    Rows whose weighted x has no spread give NaN.
+    """
+    if w is None:
+        w = np.ones((1, logx.size))
+    w = np.asarray(w, dtype=float)
+    sw = w.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mx = (w @ logx) / sw
+        my = (w @ logy) / sw
+        dx = logx[None, :] - mx[:, None]
+        sxx = np.einsum("sn,sn->s", w, dx * dx)
+        sxy = np.einsum("sn,sn->s", w, dx * (logy[None, :] - my[:, None]))
+        slope = np.where(sxx > 1e-12 * np.maximum(sw, 1), sxy / sxx, np.nan)
+    return np.stack([slope, my - slope * mx], axis=1)
+
+
+def power_coefs(slope_icpt: np.ndarray) -> dict[str, np.ndarray]:
+    """(slope, intercept) of log L on log X → α and X_c of ``L = (X_c/X)^α``."""
+    slope, icpt = slope_icpt[:, 0], slope_icpt[:, 1]
+    alpha = -slope
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        log_xc = icpt / alpha
+        xc = np.exp(log_xc)
+    return {"alpha": alpha, "X_c": xc}
+
+
+# ------------------------------------------------------------------------------------------
+# E-forms: E + Σ exp(c_j − e_j u_j)
+
+
+@dataclass(frozen=True)
+class EForm:
+    """An E-form law on centred log inputs ``U`` [m, n] (m = 1 for power_e, 2 for joint)."""
+
+    U: np.ndarray  # [m, n] centred log X
+    x0: np.ndarray  # [m] the centres
+    positive: bool  # True: E = exp(θ0), log residuals; False: E = θ0, loss-space residuals
+
+    @property
+    def k(self) -> int:
+        return 1 + 2 * self.U.shape[0]
+
+    def predict(self, theta: np.ndarray, U: np.ndarray | None = None) -> np.ndarray:
+        """theta [S, k] → predicted loss [S, n]."""
+        U = self.U if U is None else U
+        E = np.exp(theta[:, 0]) if self.positive else theta[:, 0]
+        pred = np.repeat(E[:, None], U.shape[1], axis=1)
+        for j in range(U.shape[0]):
+            c, e = theta[:, 1 + 2 * j], theta[:, 2 + 2 * j]
+            with np.errstate(over="ignore"):
+                pred = pred + np.exp(np.clip(c[:, None] - e[:, None] * U[j][None, :], -700, 700))
+        return pred
+
+    def residual_and_jac(self, theta: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Residuals [S, n] and their derivative wrt theta [S, n, k]."""
+        with np.errstate(all="ignore"):
+            return self._residual_and_jac(theta, y)
+
+    def _residual_and_jac(self, theta: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        S, n = theta.shape[0], self.U.shape[1]
+        jac = np.empty((S, n, self.k))
+        E = np.exp(np.clip(theta[:, 0], -700, 700)) if self.positive else theta[:, 0]
+        pred = np.repeat(E[:, None], n, axis=1)
+        jac[:, :, 0] = E[:, None] if self.positive else 1.0
+        for j in range(self.U.shape[0]):
+            c, e = theta[:, 1 + 2 * j], theta[:, 2 + 2 * j]
+            t = np.exp(np.clip(c[:, None] - e[:, None] * self.U[j][None, :], -700, 700))
+            pred = pred + t
+            jac[:, :, 1 + 2 * j] = t
+            jac[:, :, 2 + 2 * j] = -t * self.U[j][None, :]
+        if self.positive:
+            safe = np.maximum(pred, 1e-300)
+            return np.log(safe) - np.log(y)[None, :], jac / safe[:, :, None]
+        return pred - y[None, :], jac
+
+    def coefs(self, theta: np.ndarray) -> dict[str, np.ndarray]:
+        """theta [S, k] → named coefficients of the law as written in DESIGN §4."""
+        E = np.exp(theta[:, 0]) if self.positive else theta[:, 0]
+        out = {"E": E}
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            if self.U.shape[0] == 1:
+                c, e = theta[:, 1], theta[:, 2]
+                out["alpha"] = e
+                # exp(c − α(log X − x0)) = (X_c / X)^α  ⇒  log X_c = c/α + x0
+                out["X_c"] = np.exp(c / e + self.x0[0])
+            else:
+                for j, (amp, exp_name) in enumerate((("A", "alpha"), ("B", "beta"))):
+                    c, e = theta[:, 1 + 2 * j], theta[:, 2 + 2 * j]
+                    out[amp] = np.exp(c + e * self.x0[j])  # A / N^α = exp(c − α(log N − x0))
+                    out[exp_name] = e
+        return out
+
+
+def make_eform(logX: np.ndarray, y: np.ndarray) -> EForm:
+    """logX [m, n] raw log inputs → the E-form with centred inputs (log space if all y > 0)."""
+    logX = np.atleast_2d(np.asarray(logX, dtype=float))
+    x0 = logX.mean(axis=1)
+    return EForm(U=logX - x0[:, None], x0=x0, positive=bool(np.all(y > 0)))
+
+
+def huber_objective(
+    form: EForm, y: np.ndarray, w: np.ndarray, delta: float = HUBER_DELTA
+) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
+    """f(flat θ [S*k]) → (Σ_s Σ_i w_si·huber(r_si)/δ, gradient); blocks are independent."""
+    S = w.shape[0]
+
+    def fun(flat: np.ndarray) -> tuple[float, np.ndarray]:
+        theta = flat.reshape(S, form.k)
+        r, jac = form.residual_and_jac(theta, y)
+        absr = np.abs(r)
+        h = np.where(absr <= delta, 0.5 * r * r / delta, absr - 0.5 * delta)
+        psi = np.clip(r, -delta, delta) / delta
+        f = float(np.sum(w * h))
+        grad = np.einsum("sn,snk->sk", w * psi, jac)
+        if not np.isfinite(f):
+            return 1e300, np.zeros_like(flat)
+        return f, grad.ravel()
+
+    return fun
+
+
+@dataclass
+class HuberResult:
+    theta: np.ndarray  # [S, k]
+    loss: np.ndarray  # [S] each block's objective
+    converged: np.ndarray  # [S] bool
+    message: str
+
+
+def _bounds(form: EForm, y: np.ndarray) -> list[tuple[float | None, float | None]]:
+    """Keep E from drifting to 0 forever (log E ≥ log min L − 15) and exponents in [−2, 10]."""
+    floor = float(np.log(np.min(y))) - 15.0 if form.positive else None
+    return [(floor, None)] + [(None, None), (-2.0, 10.0)] * form.U.shape[0]
+
+
+def fit_huber(
+    form: EForm,
+    y: np.ndarray,
+    theta0: np.ndarray,
+    w: np.ndarray | None = None,
+    *,
+    maxiter: int = 1000,
+    delta: float = HUBER_DELTA,
+) -> HuberResult:
+    """Minimise each block's weighted Huber objective from `theta0` [S, k] (stacked L-BFGS)."""
+    theta0 = np.atleast_2d(np.asarray(theta0, dtype=float))
+    S = theta0.shape[0]
+    if w is None:
+        w = np.ones((S, y.size))
+    thetas, losses, conv, messages = [], [], [], set()
+    for lo in range(0, S, _MAX_STACK):
+        t0, wb = theta0[lo : lo + _MAX_STACK], w[lo : lo + _MAX_STACK]
+        fun = huber_objective(form, y, wb, delta)
+        with single_thread():
+            res = minimize(
+                fun,
+                t0.ravel(),
+                jac=True,
+                method="L-BFGS-B",
+                bounds=_bounds(form, y) * t0.shape[0],
+                options={"maxiter": maxiter, "ftol": 1e-12, "gtol": 1e-6, "maxcor": 20},
+            )
+        theta = res.x.reshape(t0.shape)
+        r, jac = form.residual_and_jac(theta, y)
+        absr = np.abs(r)
+        h = np.where(absr <= delta, 0.5 * r * r / delta, absr - 0.5 * delta)
+        psi = np.clip(r, -delta, delta) / delta
+        grad = np.einsum("sn,snk->sk", wb * psi, jac)
+        # A block has converged when its gradient is small relative to its weight (≈ points).
+        scale = np.maximum(wb.sum(axis=1), 1.0)
+        ok = np.all(np.isfinite(theta), axis=1) & (np.abs(grad).max(axis=1) / scale < 1e-3)
+        thetas.append(theta)
+        losses.append(np.sum(wb * h, axis=1))
+        conv.append(ok)
+        if not res.success:
+            messages.add(str(res.message))
+    return HuberResult(
+        np.concatenate(thetas), np.concatenate(losses), np.concatenate(conv), "; ".join(messages)
+    )
+
+
+def _huber_parts(form: EForm, y: np.ndarray, w: np.ndarray, theta: np.ndarray, delta: float):
+    r, jac = form.residual_and_jac(theta, y)
+    absr = np.abs(r)
+    with np.errstate(all="ignore"):
+        h = np.where(absr <= delta, 0.5 * r * r / delta, absr - 0.5 * delta)
+        f = np.sum(w * h, axis=1)
+    f = np.where(np.isfinite(f), f, np.inf)
+    return r, absr, jac, f
+
+
+def fit_huber_batched(
+    form: EForm,
+    y: np.ndarray,
+    theta0: np.ndarray,
+    w: np.ndarray,
+    *,
+    maxiter: int = 600,
+    delta: float = HUBER_DELTA,
+    max_fallback: int = 200,
+) -> HuberResult:
+    """Minimise the same weighted Huber objective for many resamples at once.
+
+    Batched Levenberg–Marquardt on the iteratively reweighted Gauss–Newton model of the Huber
+    loss (IRLS), warm-started from `theta0` [S, k] (the full-data fit): each resample is its own
+    problem (its own damping and acceptance), all advanced together with numpy, and only the
+    unfinished ones are carried on. This is what makes 1000 resamples cheap; it reaches the
+    minimiser that L-BFGS reaches (checked in the tests). Resamples still unfinished after
+    `maxiter` steps (typically a few percent) are finished one by one by scipy's L-BFGS-B.
+    """
+    theta = np.array(theta0, dtype=float, copy=True)
+    S, k = theta.shape
+    lam = np.full(S, 1e-3)
+    done = np.zeros(S, dtype=bool)
+    r, absr, jac, f = _huber_parts(form, y, w, theta, delta)
+    eye = np.eye(k)
+    act = np.arange(S)
+    for _ in range(maxiter):
+        if act.size == 0:
+            break
+        ra, absra, ja, wa = r[act], absr[act], jac[act], w[act]
+        omega = wa * np.where(absra <= delta, 1.0 / delta, 1.0 / np.maximum(absra, delta))
+        grad = np.matmul(
+            ja.transpose(0, 2, 1), (wa * np.clip(ra, -delta, delta) / delta)[:, :, None]
+        )
+        H = np.matmul(ja.transpose(0, 2, 1) * omega[:, None, :], ja)
+        diag = np.maximum(np.einsum("skk->sk", H), 1e-12)
+        A = H + (lam[act, None] * diag)[:, :, None] * eye
+        try:
+            step = -np.linalg.solve(A, grad)[:, :, 0]
+        except np.linalg.LinAlgError:
+            step = -np.stack(
+                [
+                    np.linalg.lstsq(a_, g_[:, 0], rcond=None)[0]
+                    for a_, g_ in zip(A, grad, strict=True)
+                ]
+            )
+        step = np.where(np.all(np.isfinite(step), axis=1)[:, None], step, 0.0)
+        cand = theta[act] + step
+        r2, absr2, jac2, f2 = _huber_parts(form, y, wa, cand, delta)
+        better = f2 <= f[act]
+        rel = np.where(better, (f[act] - f2) / np.maximum(np.abs(f[act]), 1e-300), np.inf)
+        upd = act[better]
+        theta[upd], r[upd], absr[upd], jac[upd], f[upd] = (
+            cand[better],
+            r2[better],
+            absr2[better],
+            jac2[better],
+            f2[better],
+        )
+        lam[act] = np.where(better, np.maximum(lam[act] / 3.0, 1e-9), lam[act] * 4.0)
+        small_step = np.max(np.abs(step), axis=1) < 1e-6
+        finished = (better & ((rel < 1e-8) | small_step)) | (lam[act] > 1e12)
+        done[act[finished]] = True
+        act = act[~finished]
+    grad = np.einsum("sn,snk->sk", w * np.clip(r, -delta, delta) / delta, jac)
+    scale = np.maximum(w.sum(axis=1), 1.0)
+    converged = np.all(np.isfinite(theta), axis=1) & (
+        done | (np.abs(grad).max(axis=1) / scale < 1e-3)
+    )
+    # The few that crawl (IRLS is slow where residuals sit near δ) finish with L-BFGS-B.
+    for i in np.flatnonzero(~converged)[:max_fallback]:
+        one = fit_huber(form, y, theta[i][None, :], w[i][None, :], delta=delta)
+        if np.isfinite(one.loss[0]) and one.loss[0] <= f[i]:
+            theta[i], f[i], converged[i] = one.theta[0], one.loss[0], one.converged[0]
+    return HuberResult(theta, f, converged, "")
+
+
+def start_grid(form: EForm, y: np.ndarray) -> np.ndarray:
+    """Chinchilla-style grid of starting points [G, k], scaled to the data."""
+    if form.positive:
+        lo = float(np.min(y))
+        e_starts = np.log(lo * np.array([0.05, 0.5, 0.9]))
+    else:
+        spread = float(np.ptp(y)) or 1.0
+        e_starts = float(np.min(y)) - spread * np.array([0.1, 1.0, 3.0])
+    span = float(np.ptp(y)) or float(np.abs(np.mean(y))) or 1.0
+    c_starts = np.log(span) + np.array([-1.5, 0.0, 1.5])
+    m = form.U.shape[0]
+    exps = np.array([0.1, 0.35, 0.8]) if m == 1 else np.array([0.15, 0.6])
+    c_starts = c_starts if m == 1 else c_starts[[0, 2]] - np.log(2)
+    axes = [e_starts] + [c_starts, exps] * m
+    mesh = np.meshgrid(*axes, indexing="ij")
+    return np.stack([g.ravel() for g in mesh], axis=1)
+
+
+def fit_huber_grid(form: EForm, y: np.ndarray, polish: int = 2) -> HuberResult:
+    """The full-data fit (one row): every start of the grid is advanced by the batched solver,
+    then the `polish` best are minimised by scipy's L-BFGS-B and the lowest objective wins."""
+    grid = start_grid(form, y)
+    rough = fit_huber_batched(
+        form, y, grid, np.ones((grid.shape[0], y.size)), maxiter=40, max_fallback=0
+    )
+    loss = np.where(np.isfinite(rough.loss), rough.loss, np.inf)
+    best: HuberResult | None = None
+    for i in np.argsort(loss)[:polish]:
+        res = fit_huber(form, y, rough.theta[i][None, :])
+        if best is None or (np.isfinite(res.loss[0]) and res.loss[0] < best.loss[0]):
+            best = res
+    return best
+
+
+# ------------------------------------------------------------------------------------------
+# Goodness of fit
+
+
+def log_space_fit_stats(pred: np.ndarray, y: np.ndarray, log_space: bool) -> tuple[float, float]:
+    """R² and RMSE of predictions in log space (loss space when `log_space` is False)."""
+    if log_space:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            a, b = np.log(pred), np.log(y)
+    else:
+        a, b = pred, y
+    res = a - b
+    ss_res = float(np.sum(res * res))
+    ss_tot = float(np.sum((b - b.mean()) ** 2))
+    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan")
+    return r2, float(np.sqrt(np.mean(res * res)))

@@ -1,0 +1,147 @@
+"""Reading and merging results tables: tsfm stage folders, or any parquet/CSV with the columns.
+
+Minimal columns: one metric column (the one fitted, e.g. ``crps``) and at least one of ``params``
+(N), ``data_points`` (D) or ``flops`` (C; derived as 6·params·tokens when only ``tokens`` is
+there). Optional: ``run_id`` (default: one run per distinct ``RUN_KEYS`` values), ``arch``
+(default "model"), ``scenario`` (default "id"), ``step`` (checkpoint; default one per row),
+``status`` (rows other than "ok" are left out and counted), ``kind``, ``horizon``,
+``train_quality``, ``embedding``, ``seed``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from tsfm_cli.errors import BadInputError
+from tsfm_cli.schema import ID_SCENARIO
+from tsfm_cli.stagedir import describe_file, open_stage, read_manifest
+
+X_COLUMNS = {"N": "params", "D": "data_points", "C": "flops"}
+# what tells runs apart when the table has no run_id
+RUN_KEYS = (
+    "arch",
+    "params",
+    "data_points",
+    "seed",
+    "train_quality",
+    "embedding",
+    "strategy",
+    "normalisation",
+)
+STAGE_FILES = {"train": "results.parquet", "embed-bench": "bench.parquet"}
+
+
+@dataclass
+class Loaded:
+    frame: pl.DataFrame
+    inputs: list[dict[str, Any]]
+    dropped: dict[str, int] = field(default_factory=dict)  # reason → rows
+
+
+def _read_file(path: Path) -> pl.DataFrame:
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            return pl.read_parquet(path)
+        if suffix in (".csv", ".txt"):
+            return pl.read_csv(path, infer_schema_length=10_000)
+    except Exception as exc:  # noqa: BLE001 - any reader failure is bad input
+        raise BadInputError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from exc
+    raise BadInputError(f"{path}: not a .parquet or .csv file")
+
+
+def _expand(path: Path) -> tuple[list[Path], dict[str, Any] | None]:
+    """Files to read for one input, and how the input is recorded in the manifest."""
+    if not path.exists():
+        raise BadInputError(f"{path}: no such file or directory")
+    if path.is_file():
+        return [path], describe_file(path)
+    manifest = read_manifest(path)
+    if manifest is not None:
+        stage = manifest.get("stage")
+        if stage not in STAGE_FILES:
+            raise BadInputError(
+                f"{path}: is a '{stage}' directory; fit reads results of 'train' or 'embed-bench'"
+            )
+        stage_in = open_stage(path, tuple(STAGE_FILES))
+        return [stage_in.file(STAGE_FILES[stage])], stage_in.describe()
+    files = sorted([*path.glob("*.parquet"), *path.glob("*.csv")])
+    if not files:
+        raise BadInputError(f"{path}: no results (.parquet or .csv) in this directory")
+    return files, None
+
+
+def read_results(paths: list[Path], metrics: list[str]) -> Loaded:
+    """Read, check and merge every input; rows not usable are counted, never silently lost."""
+    if not paths:
+        raise BadInputError("no input given: pass one or more results folders or files")
+    frames, inputs = [], []
+    for raw in paths:
+        files, described = _expand(Path(raw))
+        inputs.append(described if described else {"path": str(raw)})
+        for f in files:
+            if described is None:
+                inputs.append(describe_file(f))
+            frame = _read_file(f)
+            frames.append(frame.with_columns(pl.lit(str(f)).alias("_source")))
+    try:
+        merged = pl.concat(frames, how="diagonal_relaxed")
+    except Exception as exc:  # noqa: BLE001
+        raise BadInputError(f"cannot merge the inputs: {exc}") from exc
+    frame, dropped = normalise(merged, metrics, where=str(paths[0]))
+    return Loaded(frame, inputs, dropped)
+
+
+def normalise(
+    frame: pl.DataFrame, metrics: list[str], where: str
+) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Defaults for optional columns, derived C, numeric types; returns (frame, dropped counts)."""
+    cols = set(frame.columns)
+    missing = [m for m in metrics if m not in cols]
+    if missing:
+        raise BadInputError(
+            f"{where}: metric column(s) {', '.join(missing)} not found "
+            f"(columns: {', '.join(sorted(c for c in cols if not c.startswith('_')))})"
+        )
+    if "flops" not in cols and {"params", "tokens"} <= cols:
+        frame = frame.with_columns((6.0 * pl.col("params") * pl.col("tokens")).alias("flops"))
+        cols.add("flops")
+    if not cols & set(X_COLUMNS.values()):
+        raise BadInputError(
+            f"{where}: needs at least one of the columns params (N), data_points (D), flops (C)"
+        )
+    defaults = {"arch": "model", "scenario": ID_SCENARIO}
+    frame = frame.with_columns(
+        [
+            pl.col(k).cast(pl.String).fill_null(v) if k in cols else pl.lit(v).alias(k)
+            for k, v in defaults.items()
+        ]
+    )
+    casts = [pl.col(c).cast(pl.Float64, strict=False) for c in X_COLUMNS.values() if c in cols]
+    casts += [pl.col(m).cast(pl.Float64, strict=False) for m in metrics]
+    casts += [pl.col(c).cast(pl.String) for c in ("arch", "scenario")]
+    frame = frame.with_columns(casts)
+    if "run_id" not in cols:
+        keys = [c for c in RUN_KEYS if c in cols]
+        frame = frame.with_columns(
+            pl.concat_str(
+                [pl.col(k).cast(pl.String) for k in keys], separator="|", ignore_nulls=True
+            ).alias("run_id")
+        )
+    else:
+        frame = frame.with_columns(pl.col("run_id").cast(pl.String))
+    if "step" not in cols:
+        frame = frame.with_row_index("step").with_columns(pl.col("step").cast(pl.Int64))
+    dropped: dict[str, int] = {}
+    if "status" in cols:
+        bad = frame.filter(pl.col("status").cast(pl.String).fill_null("") != "ok").height
+        if bad:
+            dropped["status not ok (failed runs)"] = bad
+        frame = frame.filter(pl.col("status").cast(pl.String) == "ok")
+    if frame.is_empty():
+        raise BadInputError(f"{where}: no usable rows (every run failed or the table is empty)")
+    return frame, dropped

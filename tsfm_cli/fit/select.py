@@ -1,0 +1,80 @@
+"""Which result rows feed which law (configurable, stated in the report and the README).
+
+Defaults:
+- L(N): the best checkpoint of each run trained on the largest D (``n_rows: max_d``; ``all``
+  takes every run's best checkpoint);
+- L(D): the best checkpoint of each run of the largest N (``d_rows: max_n``, or ``all``);
+- L(C): the compute-efficient frontier, the lower envelope of loss over every checkpoint of every
+  run (``c_rows: frontier``; ``best`` takes each run's best checkpoint instead);
+- L(N, D): the best checkpoint of every run.
+"best" is the lowest metric over a run's checkpoints; ``checkpoint: last`` takes the last step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from tsfm_cli.fit.load import X_COLUMNS
+
+
+@dataclass
+class Points:
+    """The points one law is fitted on."""
+
+    X: np.ndarray  # [m, n] raw inputs (m = 1, or 2 for the joint law: N then D)
+    y: np.ndarray  # [n] metric
+    runs: np.ndarray  # [n] run_id of each point (the bootstrap resamples runs)
+    rule: str  # which rows, in words
+
+
+def per_run(frame: pl.DataFrame, metric: str, checkpoint: str) -> pl.DataFrame:
+    """One row per run: its best (lowest metric) or last checkpoint."""
+    finite = frame.filter(pl.col(metric).is_finite())
+    order = [metric, "step"] if checkpoint == "best" else ["step"]
+    desc = [False, False] if checkpoint == "best" else [True]
+    return finite.sort(order, descending=desc).unique("run_id", keep="first").sort("run_id")
+
+
+def frontier(frame: pl.DataFrame, metric: str, x_col: str = "flops") -> pl.DataFrame:
+    """Lower envelope: the rows whose loss is below every row with less or equal compute."""
+    rows = frame.filter(pl.col(metric).is_finite() & pl.col(x_col).is_finite()).sort(
+        [x_col, metric]
+    )
+    prev_min = pl.col(metric).cum_min().shift(1, fill_value=float("inf"))
+    return rows.filter(pl.col(metric) < prev_min)
+
+
+def select_points(
+    frame: pl.DataFrame,
+    metric: str,
+    x: str,
+    *,
+    n_rows: str = "max_d",
+    d_rows: str = "max_n",
+    c_rows: str = "frontier",
+    checkpoint: str = "best",
+) -> Points:
+    """The points of one group that feed the law in `x` ("N", "D", "C" or "N,D")."""
+    cols = frame.columns
+    if x == "C" and c_rows == "frontier":
+        rows, rule = frontier(frame, metric), "compute frontier over all checkpoints"
+    else:
+        rows = per_run(frame, metric, checkpoint)
+        rule = f"{checkpoint} checkpoint of each run"
+        if x == "N" and n_rows == "max_d" and "data_points" in cols and rows.height:
+            top = rows["data_points"].max()
+            rows = rows.filter(pl.col("data_points") == top)
+            rule += f" at the largest D ({top:.3g})"
+        if x == "D" and d_rows == "max_n" and "params" in cols and rows.height:
+            top = rows["params"].max()
+            rows = rows.filter(pl.col("params") == top)
+            rule += f" at the largest N ({top:.3g})"
+    names = ["params", "data_points"] if x == "N,D" else [X_COLUMNS[x]]
+    rows = rows.filter(pl.all_horizontal([pl.col(c).is_finite() & (pl.col(c) > 0) for c in names]))
+    X = np.stack([rows[c].to_numpy().astype(float) for c in names]) if rows.height else None
+    if X is None:
+        X = np.zeros((len(names), 0))
+    return Points(X, rows[metric].to_numpy().astype(float), rows["run_id"].to_numpy(), rule)

@@ -1,0 +1,157 @@
+"""`run_fit`: results folders/files in, laws/ out (DESIGN §1, §4)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from tsfm_cli.errors import BadInputError
+from tsfm_cli.fit import analysis, plots, report, tables
+from tsfm_cli.fit.config import FitConfig
+from tsfm_cli.fit.fitting import interval
+from tsfm_cli.fit.load import read_results
+from tsfm_cli.recipe import config_dict
+from tsfm_cli.stagedir import StageWriter, fingerprint, fresh_manifest, require_new_output
+from tsfm_cli.ui import Reporter
+
+STAGE = "fit"
+
+
+def run_fit(
+    inputs: list[Path] | Path,
+    out_dir: Path,
+    config: FitConfig | None = None,
+    *,
+    reporter: Reporter | None = None,
+    command: list[str] | None = None,
+    wait_s: float = 0.0,
+) -> dict[str, Any]:
+    """Fit the scaling laws of every group and write laws/; returns the summary."""
+    config = config or FitConfig()
+    config.check()
+    reporter = reporter or Reporter()
+    paths = [Path(p) for p in ([inputs] if isinstance(inputs, (str, Path)) else inputs)]
+    out_dir = Path(out_dir)
+    require_new_output(out_dir, paths)
+    loaded = read_results(paths, config.metrics)
+    cfg = config_dict(config)
+    fp = fingerprint(cfg, loaded.inputs)
+    done = fresh_manifest(out_dir, STAGE, fp)
+    if done is not None:
+        return {**done["summary"], "out_dir": str(out_dir), "skipped": True}
+    frame = loaded.frame
+    specs = analysis.law_specs(frame, config)
+    if not specs:
+        raise BadInputError(
+            f"{paths[0]}: no law can be fitted with fit.xs={config.xs}, "
+            f"fit.laws={config.laws} and the columns present"
+        )
+    cols = analysis.group_columns(frame, config)
+    n_groups = frame.select(cols).unique().height if cols else 1
+    with reporter.progress("fitting laws", n_groups * len(specs) * len(config.metrics)) as task:
+        groups = analysis.fit_groups(frame, config, progress=task)
+    comparisons = analysis.compare(groups, config.level)
+    plan_rows = analysis.plan(groups, frame, config)
+    tradeoff = analysis.quality_tradeoff(groups, frame, config)
+    laws = tables.laws_frame(groups, config.level, config.target_factor)
+    curves = tables.curves_frame(groups, config.level, config.target_factor)
+
+    fitted = [f for g in groups for f in g.fits if f.ok]
+    not_fitted = [
+        {"group": g.label(), "metric": g.metric, "x": f.x, "law": f.law, "why": f.note.strip()}
+        for g in groups
+        for f in g.fits
+        if not f.ok
+    ]
+    facts = {
+        "rows": frame.height,
+        "runs": frame["run_id"].n_unique(),
+        "group_by": cols,
+        "dropped": loaded.dropped,
+        "nonfinite": sum(g.n_nonfinite for g in groups),
+        "nonpositive": sum(g.n_nonpositive for g in groups),
+    }
+    summary: dict[str, Any] = {
+        "out_dir": str(out_dir),
+        "rows": facts["rows"],
+        "runs": facts["runs"],
+        "groups": len(groups),
+        "group_by": cols,
+        "metrics": list(config.metrics),
+        "laws_fitted": len(fitted),
+        "laws_not_fitted": len(not_fitted),
+        "not_fitted": not_fitted,
+        "not_converged": sum(1 for f in fitted if not f.converged),
+        "rows_left_out": loaded.dropped,
+        "nonfinite_losses": facts["nonfinite"],
+        "nonpositive_losses": facts["nonpositive"],
+        "exponents": _headline(groups, config),
+        "differences_excluding_zero": sum(1 for c in comparisons if c["excludes_zero"]),
+        "plan": plan_rows,
+        "quality_tradeoff": tradeoff,
+    }
+    summary = _finite(summary)
+    with StageWriter(out_dir, STAGE, cfg, loaded.inputs, command=command, wait_s=wait_s) as w:
+        w.write_parquet("laws.parquet", laws)
+        w.write_parquet("curves.parquet", curves)
+        if comparisons:
+            w.write_parquet("comparisons.parquet", tables.rows_frame(comparisons))
+        if plan_rows:
+            w.write_parquet("plan.parquet", tables.rows_frame(plan_rows))
+        if tradeoff:
+            w.write_parquet("tradeoff.parquet", tables.rows_frame(tradeoff))
+        images: list[str] = []
+        if config.plots:
+            law = config.headline_law
+            images += plots.loss_plots(groups, w.dir, law, config.level, config.target_factor)
+            images += plots.forest_plot(groups, w.dir, law, config.level)
+            images += plots.horizon_plot(groups, w.dir, law, config.level)
+            for name in images:
+                w.register(name)
+        text = report.render(groups, comparisons, plan_rows, tradeoff, config, facts, images)
+        (w.dir / "report.md").write_text(text, encoding="utf-8")
+        w.register("report.md")
+        summary["files"] = sorted(w.outputs) + ["manifest.json"]
+        w.commit(summary=summary)
+    return {**summary, "skipped": False}
+
+
+def _headline(groups: list[analysis.Group], config: FitConfig) -> list[dict[str, Any]]:
+    """α with interval of the headline law per group and X (what the terminal table shows)."""
+    out = []
+    for g in groups:
+        for f in g.fits:
+            if f.law != config.headline_law:
+                continue
+            row = {
+                **{k: (v if k == "horizon" else str(v)) for k, v in g.keys.items()},
+                "metric": g.metric,
+                "x": f.x,
+                "n_points": f.n_points,
+            }
+            if f.ok:
+                lo, hi = interval(f.boot["alpha"], config.level)
+                row.update(
+                    alpha=f.coefs["alpha"],
+                    ci_low=lo,
+                    ci_high=hi,
+                    r2_log=f.r2,
+                    extrap_rel_err=f.extrap_rel_err,
+                )
+            row["note"] = f.note.strip().rstrip(";")
+            out.append(row)
+    return out
+
+
+def _finite(value: Any) -> Any:
+    """NaN/inf → None, so that `--json` and the manifest stay strict JSON (for jq and friends)."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy scalars
+        return _finite(value.item())
+    return value
