@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from tsfm_cli import __version__
+from tsfm_cli.commands.ingest import ingest_cmd
 
 app = typer.Typer(
     name="tsfm",
@@ -40,6 +41,7 @@ def _root(
 
 
 # Subcommands register themselves here, one line each, once they work.
+app.command("ingest")(ingest_cmd)
 
 
 def main() -> None:
