@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from tsfm_cli.errors import BadInputError
 
@@ -100,6 +101,8 @@ class IngestConfig:
     # gap filling (never changes `observed`)
     fill: Literal["none", "ffill", "linear"] = "none"
     max_gap: int = 3  # longest gap (grid points) that is filled
+    # per-file settings: glob on the path (relative to the source folder) → parse keys
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
     # gates
     max_missing: float | None = None
     strict: bool = False
@@ -131,6 +134,27 @@ def format_duration(seconds: int) -> str:
     return f"{seconds}s"
 
 
+def for_file(config: IngestConfig, rel_path: str, where=None) -> IngestConfig:
+    """The settings for one file: `files:` entries whose glob matches, applied in order."""
+    import fnmatch
+
+    from tsfm_cli.recipe import RecipeSource, build_config
+
+    values: dict[str, Any] = {}
+    for pattern, settings in config.files.items():
+        if fnmatch.fnmatch(rel_path, pattern) or fnmatch.fnmatch(rel_path.split("/")[-1], pattern):
+            values.update(settings)
+    if not values:
+        return config
+    for key in values:
+        if key not in PARSE_KEYS:
+            where_key = where(f"files.{key}") if where else f"files: key '{key}'"
+            raise BadInputError(f"{where_key}: only parse settings may differ per file ({key})")
+    base = {k: v for k, v in dataclasses.asdict(config).items() if k in PARSE_KEYS}
+    merged = build_config(IngestConfig, {**base, **values}, RecipeSource())
+    return dataclasses.replace(config, **{k: getattr(merged, k) for k in PARSE_KEYS})
+
+
 def validate(config: IngestConfig, where) -> None:
     """Checks build_config cannot do (values, not types). `where(key)` locates a key."""
     if config.timezone:
@@ -159,5 +183,14 @@ def validate(config: IngestConfig, where) -> None:
             raise BadInputError(f"{where('group_pattern')}: invalid regex ({exc})") from None
     if config.max_missing is not None and not 0 <= config.max_missing <= 1:
         raise BadInputError(f"{where('max_missing')}: must be between 0 and 1")
+    for pattern, settings in config.files.items():
+        if not isinstance(settings, dict):
+            raise BadInputError(f"{where('files')}: '{pattern}' needs a mapping of settings")
+        for key in settings:
+            if key not in PARSE_KEYS:
+                raise BadInputError(
+                    f"{where('files')}: '{pattern}' sets '{key}', which is not a per-file "
+                    f"setting (allowed: {', '.join(PARSE_KEYS)})"
+                )
     if config.spike_window < 3:
         raise BadInputError(f"{where('spike_window')}: must be at least 3")

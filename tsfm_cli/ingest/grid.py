@@ -36,9 +36,13 @@ def _steps(df: pl.DataFrame, config: IngestConfig) -> pl.DataFrame:
         diffs = pl.col("timestamp").diff().dt.total_microseconds()
         med = diffs.filter(diffs > 0).median()
         step = (med / 1_000_000).round().clip(lower_bound=1).fill_null(1).cast(pl.Int64) * 1_000_000
-    return df.group_by("series_id").agg(
+    steps = df.group_by("series_id").agg(
         step_us=step, origin=pl.col("timestamp").min(), readings=pl.len()
     )
+    # the grid starts at the first reading rounded to a whole step (jittered clocks)
+    first = pl.col("origin").dt.epoch("us")
+    aligned = ((first / pl.col("step_us")).round() * pl.col("step_us")).cast(pl.Int64)
+    return steps.with_columns(origin=aligned.cast(pl.Datetime("us", "UTC")))
 
 
 def build_grid(
@@ -49,9 +53,8 @@ def build_grid(
     steps = _steps(df, config)
     df = df.join(steps.select("series_id", "step_us", "origin"), on="series_id", how="left")
     offset = (pl.col("timestamp") - pl.col("origin")).dt.total_microseconds()
-    df = df.with_columns(k=(offset / pl.col("step_us")).round().cast(pl.Int64)).drop(
-        "timestamp", "origin", "step_us"
-    )
+    k = (offset / pl.col("step_us")).round().cast(pl.Int64).clip(lower_bound=0)
+    df = df.with_columns(k=k).drop("timestamp", "origin", "step_us")
     df, dup_rejects = _duplicates(df, config)
 
     series = steps.join(df.group_by("series_id").agg(n=pl.col("k").max() + 1), on="series_id")

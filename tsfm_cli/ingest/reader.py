@@ -16,7 +16,7 @@ from tsfm_cli.ingest.config import IngestConfig
 from tsfm_cli.ingest.groups import sensor_name
 from tsfm_cli.ingest.sniff import sniff
 from tsfm_cli.ingest.table import raw_name, rejects_frame, split_table
-from tsfm_cli.ingest.timestamps import find_time_columns, localize, parse_start, parse_times
+from tsfm_cli.ingest.timestamps import find_time_columns, localize, parse_times, start_times
 from tsfm_cli.ingest.values import clean_column, sentinel_sets
 from tsfm_cli.schema import Flag
 
@@ -87,12 +87,7 @@ def _readings(names, units, cells: pl.DataFrame, sn, keys, config):
                 f"no timestamp column recognised (columns: {', '.join(names[:8])}); set "
                 "timestamp_column, or start and interval for a file without times"
             )
-        from tsfm_cli.ingest.config import parse_duration
-
-        step = parse_duration(config.interval, "interval") * 1_000_000
-        ts_expr = pl.lit(parse_start(config)) + pl.duration(
-            microseconds=pl.int_range(pl.len(), dtype=pl.Int64) * step
-        )
+        ts_expr = start_times(config)
     else:
         ts_expr, _ = parse_times(cells, time_cols, how, config)
     cells = cells.with_columns(timestamp=ts_expr, flags=pl.lit(0, pl.UInt16))

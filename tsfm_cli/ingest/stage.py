@@ -16,7 +16,7 @@ from typing import Any
 import polars as pl
 
 from tsfm_cli.errors import BadInputError, QualityGateError
-from tsfm_cli.ingest.config import PARSE_KEYS, IngestConfig
+from tsfm_cli.ingest.config import PARSE_KEYS, IngestConfig, for_file
 from tsfm_cli.ingest.faults import detect_faults
 from tsfm_cli.ingest.fill import fill_gaps
 from tsfm_cli.ingest.grid import add_series_id, build_grid
@@ -118,7 +118,6 @@ def run_ingest(
         _gate(summary, config)
         return summary
 
-    parse_settings = {k: cfg[k] for k in PARSE_KEYS}
     with StageWriter(
         out_dir, STAGE, config=cfg, inputs=described, command=command, wait_s=wait_s
     ) as writer:
@@ -130,7 +129,9 @@ def run_ingest(
         with reporter.progress("ingest", total=len(sources), unit="files") as task:
             for index, ((path, rel), desc) in enumerate(zip(sources, described, strict=True)):
                 file = str(path)
-                key = _part_key(desc["sha256"], rel.as_posix(), parse_settings)
+                file_config = for_file(config, rel.as_posix())
+                file_settings = {k: getattr(file_config, k) for k in PARSE_KEYS}
+                key = _part_key(desc["sha256"], rel.as_posix(), file_settings)
                 part, part_rejects = f"parts/{key}.parquet", f"parts/{key}.rejects.parquet"
                 old = previous.get(file)
                 task.update(status=path.name)
@@ -143,9 +144,9 @@ def run_ingest(
                     parts.append((index, file, key))
                     reused += 1
                 else:
-                    keys = keys_from_path(rel, config.group_pattern)
+                    keys = keys_from_path(rel, file_config.group_pattern)
                     try:
-                        readings, rejects, stats = read_source(path, keys, config)
+                        readings, rejects, stats = read_source(path, keys, file_config)
                     except BadInputError as exc:
                         failed.append({"file": file, "reason": str(exc)})
                     except Exception as exc:  # noqa: BLE001 - one odd file must not stop the rest

@@ -161,7 +161,8 @@ def parse_times(
         start = parse_start(config)
         step = parse_duration(config.interval, "interval") * 1_000_000
         counter = pl.col(raw_name(columns[0])).cast(pl.Float64, strict=False)
-        return pl.lit(start) + pl.duration(microseconds=(counter * step).cast(pl.Int64)), False
+        ts = pl.lit(start) + pl.duration(microseconds=(counter * step).cast(pl.Int64))
+        return _aware_if(ts, config)
     text = pl.concat_str([pl.col(raw_name(c)) for c in columns], separator=" ")
     if config.timestamp_format:
         fmt, aware = config.timestamp_format, "%z" in config.timestamp_format
@@ -172,6 +173,27 @@ def parse_times(
             raise BadInputError(f"column '{columns[0]}': no timestamp format fits its values")
     kwargs = {"time_zone": "UTC"} if aware else {}
     return _normalise(text).str.to_datetime(fmt, strict=False, time_unit="us", **kwargs), aware
+
+
+def _aware_if(ts: pl.Expr, config: IngestConfig) -> tuple[pl.Expr, bool]:
+    """A `start` with an offset (or Z) is UTC; a naive one is plant time like any other."""
+    if start_is_aware(config):
+        return ts.dt.replace_time_zone("UTC"), True
+    return ts, False
+
+
+def start_is_aware(config: IngestConfig) -> bool:
+    text = str(config.start)
+    return text.endswith(("Z", "z")) or bool(re.search(r"[+-]\d{2}:?\d{2}$", text))
+
+
+def start_times(config: IngestConfig) -> pl.Expr:
+    """Row i of a file without times: start + i × interval."""
+    step = parse_duration(config.interval, "interval") * 1_000_000
+    ts = pl.lit(parse_start(config)) + pl.duration(
+        microseconds=pl.int_range(pl.len(), dtype=pl.Int64) * step
+    )
+    return _aware_if(ts, config)[0]
 
 
 def parse_start(config: IngestConfig) -> dt.datetime:
@@ -200,8 +222,13 @@ def localize(frame: pl.DataFrame, tz: str | None, by: list[str]) -> pl.DataFrame
         return frame.with_columns(timestamp=pl.col("_early").dt.convert_time_zone("UTC")).drop(
             "_early", "_late"
         )
-    # a repeated local time: the first occurrence is the earlier instant
-    occurrence = pl.int_range(pl.len()).over(["timestamp", *by])
+    # the repeated hour: in file order, once the local time has jumped back by half an hour or
+    # more, the rest of that day's ambiguous times are the second (later) pass
+    amb_ts = pl.when(ambiguous).then(ts)
+    day = ts.dt.date()
+    running = amb_ts.cum_max().shift(1).over([day, *by])
+    jumped = (amb_ts < running - pl.duration(minutes=30)).fill_null(False)
+    second = jumped.cast(pl.Int8).cum_max().over([day, *by]) > 0
     shifted = (
         (ts + pl.duration(hours=1))
         .dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
@@ -210,7 +237,7 @@ def localize(frame: pl.DataFrame, tz: str | None, by: list[str]) -> pl.DataFrame
     utc = (
         pl.when(gap)
         .then(shifted)
-        .when(ambiguous & (occurrence > 0))
+        .when(ambiguous & second)
         .then(pl.col("_late"))
         .otherwise(pl.col("_early"))
         .dt.convert_time_zone("UTC")

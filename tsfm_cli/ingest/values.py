@@ -44,12 +44,12 @@ def clean_column(
     raw = pl.col(name)
     empty = raw.is_null() | (raw.str.len_bytes() == 0)
     parsed = number_expr(raw, decimal, thousands)
-    finite = parsed.is_finite()
     text_sentinel = (
         raw.str.to_lowercase().is_in(text_sentinels) if text_sentinels else pl.lit(False)
     )
-    number_sentinel = parsed.is_in(numbers) if numbers else pl.lit(False)
-    sentinel = ~empty & (text_sentinel | number_sentinel | (parsed.is_not_null() & ~finite))
+    number_sentinel = parsed.is_in(numbers).fill_null(False) if numbers else pl.lit(False)
+    not_finite = (~parsed.is_finite()).fill_null(False)
+    sentinel = ~empty & (text_sentinel.fill_null(False) | number_sentinel | not_finite)
     unparseable = ~empty & ~sentinel & parsed.is_null()
     flags = (
         pl.when(empty)
