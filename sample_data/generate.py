@@ -1,4 +1,4 @@
-"""Deterministic generator of the messy sample plant in sample_data/ (run: python sample_data/generate.py).
+"""Deterministic generator of the messy sample plant (run: python sample_data/generate.py).
 
 Two lines × three machines (plus a headerless PLC dump on line3), five sensors each
 (temperature, vibration RMS, pressure, motor current, flow) with a daily three-shift pattern,
@@ -67,7 +67,7 @@ N = 10 * 24 * 12
 
 
 def line1_machine1() -> None:
-    """UTF-8 BOM, ',' ISO 8601 with offset, comments, sentinels, out-of-order and duplicate rows, spikes."""
+    """UTF-8 BOM, ISO 8601 with offset, comments, sentinels, disorder, duplicate rows, spikes."""
     rng = np.random.default_rng(11)
     times, v = simulate(OCT, N, 1)
     v["vibration_rms"][[500, 1500, 2500]] = [48.0, 45.0, 47.5]  # spikes (still inside range)
@@ -93,7 +93,7 @@ def line1_machine1() -> None:
 
 
 def line1_machine2() -> None:
-    """cp1252 (°C), ';' + decimal comma + thousands '.', preamble, units row, dd.mm.yyyy local, junk text."""
+    """cp1252, ';' + decimal comma + thousands '.', preamble, units row, dd.mm.yyyy, junk."""
     times, v = simulate(OCT, N, 2)
     v["temperature"][1800:1830] = 480.0  # a broken thermocouple: outside the physical range
     junk = ["ERR", "#VALUE!", "--", "offline", "N/A"]
@@ -125,7 +125,7 @@ def line1_machine2() -> None:
 
 
 def line1_machine3() -> None:
-    """Long layout, tab (.tsv), epoch milliseconds, conflicting duplicates, stuck sensor, out of range."""
+    """Long layout, tab, epoch ms, conflicting duplicates, stuck sensor, out of range."""
     times, v = simulate(OCT, N, 3)
     v["pressure"][900:1000] = v["pressure"][900]  # stuck pressure transmitter for 100 samples
     v["motor_current"][2000:2006] = -50.0  # impossible current
@@ -140,7 +140,7 @@ def line1_machine3() -> None:
 
 
 def line2_machine1() -> None:
-    """'|' .txt, mm/dd/yyyy hh:mm AM local time over the DST fall-back, jitter, gaps, text sentinels."""
+    """'|' .txt, mm/dd/yyyy hh:mm AM over the DST fall-back, jitter, gaps, text sentinels."""
     rng = np.random.default_rng(21)
     times, v = simulate(OCT, N, 4)
     lines = ["Date Time|Temperature|Vibration_RMS|Pressure|Motor_Current|Flow"]
@@ -185,7 +185,7 @@ def line2_machine3() -> None:
 
 
 def line3_machine1() -> None:
-    """Headerless whitespace-separated numbers (TEP/C-MAPSS style): start and interval from the recipe."""
+    """Headerless whitespace-separated numbers (TEP/C-MAPSS style); start/interval in the recipe."""
     times, v = simulate(OCT, 3 * 24 * 20, 7)
     lines = ["  ".join(f"{v[s][i]:.5e}" for s in SENSORS) + "  " for i in range(len(times))]
     write(HERE / "line3/machine1_plc.dat", "\n".join(lines) + "\n")
