@@ -41,9 +41,11 @@ def detect_faults(grid: pl.DataFrame, config: IngestConfig) -> pl.DataFrame:
         # Hampel: distance from the rolling median in units of the rolling MAD, with a floor
         # of half the series' own MAD so that flat or quantised signals are not all spikes
         w = config.spike_window
-        grid = grid.with_columns(_med=v.rolling_median(w, center=True, min_samples=1).over(sid))
+        grid = grid.with_columns(
+            _med=v.rolling_median(w, center=True, min_samples=w // 2 + 1).over(sid)
+        )
         grid = grid.with_columns(_dev=(v - pl.col("_med")).abs())
-        local = pl.col("_dev").rolling_median(w, center=True, min_samples=1).over(sid)
+        local = pl.col("_dev").rolling_median(w, center=True, min_samples=w // 2 + 1).over(sid)
         whole = (v - v.median()).abs().median().over(sid)
         scale = pl.max_horizontal(MAD_TO_SIGMA * local, 0.5 * MAD_TO_SIGMA * whole, pl.lit(1e-9))
         found["spike"] = (pl.col("_dev") > config.spike_threshold * scale).fill_null(False)

@@ -157,25 +157,24 @@ def _is_comment(line: str, prefixes: list[str]) -> bool:
 
 
 def _detect_delimiter(lines: list[str]) -> str:
-    body = lines[len(lines) // 3 :] or lines  # skip most of a possible preamble
-    best: tuple[float, int, int] | None = None
-    choice = None
+    """The candidate with the most consistent count per line; whitespace if none is present."""
+    body = lines[len(lines) // 3 :] if len(lines) >= 10 else lines
+    best, choice = None, None
     for rank, delim in enumerate(DELIMITERS):
         counts = [line.count(delim) for line in body]
-        mode, hits = Counter(counts).most_common(1)[0]
-        if mode == 0:
+        present = sum(1 for c in counts if c) / len(body)
+        mode, hits = Counter(c for c in counts if c).most_common(1)[0] if present else (0, 0)
+        if present < 0.9 and hits / len(body) < 0.6:
             continue
-        score = (hits / len(body), -rank, mode)
-        if best is None or score[:2] > best[:2]:
+        score = (hits / len(body), present, -rank, mode)
+        if best is None or score > best:
             best, choice = score, delim
-    if choice is not None and best is not None and best[0] >= 0.6:
+    if choice is not None:
         return choice
     counts = [len(line.split()) for line in body]
     mode, hits = Counter(counts).most_common(1)[0]
     if mode >= 2 and hits / len(body) >= 0.6:
         return WHITESPACE
-    if choice is not None:
-        return choice
     return ","
 
 
@@ -245,8 +244,9 @@ def sniff(path: Path, config: IngestConfig) -> Sniffed:
     else:
         delimiter = _detect_delimiter([line for _, line in content])
     split = [(i, split_fields(line, delimiter)) for i, line in content]
-    counts = Counter(len(cells) for _, cells in split[len(split) // 3 :] or split)
-    width = counts.most_common(1)[0][0]
+    body = split[len(split) // 3 :] if len(split) >= 10 else split
+    counts = Counter(len(cells) for _, cells in body)
+    width = max(counts.items(), key=lambda kv: (kv[1], kv[0]))[0]
 
     header_idx: int | None = None
     units_idx: int | None = None

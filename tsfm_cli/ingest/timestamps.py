@@ -227,12 +227,12 @@ def localize(frame: pl.DataFrame, tz: str | None, by: list[str]) -> pl.DataFrame
     amb_ts = pl.when(ambiguous).then(ts)
     day = ts.dt.date()
     running = amb_ts.cum_max().shift(1).over([day, *by])
-    jumped = (amb_ts < running - pl.duration(minutes=30)).fill_null(False)
-    second = jumped.cast(pl.Int8).cum_max().over([day, *by]) > 0
-    shifted = (
-        (ts + pl.duration(hours=1))
-        .dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
-        .dt.offset_by("-1h")
+    jumped = (amb_ts < running - pl.duration(minutes=20)).fill_null(False)
+    repeated = pl.int_range(pl.len()).over(["timestamp", *by]) > 0  # hourly data: 02:00 twice
+    second = (jumped.cast(pl.Int8).cum_max().over([day, *by]) > 0) | repeated
+    # a clock that has not sprung forward yet: read it with the offset before the change
+    shifted = (ts + pl.duration(hours=1)).dt.replace_time_zone(
+        tz, ambiguous="earliest", non_existent="null"
     )
     utc = (
         pl.when(gap)
