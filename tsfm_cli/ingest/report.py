@@ -111,6 +111,7 @@ def quality_plot(grid: pl.DataFrame, path: Path) -> None:
         )
     ]
     ax.legend(handles=legend, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=4, fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.subplots_adjust(left=0.22, right=0.98, top=1 - 0.5 / fig.get_figheight(),
+                        bottom=0.9 / fig.get_figheight())  # fmt: skip
+    fig.savefig(path, dpi=100)
     plt.close(fig)

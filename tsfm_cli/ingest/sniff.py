@@ -18,7 +18,7 @@ from pathlib import Path
 import polars as pl
 
 from tsfm_cli.errors import BadInputError
-from tsfm_cli.ingest.config import IngestConfig
+from tsfm_cli.ingest.config import DEFAULT_SENTINELS, IngestConfig
 
 SAMPLE_LINES = 300
 DELIMITERS = ("\t", ";", "|", ",")  # tie-break order: ',' is also a decimal mark
@@ -26,6 +26,7 @@ WHITESPACE = "whitespace"
 
 NUMBERISH = re.compile(r"^[+-]?(\d[\d.,' ]*|[.,]\d+)([eE][+-]?\d+)?$")
 DATEISH = re.compile(r"\d{1,4}[-./]\d{1,2}[-./]\d{1,4}|\d{1,2}:\d{2}|^\d{9,13}(\.\d+)?$")
+JUNK_WORDS = {s.lower() for s in DEFAULT_SENTINELS} | {"", "nan"}
 UNIT_WORDS = {
     "°c",
     "°f",
@@ -182,14 +183,20 @@ def _is_data(cells: list[str]) -> bool:
     filled = [c for c in cells if c]
     if not filled:
         return False
-    good = sum(1 for c in filled if NUMBERISH.match(c) or DATEISH.search(c))
-    return good >= max(1, len(filled) / 2) and any(NUMBERISH.match(c) for c in filled)
+    good = sum(
+        1 for c in filled if NUMBERISH.match(c) or DATEISH.search(c) or c.lower() in JUNK_WORDS
+    )
+    return good >= max(1, len(filled) / 2) and any(
+        NUMBERISH.match(c) or DATEISH.search(c) for c in filled
+    )
 
 
 def _is_units(cells: list[str]) -> bool:
     filled = [c.strip("[]() ").lower() for c in cells if c.strip("[]() ")]
     if not filled:
         return True  # an empty row right under the header
+    if any(NUMBERISH.match(c) or DATEISH.search(c) or c in JUNK_WORDS for c in filled):
+        return False
     unitlike = sum(1 for c in filled if c in UNIT_WORDS or "°" in c or "/" in c)
     return unitlike >= max(1, len(filled) / 2)
 
