@@ -45,7 +45,7 @@ def build_report(
 
 
 def quality_plot(grid: pl.DataFrame, path: Path) -> None:
-    """Rows = series, columns = time bins; colour = worst state of the bin."""
+    """One row per series over its own time span; colour = worst state in each time bin."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -55,63 +55,57 @@ def quality_plot(grid: pl.DataFrame, path: Path) -> None:
     from matplotlib.patches import Patch
 
     ids = grid["series_id"].unique().sort().head(PLOT_MAX_SERIES)
-    t0, t1 = grid["timestamp"].min(), grid["timestamp"].max()
-    span = max((t1 - t0).total_seconds(), 1.0) if t0 is not None else 1.0
-    state = (
-        pl.when(~pl.col("observed") & ((pl.col("flags") & int(Flag.FILLED)) == 0))
+    state = (  # the worst state in a bin wins: fault > missing > filled > observed
+        pl.when((pl.col("flags") & FAULT_BITS) != 0)
         .then(3)
-        .when((pl.col("flags") & FAULT_BITS) != 0)
+        .when(~pl.col("observed") & ((pl.col("flags") & int(Flag.FILLED)) == 0))
         .then(2)
         .when((pl.col("flags") & int(Flag.FILLED)) != 0)
         .then(1)
         .otherwise(0)
     )
-    offset = (pl.col("timestamp") - pl.lit(t0)).dt.total_seconds(fractional=True)
+    position = pl.int_range(pl.len()).over("series_id") / pl.len().over("series_id")
     cells = (
         grid.filter(pl.col("series_id").is_in(ids.implode()))
-        .select(
-            "series_id",
-            bin=(offset / span * (PLOT_BINS - 1)).floor().cast(pl.Int64),
-            state=state,
-        )
+        .select("series_id", bin=(position * PLOT_BINS).floor().cast(pl.Int64), state=state)
         .group_by("series_id", "bin")
         .agg(pl.col("state").max())
     )
+    spans = grid.group_by("series_id").agg(
+        start=pl.col("timestamp").min(), end=pl.col("timestamp").max()
+    )
+    span_of = {r["series_id"]: (r["start"], r["end"]) for r in spans.iter_rows(named=True)}
     row_of = {sid: i for i, sid in enumerate(ids.to_list())}
     matrix = np.full((len(row_of), PLOT_BINS), np.nan)
     rows = cells["series_id"].replace_strict(row_of, return_dtype=pl.Int64).to_numpy()
     matrix[rows, cells["bin"].to_numpy()] = cells["state"].to_numpy()
-    colours = ListedColormap(["#cfe8cf", "#7fb3e6", "#f0a030", "#d03030"])
-    height = 1.0 + 0.22 * len(row_of)
-    fig, ax = plt.subplots(figsize=(12, max(2.5, height)))
-    ax.imshow(
-        matrix,
-        aspect="auto",
-        interpolation="nearest",
-        cmap=colours,
-        vmin=-0.5,
-        vmax=3.5,
-        extent=(0, PLOT_BINS, len(row_of) - 0.5, -0.5),
-    )
+    colours = ListedColormap(["#cfe8cf", "#7fb3e6", "#d03030", "#f0a030"])
+    height = 1.6 + 0.22 * len(row_of)
+    fig, ax = plt.subplots(figsize=(13, height))
+    ax.imshow(matrix, aspect="auto", interpolation="nearest", cmap=colours, vmin=-0.5, vmax=3.5)
     ax.set_yticks(range(len(row_of)), list(row_of), fontsize=7)
-    ticks = np.linspace(0, PLOT_BINS, 6)
-    labels = [
-        (t0 + (t1 - t0) * (tick / PLOT_BINS)).strftime("%Y-%m-%d %H:%M") if t0 is not None else ""
-        for tick in ticks
-    ]
-    ax.set_xticks(ticks, labels, fontsize=7)
-    ax.set_xlabel("time (UTC)")
-    ax.set_title("tsfm ingest: missing and flagged points per series")
+    ax.set_xticks([])
+    fmt = "%Y-%m-%d %H:%M"
+    for sid, row in row_of.items():
+        start, end = span_of[sid]
+        ax.text(PLOT_BINS + 4, row, f"{start:{fmt}} → {end:{fmt}} UTC", va="center", fontsize=6)
+    ax.set_xlabel("each row spans its series' own time range (shown on the right)", fontsize=8)
+    ax.set_title("tsfm ingest: missing and flagged points per series", fontsize=10)
     legend = [
         Patch(color=c, label=label)
         for c, label in zip(
             colours.colors,
-            ["observed", "filled (not observed)", "flagged fault", "missing"],
+            [
+                "observed",
+                "filled (not observed)",
+                "missing / not usable",
+                "fault (range, spike, stuck, conflict)",
+            ],
             strict=True,
         )
     ]
-    ax.legend(handles=legend, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=4, fontsize=7)
-    fig.subplots_adjust(left=0.22, right=0.98, top=1 - 0.5 / fig.get_figheight(),
-                        bottom=0.9 / fig.get_figheight())  # fmt: skip
+    ax.legend(handles=legend, loc="upper center", bbox_to_anchor=(0.5, -0.04), ncol=4, fontsize=7)
+    inch = 1 / fig.get_figheight()
+    fig.subplots_adjust(left=0.2, right=0.8, top=1 - 0.4 * inch, bottom=0.7 * inch)
     fig.savefig(path, dpi=100)
     plt.close(fig)
