@@ -27,15 +27,21 @@ def range_bounds(series_ids: list[str], sensors: list[str], ranges: dict) -> tup
     return low, high
 
 
-def detect_faults(grid: pl.DataFrame, config: IngestConfig) -> pl.DataFrame:
-    sid = "series_id"
+def run_lengths(run_id: pl.Series) -> pl.Series:
+    """Length of the run each row is in, for a sorted run id 1, 1, 2, 3, 3, 3, … (no hashing)."""
+    lengths = run_id.rle().struct.field("len")
+    return lengths.gather(run_id - run_id[0]) if len(run_id) else run_id
+
+
+def detect_faults(grid: pl.DataFrame, names: pl.DataFrame, config: IngestConfig) -> pl.DataFrame:
+    sid = "_sid"
     v = pl.when(pl.col("observed")).then(pl.col("value"))
     found: dict[str, pl.Expr] = {}
     if config.ranges:
-        pairs = grid.select(sid, "sensor").unique()
-        low, high = range_bounds(pairs[sid].to_list(), pairs["sensor"].to_list(), config.ranges)
-        lo = pl.col(sid).replace_strict(low, default=None, return_dtype=pl.Float64)
-        hi = pl.col(sid).replace_strict(high, default=None, return_dtype=pl.Float64)
+        ids = names["series_id"].to_list()
+        low, high = range_bounds(ids, names["sensor"].cast(pl.String).to_list(), config.ranges)
+        lo = pl.Series([low.get(i) for i in ids], dtype=pl.Float64).gather(grid[sid])
+        hi = pl.Series([high.get(i) for i in ids], dtype=pl.Float64).gather(grid[sid])
         found["out_of_range"] = (v < lo).fill_null(False) | (v > hi).fill_null(False)
     if config.spike_threshold > 0:
         # Hampel: distance from the rolling median in units of the rolling MAD, with a floor
@@ -53,7 +59,8 @@ def detect_faults(grid: pl.DataFrame, config: IngestConfig) -> pl.DataFrame:
         new_sid = (pl.col(sid) != pl.col(sid).shift(1)).fill_null(True)
         change = (v != v.shift(1)).fill_null(True) | new_sid
         grid = grid.with_columns(_run=change.cum_sum())
-        found["stuck"] = pl.col("observed") & (pl.len().over("_run") >= config.stuck_points)
+        grid = grid.with_columns(_runlen=run_lengths(grid["_run"]))
+        found["stuck"] = pl.col("observed") & (pl.col("_runlen") >= config.stuck_points)
     bits = {"out_of_range": Flag.OUT_OF_RANGE, "spike": Flag.SPIKE, "stuck": Flag.STUCK}
     grid = grid.with_columns(**{f"_{name}": expr for name, expr in found.items()})
     flag = pl.lit(0, pl.UInt16)
@@ -68,5 +75,5 @@ def detect_faults(grid: pl.DataFrame, config: IngestConfig) -> pl.DataFrame:
         observed=pl.col("observed") & ~pl.col("_mask"),
         value=pl.when(pl.col("_mask")).then(None).otherwise(pl.col("value")),
     )
-    temp = ["_med", "_dev", "_run", "_mask", *[f"_{name}" for name in found]]
+    temp = ["_med", "_dev", "_run", "_runlen", "_mask", *[f"_{name}" for name in found]]
     return grid.drop([c for c in temp if c in grid.columns])

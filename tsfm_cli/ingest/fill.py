@@ -8,20 +8,21 @@ from __future__ import annotations
 import polars as pl
 
 from tsfm_cli.ingest.config import IngestConfig
+from tsfm_cli.ingest.faults import run_lengths
 from tsfm_cli.schema import Flag
 
 
 def fill_gaps(grid: pl.DataFrame, config: IngestConfig) -> pl.DataFrame:
     if config.fill == "none" or config.max_gap <= 0:
         return grid
-    sid = "series_id"
+    sid = "_sid"
     obs = pl.col("observed")
     v = pl.when(obs).then(pl.col("value"))
     change = (obs != obs.shift(1)).fill_null(True) | (
         pl.col(sid) != pl.col(sid).shift(1)
     ).fill_null(True)
     grid = grid.with_columns(_gap=change.cum_sum())
-    gap_len = pl.len().over("_gap")
+    gap_len = run_lengths(grid["_gap"])
     filled = v.forward_fill() if config.fill == "ffill" else v.interpolate()
     filled = filled.over(sid)
     grid = grid.with_columns(_fill=filled, _len=gap_len)

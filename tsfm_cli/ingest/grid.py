@@ -1,16 +1,19 @@
 """Readings of all files → one row per grid point of each series.
 
-- `series_id` = group keys + sensor ("line1/machine2/temperature");
+- `series_id` = group keys + sensor ("line1/machine2/temperature"); inside the stage a series is
+  the integer `_sid` (its rank in lexical order), so sorting and windows never hash strings;
 - the grid step is `freq` from the recipe or the median spacing of the series (whole seconds);
 - readings snap to the nearest grid point (sampling jitter), rows out of order are sorted;
 - several readings for one grid point: identical ones are one reading (the rest → rejects,
-  "duplicate"); different ones follow `duplicates` (first / last in file order, or mean), the
-  point is flagged DUPLICATE_CONFLICT and the others go to rejects;
-- grid points without a reading get `flags` MISSING and a null value.
+  "duplicate timestamp"); different ones follow `duplicates` (first / last in file order, or
+  mean), the point is flagged DUPLICATE_CONFLICT and the others go to rejects;
+- grid points without a reading get `flags` MISSING and a null value. The grid is built by
+  scattering readings into preallocated columns (no join).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
 from tsfm_cli.errors import BadInputError
@@ -22,89 +25,116 @@ MAX_GRID_FACTOR = 50  # grid points allowed per reading before the spacing is ca
 MAX_GRID_SLACK = 100_000
 
 
-def add_series_id(readings: pl.LazyFrame, key_cols: list[str]) -> pl.LazyFrame:
-    parts = [pl.col(k) for k in key_cols] + [pl.col("sensor")]
-    return readings.with_columns(series_id=pl.concat_str(parts, separator="/", ignore_nulls=True))
+def series_table(readings: pl.LazyFrame, key_cols: list[str]) -> pl.DataFrame:
+    """One row per series: its keys, sensor, `series_id` and `_sid` (lexical rank)."""
+    combos = readings.select(*key_cols, "sensor").unique().collect()
+    parts = [pl.col(k).cast(pl.String) for k in key_cols] + [pl.col("sensor").cast(pl.String)]
+    table = combos.with_columns(
+        series_id=pl.concat_str(parts, separator="/", ignore_nulls=True)
+    ).sort("series_id")
+    return table.with_row_index("_sid").with_columns(pl.col("_sid").cast(pl.UInt32))
 
 
-def _steps(df: pl.DataFrame, config: IngestConfig) -> pl.DataFrame:
-    """series_id → step_us (Int64) and origin."""
+def _steps(df: pl.DataFrame, n_series: int, config: IngestConfig) -> pl.DataFrame:
+    """Per `_sid` (0..n-1, every one present): step_us, origin_us (grid start), readings."""
     if config.freq:
-        fixed = parse_duration(config.freq, "freq") * 1_000_000
-        step = pl.lit(fixed, pl.Int64)
+        step = pl.lit(parse_duration(config.freq, "freq") * 1_000_000, pl.Int64)
     else:
-        diffs = pl.col("timestamp").diff().dt.total_microseconds()
+        diffs = pl.col("_t").diff()
         med = diffs.filter(diffs > 0).median()
         step = (med / 1_000_000).round().clip(lower_bound=1).fill_null(1).cast(pl.Int64) * 1_000_000
-    steps = df.group_by("series_id").agg(
-        step_us=step, origin=pl.col("timestamp").min(), readings=pl.len()
+    steps = df.group_by("_sid").agg(step_us=step, first=pl.col("_t").min(), readings=pl.len())
+    steps = pl.DataFrame({"_sid": np.arange(n_series, dtype=np.uint32)}).join(
+        steps, on="_sid", how="left"
     )
     # the grid starts at the first reading rounded to a whole step (jittered clocks)
-    first = pl.col("origin").dt.epoch("us")
-    aligned = ((first / pl.col("step_us")).round() * pl.col("step_us")).cast(pl.Int64)
-    return steps.with_columns(origin=aligned.cast(pl.Datetime("us", "UTC")))
+    aligned = (pl.col("first") / pl.col("step_us")).round() * pl.col("step_us")
+    return steps.with_columns(origin_us=aligned.cast(pl.Int64)).drop("first")
 
 
 def build_grid(
-    readings: pl.DataFrame, key_cols: list[str], config: IngestConfig
+    readings: pl.DataFrame, names: pl.DataFrame, config: IngestConfig
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(grid frame sorted by series_id, timestamp; rejects for duplicate readings)."""
-    df = readings.sort(["series_id", "timestamp", "_file", "raw_line"])
-    steps = _steps(df, config)
-    df = df.join(steps.select("series_id", "step_us", "origin"), on="series_id", how="left")
-    offset = (pl.col("timestamp") - pl.col("origin")).dt.total_microseconds()
-    k = (offset / pl.col("step_us")).round().cast(pl.Int64).clip(lower_bound=0)
-    df = df.with_columns(k=k).drop("timestamp", "origin", "step_us")
-    df, dup_rejects = _duplicates(df, config)
+    """readings (_sid, _file, raw_line, timestamp, value, flags) → (grid, duplicate rejects).
 
-    series = steps.join(df.group_by("series_id").agg(n=pl.col("k").max() + 1), on="series_id")
-    too_big = series.filter(pl.col("n") > pl.col("readings") * MAX_GRID_FACTOR + MAX_GRID_SLACK)
-    if too_big.height:
-        row = too_big.row(0, named=True)
+    The grid has _sid, timestamp, value, flags, observed, freq_s, raw_line, _file; one row per
+    grid point, sorted by _sid then time.
+    """
+    n_series = names.height
+    df = readings.with_columns(_t=pl.col("timestamp").dt.epoch("us")).drop("timestamp")
+    df = df.sort(["_sid", "_t", "_file", "raw_line"])
+    steps = _steps(df, n_series, config)
+    step_of = steps["step_us"].fill_null(1_000_000)
+    origin_of = steps["origin_us"].fill_null(0)
+    sid = df["_sid"]
+    origin = origin_of.gather(sid)
+    step = step_of.gather(sid)
+    k = ((df["_t"] - origin) / step).round().cast(pl.Int64).clip(lower_bound=0)
+    df = df.with_columns(k=k).drop("_t")
+    df, dup_rejects = _duplicates(df, names, config)
+
+    n_per = df.group_by("_sid").agg(n=pl.col("k").max() + 1).sort("_sid")
+    n = (
+        pl.DataFrame({"_sid": np.arange(n_series, dtype=np.uint32)})
+        .join(n_per, on="_sid", how="left")["n"]
+        .fill_null(0)
+        .to_numpy()
+        .astype(np.int64)
+    )
+    readings_per = steps["readings"].fill_null(0).to_numpy()
+    bad = np.nonzero(n > readings_per * MAX_GRID_FACTOR + MAX_GRID_SLACK)[0]
+    if len(bad):
+        i = int(bad[0])
         raise BadInputError(
-            f"series {row['series_id']}: its timestamps span {row['n']:,} grid points of "
-            f"{format_duration(row['step_us'] // 1_000_000)} for {row['readings']:,} readings; "
+            f"series {names['series_id'][i]}: its timestamps span {n[i]:,} grid points of "
+            f"{format_duration(int(step_of[i]) // 1_000_000)} for {readings_per[i]:,} readings; "
             "check the timestamps or set `freq`"
         )
-    total = int(series["n"].sum())
-    constant = [c for c in ("sensor", *key_cols) if c in df.columns]
-    if total == df.height:
-        grid = df.join(series.select("series_id", "origin", "step_us"), on="series_id")
-    else:
-        firsts = df.group_by("series_id").agg(pl.col(constant).first())
-        frame = series.select(
-            "series_id", "origin", "step_us", k=pl.int_ranges(0, pl.col("n"), dtype=pl.Int64)
-        ).explode("k")
-        frame = frame.join(firsts, on="series_id", how="left")
-        grid = frame.join(df.drop(constant), on=["series_id", "k"], how="left")
-    grid = grid.sort(["series_id", "k"])
-    flags = pl.col("flags").fill_null(int(Flag.MISSING)).cast(pl.UInt16)
+    offsets = np.concatenate([[0], np.cumsum(n)[:-1]])
+    total = int(n.sum())
+    sids = np.repeat(np.arange(n_series, dtype=np.uint32), n)
+    kk = np.arange(total, dtype=np.int64) - np.repeat(offsets, n)
+    steps_np = step_of.to_numpy()
+    pos = pl.Series(offsets, dtype=pl.Int64).gather(df["_sid"]) + df["k"]
+
+    def scatter(name: str, dtype, fill=None) -> pl.Series:
+        base = pl.repeat(fill, total, dtype=dtype, eager=True).alias(name)
+        return base.scatter(pos, df[name].cast(dtype)) if total else base
+
+    grid = pl.DataFrame(
+        {
+            "_sid": sids,
+            "timestamp": (np.repeat(origin_of.to_numpy(), n) + kk * np.repeat(steps_np, n)),
+            "freq_s": np.repeat(steps_np // 1_000_000, n),
+        }
+    ).with_columns(
+        pl.col("timestamp").cast(pl.Datetime("us", "UTC")),
+        scatter("value", pl.Float32),
+        scatter("flags", pl.UInt16, int(Flag.MISSING)),
+        scatter("raw_line", pl.Int32),
+        scatter("_file", pl.Int32),
+    )
     grid = grid.with_columns(
-        timestamp=pl.col("origin") + pl.duration(microseconds=pl.col("k") * pl.col("step_us")),
-        freq_s=(pl.col("step_us") // 1_000_000).cast(pl.Int64),
-        flags=flags,
-        observed=pl.col("value").is_not_null() & ((flags & NOT_A_READING) == 0),
-        source=pl.col("source").forward_fill().backward_fill().over("series_id"),
-    ).drop("origin", "step_us", "k", "_file")
+        observed=pl.col("value").is_not_null() & ((pl.col("flags") & NOT_A_READING) == 0),
+        _file=pl.col("_file").forward_fill().backward_fill().over("_sid"),
+    )
     return grid, dup_rejects
 
 
-def _duplicates(df: pl.DataFrame, config: IngestConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
-    same = (pl.col("series_id") == pl.col("series_id").shift(1)) & (
-        pl.col("k") == pl.col("k").shift(1)
-    )
-    df = df.with_columns(_dup=same.fill_null(False))
-    df = df.with_columns(_dup=pl.col("_dup") | pl.col("_dup").shift(-1).fill_null(False))
-    if not df["_dup"].any():
-        return df.drop("_dup"), _empty_rejects()
-    rest = df.filter(~pl.col("_dup")).drop("_dup")
-    sub = df.filter(pl.col("_dup")).drop("_dup")
+def _duplicates(df: pl.DataFrame, names: pl.DataFrame, config: IngestConfig):
+    same = (pl.col("_sid") == pl.col("_sid").shift(1)) & (pl.col("k") == pl.col("k").shift(1))
+    dup = df.select(d=same.fill_null(False))["d"]
+    dup = dup | dup.shift(-1).fill_null(False)
+    if not dup.any():
+        return df, _empty_rejects()
+    rest = df.filter(~dup)
+    sub = df.filter(dup)
     late = config.duplicates == "last"
     sub = sub.sort(
-        ["series_id", "k", pl.col("value").is_null(), "_file", "raw_line"],
+        ["_sid", "k", pl.col("value").is_null(), "_file", "raw_line"],
         descending=[False, False, False, late, late],
     )
-    group = ["series_id", "k"]
+    group = ["_sid", "k"]
     sub = sub.with_columns(
         _rank=pl.int_range(pl.len()).over(group),
         _conflict=(pl.col("value").drop_nulls().n_unique().over(group) > 1),
@@ -113,17 +143,20 @@ def _duplicates(df: pl.DataFrame, config: IngestConfig) -> tuple[pl.DataFrame, p
     kept = sub.filter(pl.col("_rank") == 0).with_columns(
         value=pl.when(pl.col("_conflict") & pl.lit(config.duplicates == "mean"))
         .then(pl.col("_mean"))
-        .otherwise(pl.col("value")),
+        .otherwise(pl.col("value"))
+        .cast(pl.Float32),
         flags=pl.when(pl.col("_conflict"))
         .then(pl.col("flags") | int(Flag.DUPLICATE_CONFLICT))
         .otherwise(pl.col("flags"))
         .cast(pl.UInt16),
     )
-    dropped = sub.filter(pl.col("_rank") > 0)
+    dropped = sub.filter(pl.col("_rank") > 0).join(
+        names.select("_sid", "sensor"), on="_sid", how="left"
+    )
     rejects = dropped.select(
-        pl.col("source").alias("file"),
+        pl.col("_file"),
         pl.col("raw_line").cast(pl.Int64).alias("line"),
-        pl.col("sensor").alias("column"),
+        pl.col("sensor").cast(pl.String).alias("column"),
         pl.col("value").cast(pl.String).alias("raw"),
         pl.when(pl.col("_conflict"))
         .then(pl.lit(f"duplicate_conflict (kept {config.duplicates})"))
@@ -131,10 +164,16 @@ def _duplicates(df: pl.DataFrame, config: IngestConfig) -> tuple[pl.DataFrame, p
         .alias("reason"),
     )
     kept = kept.drop("_rank", "_conflict", "_mean")
-    return pl.concat([rest, kept]).sort(["series_id", "k"]), rejects
+    return pl.concat([rest, kept]).sort(["_sid", "k"]), rejects
 
 
 def _empty_rejects() -> pl.DataFrame:
-    from tsfm_cli.ingest.table import REJECT_SCHEMA
-
-    return pl.DataFrame(schema=REJECT_SCHEMA)
+    return pl.DataFrame(
+        schema={
+            "_file": pl.Int32,
+            "line": pl.Int64,
+            "column": pl.String,
+            "raw": pl.String,
+            "reason": pl.String,
+        }
+    )

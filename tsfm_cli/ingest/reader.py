@@ -202,6 +202,7 @@ def _readings(names, units, cells: pl.DataFrame, sn, keys, config):
         + [pl.col(c).cast(pl.String) for c in group_cols]
     )
     stats = {
+        "group_columns": group_cols,
         "units": unit_of,
         "ignored_columns": ignored,
         "time_columns": time_cols,

@@ -15,36 +15,56 @@ PLOT_MAX_SERIES = 120
 
 
 def build_report(
-    grid: pl.DataFrame, key_cols: list[str], units: dict[str, str | None]
-) -> pl.DataFrame:
+    grid: pl.DataFrame, names: pl.DataFrame, key_cols: list[str], files: list[str],
+    units: dict[str, str | None],
+) -> pl.DataFrame:  # fmt: skip
     counts = [
         ((pl.col("flags") & int(flag)) != 0).sum().cast(pl.Int64).alias(flag.name.lower())
         for flag in Flag
     ]
-    report = (
-        grid.group_by("series_id")
-        .agg(
-            pl.col("sensor").first(),
-            *[pl.col(k).first() for k in key_cols],
-            pl.col("source").unique().sort().str.join(";").alias("sources"),
-            pl.len().cast(pl.Int64).alias("points"),
-            pl.col("observed").sum().cast(pl.Int64).alias("observed"),
-            *counts,
-            pl.col("freq_s").first(),
-            pl.col("timestamp").min().alias("start"),
-            pl.col("timestamp").max().alias("end"),
+    file_names = pl.Series(files, dtype=pl.String)
+    per = grid.group_by("_sid").agg(
+        pl.col("_file").unique().alias("_files"),
+        pl.len().cast(pl.Int64).alias("points"),
+        pl.col("observed").sum().cast(pl.Int64).alias("observed"),
+        *counts,
+        pl.col("freq_s").first(),
+        pl.col("timestamp").min().alias("start"),
+        pl.col("timestamp").max().alias("end"),
+    )
+    per = per.with_columns(
+        sources=pl.Series(
+            [";".join(sorted(file_names[i] for i in fs if i is not None)) for fs in per["_files"]],
+            dtype=pl.String,
         )
+    ).drop("_files")
+    report = (
+        names.select(
+            "_sid",
+            "series_id",
+            pl.col("sensor").cast(pl.String),
+            *[pl.col(k).cast(pl.String) for k in key_cols],
+        )  # fmt: skip
+        .join(per, on="_sid", how="inner")
         .with_columns(
             missing_frac=1 - pl.col("observed") / pl.col("points"),
             freq=pl.col("freq_s").map_elements(format_duration, return_dtype=pl.String),
             unit=pl.col("series_id").replace_strict(units, default=None, return_dtype=pl.String),
         )
-        .sort("series_id")
+        .sort("_sid")
     )
     return report
 
 
-def quality_plot(grid: pl.DataFrame, path: Path) -> None:
+def _ffill(row):
+    import numpy as np
+
+    idx = np.where(~np.isnan(row), np.arange(len(row)), 0)
+    np.maximum.accumulate(idx, out=idx)
+    return row[idx]
+
+
+def quality_plot(grid: pl.DataFrame, report: pl.DataFrame, path: Path) -> None:
     """One row per series over its own time span; colour = worst state in each time bin."""
     import matplotlib
 
@@ -54,7 +74,7 @@ def quality_plot(grid: pl.DataFrame, path: Path) -> None:
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
-    ids = grid["series_id"].unique().sort().head(PLOT_MAX_SERIES)
+    shown = report.head(PLOT_MAX_SERIES)
     state = (  # the worst state in a bin wins: fault > missing > filled > observed
         pl.when((pl.col("flags") & FAULT_BITS) != 0)
         .then(3)
@@ -63,22 +83,28 @@ def quality_plot(grid: pl.DataFrame, path: Path) -> None:
         .when((pl.col("flags") & int(Flag.FILLED)) != 0)
         .then(1)
         .otherwise(0)
+        .cast(pl.Int8)
     )
-    position = pl.int_range(pl.len()).over("series_id") / pl.len().over("series_id")
-    cells = (
-        grid.filter(pl.col("series_id").is_in(ids.implode()))
-        .select("series_id", bin=(position * PLOT_BINS).floor().cast(pl.Int64), state=state)
-        .group_by("series_id", "bin")
-        .agg(pl.col("state").max())
-    )
-    spans = grid.group_by("series_id").agg(
-        start=pl.col("timestamp").min(), end=pl.col("timestamp").max()
-    )
-    span_of = {r["series_id"]: (r["start"], r["end"]) for r in spans.iter_rows(named=True)}
-    row_of = {sid: i for i, sid in enumerate(ids.to_list())}
-    matrix = np.full((len(row_of), PLOT_BINS), np.nan)
-    rows = cells["series_id"].replace_strict(row_of, return_dtype=pl.Int64).to_numpy()
-    matrix[rows, cells["bin"].to_numpy()] = cells["state"].to_numpy()
+    states = grid.select(state).to_series().to_numpy()
+    points = report["points"].to_numpy()
+    offsets = np.concatenate([[0], np.cumsum(points)[:-1]])
+    matrix = np.full((shown.height, PLOT_BINS), np.nan)
+    for row in range(shown.height):
+        seg = states[offsets[row] : offsets[row] + points[row]]
+        if len(seg) == 0:
+            continue
+        edges = np.unique(np.linspace(0, len(seg), PLOT_BINS + 1).astype(np.int64)[:-1])
+        worst = np.maximum.reduceat(seg, edges)
+        cols = (edges * PLOT_BINS // len(seg)).astype(np.int64)
+        filled = np.full(PLOT_BINS, np.nan)
+        filled[cols] = worst
+        # bins narrower than a point repeat the previous point's state
+        matrix[row] = _ffill(filled)
+    row_of = {sid: i for i, sid in enumerate(shown["series_id"].to_list())}
+    span_of = {
+        r["series_id"]: (r["start"], r["end"])
+        for r in shown.select("series_id", "start", "end").iter_rows(named=True)
+    }
     colours = ListedColormap(["#cfe8cf", "#7fb3e6", "#d03030", "#f0a030"])
     height = 1.6 + 0.22 * len(row_of)
     fig, ax = plt.subplots(figsize=(13, height))

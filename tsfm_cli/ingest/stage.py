@@ -19,7 +19,7 @@ from tsfm_cli.errors import BadInputError, QualityGateError
 from tsfm_cli.ingest.config import PARSE_KEYS, IngestConfig, for_file
 from tsfm_cli.ingest.faults import detect_faults
 from tsfm_cli.ingest.fill import fill_gaps
-from tsfm_cli.ingest.grid import add_series_id, build_grid
+from tsfm_cli.ingest.grid import build_grid, series_table
 from tsfm_cli.ingest.groups import keys_from_path
 from tsfm_cli.ingest.reader import read_source
 from tsfm_cli.ingest.report import build_report, quality_plot
@@ -197,47 +197,56 @@ def _gate(summary: dict, config: IngestConfig) -> None:
 def _assemble(writer: StageWriter, parts, files_meta, failed, config) -> dict[str, Any]:
     frames = []
     key_cols: list[str] = []
+    files = [""] * (max((i for i, _, _ in parts), default=-1) + 1)
     for index, file, key in parts:
         meta = files_meta[file]
-        for k in list(meta.get("keys", {})) + list(config.group_columns):
+        files[index] = file
+        for k in list(meta.get("keys", {})) + list(meta.get("group_columns", [])):
             if k not in key_cols:
                 key_cols.append(k)
         frames.append(
             pl.scan_parquet(writer.dir / f"parts/{key}.parquet").with_columns(
-                source=pl.lit(file, pl.String), _file=pl.lit(index, pl.Int32)
+                _file=pl.lit(index, pl.Int32)
             )
         )
-    readings = add_series_id(pl.concat(frames, how="diagonal_relaxed"), key_cols).collect()
-    grid, dup_rejects = build_grid(readings, key_cols, config)
+    lazy = pl.concat(frames, how="diagonal_relaxed")
+    for k in key_cols:
+        if k not in lazy.collect_schema():
+            lazy = lazy.with_columns(pl.lit(None, pl.String).alias(k))
+    names = series_table(lazy, key_cols)
+    readings = (
+        lazy.join(names.lazy().select("_sid", *key_cols, "sensor"), on=[*key_cols, "sensor"],
+                  how="left", nulls_equal=True)
+        .select("_sid", "_file", "raw_line", "timestamp", "value", "flags")
+        .collect()
+    )  # fmt: skip
+    grid, dup_rejects = build_grid(readings, names, config)
     del readings
-    grid = detect_faults(grid, config)
+    grid = detect_faults(grid, names, config)
     grid = fill_gaps(grid, config)
-    columns = [
-        "series_id",
-        "source",
-        "sensor",
-        "timestamp",
-        "value",
-        "observed",
-        "flags",
-        "freq_s",
-        "raw_line",
-        *key_cols,
-    ]
-    grid = grid.select(
-        pl.col("series_id"),
-        pl.col("source"),
-        pl.col("sensor"),
-        pl.col("timestamp"),
-        pl.col("value").cast(pl.Float32),
-        pl.col("observed"),
-        pl.col("flags").cast(pl.UInt16),
-        pl.col("freq_s"),
-        pl.col("raw_line").cast(pl.Int32),
-        *[pl.col(k).cast(pl.String) for k in key_cols],
+
+    file_names = pl.Series("source", files, dtype=pl.String)
+    series_path = writer.dir / "series.parquet"
+    (
+        grid.lazy()
+        .join(names.lazy(), on="_sid", how="left", maintain_order="left")
+        .select(
+            pl.col("series_id").cast(pl.String),
+            pl.col("_file")
+            .map_batches(lambda f: file_names.gather(f), return_dtype=pl.String)
+            .alias("source"),
+            pl.col("sensor").cast(pl.String),
+            "timestamp",
+            pl.col("value").cast(pl.Float32),
+            "observed",
+            pl.col("flags").cast(pl.UInt16),
+            "freq_s",
+            pl.col("raw_line").cast(pl.Int32),
+            *[pl.col(k).cast(pl.String) for k in key_cols],
+        )
+        .sink_parquet(series_path, compression="zstd")
     )
-    assert grid.columns == columns
-    writer.write_parquet("series.parquet", grid)
+    writer.register("series.parquet", rows=grid.height)
 
     rejects = [pl.scan_parquet(writer.dir / f"parts/{key}.rejects.parquet") for _, _, key in parts]
     failed_rows = pl.DataFrame(
@@ -250,48 +259,54 @@ def _assemble(writer: StageWriter, parts, files_meta, failed, config) -> dict[st
         },
         schema=REJECT_SCHEMA,
     )
-    all_rejects = pl.concat([*[r.collect() for r in rejects], dup_rejects, failed_rows])
+    dup_rows = dup_rejects.select(
+        pl.col("_file")
+        .map_batches(lambda f: file_names.gather(f), return_dtype=pl.String)
+        .alias("file"),
+        "line",
+        "column",
+        "raw",
+        "reason",
+    )
+    all_rejects = pl.concat([*[r.collect() for r in rejects], dup_rows, failed_rows])
     writer.write_parquet("rejects.parquet", all_rejects)
 
     units = {}
-    for file, meta in files_meta.items():
-        del file
+    for meta in files_meta.values():
         prefix = "/".join(str(v) for v in meta.get("keys", {}).values())
         for sensor, unit in (meta.get("units") or {}).items():
             if unit:
                 units[f"{prefix}/{sensor}" if prefix else sensor] = unit
-    report = build_report(grid, key_cols, units)
-    writer.write_parquet("report.parquet", report)
-    quality_plot(grid, writer.dir / "quality.png")
+    report = build_report(grid, names, key_cols, files, units)
+    writer.write_parquet("report.parquet", report.drop("_sid"))
+    quality_plot(grid, report, writer.dir / "quality.png")
     writer.register("quality.png")
-    return _summary(grid, all_rejects, report, files_meta, failed)
+    return _summary(grid, all_rejects, report, files, files_meta, failed)
 
 
-def _summary(grid, rejects, report, files_meta, failed) -> dict[str, Any]:
-    used = (
-        grid.filter(pl.col("raw_line").is_not_null())
-        .group_by("source")
-        .agg(pl.col("raw_line").unique().alias("lines"))
-    )
-    used_lines = {row["source"]: set(row["lines"]) for row in used.iter_rows(named=True)}
+def _summary(grid, rejects, report, files, files_meta, failed) -> dict[str, Any]:
+    used = grid.filter(pl.col("raw_line").is_not_null()).select("_file", "raw_line").unique()
+    used_count = dict(used.group_by("_file").len().iter_rows())
+    index_of = {file: i for i, file in enumerate(files)}
     line_rejects = (
         rejects.filter(pl.col("line").is_not_null() & (pl.col("reason") != "preamble line"))
-        .group_by("file")
-        .agg(pl.col("line").unique().alias("lines"))
+        .select(
+            pl.col("file").replace_strict(index_of, default=-1, return_dtype=pl.Int32),
+            pl.col("line").cast(pl.Int32),
+        )
+        .rename({"file": "_file", "line": "raw_line"})
+        .unique()
+        .join(used, on=["_file", "raw_line"], how="anti")
     )
-    rejected_lines = {row["file"]: set(row["lines"]) for row in line_rejects.iter_rows(named=True)}
+    rejected_count = dict(line_rejects.group_by("_file").len().iter_rows())
     lines_data = lines_used = lines_rejected = 0
     for file, meta in files_meta.items():
-        u = used_lines.get(file, set())
-        r = rejected_lines.get(file, set()) - u
-        meta.update(
-            lines_used=len(u),
-            lines_rejected=len(r),
-            unaccounted=meta["lines_data"] - len(u) - len(r),
-        )
+        i = index_of[file]
+        u, r = int(used_count.get(i, 0)), int(rejected_count.get(i, 0))
+        meta.update(lines_used=u, lines_rejected=r, unaccounted=meta["lines_data"] - u - r)
         lines_data += meta["lines_data"]
-        lines_used += len(u)
-        lines_rejected += len(r)
+        lines_used += u
+        lines_rejected += r
     flag_counts = {
         flag.name.lower(): int(report[flag.name.lower()].sum()) if report.height else 0
         for flag in Flag
