@@ -66,12 +66,10 @@ def _ffill(row):
 
 def quality_plot(grid: pl.DataFrame, report: pl.DataFrame, path: Path) -> None:
     """One row per series over its own time span; colour = worst state in each time bin."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colors import ListedColormap
+    from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
     shown = report.head(PLOT_MAX_SERIES)
@@ -107,7 +105,9 @@ def quality_plot(grid: pl.DataFrame, report: pl.DataFrame, path: Path) -> None:
     }
     colours = ListedColormap(["#cfe8cf", "#7fb3e6", "#d03030", "#f0a030"])
     height = 1.6 + 0.22 * len(row_of)
-    fig, ax = plt.subplots(figsize=(13, height))
+    fig = Figure(figsize=(13, height))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
     ax.imshow(matrix, aspect="auto", interpolation="nearest", cmap=colours, vmin=-0.5, vmax=3.5)
     ax.set_yticks(range(len(row_of)), list(row_of), fontsize=7)
     ax.set_xticks([])
@@ -134,4 +134,3 @@ def quality_plot(grid: pl.DataFrame, report: pl.DataFrame, path: Path) -> None:
     inch = 1 / fig.get_figheight()
     fig.subplots_adjust(left=0.2, right=0.8, top=1 - 0.4 * inch, bottom=0.7 * inch)
     fig.savefig(path, dpi=100)
-    plt.close(fig)

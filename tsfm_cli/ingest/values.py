@@ -44,9 +44,9 @@ def clean_column(
     raw = pl.col(name)
     empty = raw.is_null() | (raw.str.len_bytes() == 0)
     parsed = number_expr(raw, decimal, thousands)
-    text_sentinel = (
-        raw.str.to_lowercase().is_in(text_sentinels) if text_sentinels else pl.lit(False)
-    )
+    # as written, lower, upper and title case: no per-cell lower-casing needed
+    spellings = sorted({v for t in text_sentinels for v in (t, t.lower(), t.upper(), t.title())})
+    text_sentinel = raw.is_in(spellings) if spellings else pl.lit(False)
     number_sentinel = parsed.is_in(numbers).fill_null(False) if numbers else pl.lit(False)
     not_finite = (~parsed.is_finite()).fill_null(False)
     sentinel = ~empty & (text_sentinel.fill_null(False) | number_sentinel | not_finite)
