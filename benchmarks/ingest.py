@@ -124,7 +124,14 @@ series = series[["series_id", "sensor", "timestamp", "value", "observed", "missi
                  "sentinel", "unparseable", "out_of_range", "spike", "stuck"]]
 # pandas needs pyarrow for parquet, which tsfm does not depend on: hand the columns to polars
 import polars as pl
-pl.DataFrame({c: series[c].to_numpy() for c in series.columns}).write_parquet(
+flags = ["observed", "missing", "sentinel", "unparseable", "out_of_range", "spike", "stuck"]
+series[flags] = series[flags].fillna(False).astype(bool)
+columns = {c: series[c].to_numpy() for c in series.columns if c not in ("series_id", "sensor")}
+columns["timestamp"] = series["timestamp"].dt.tz_localize(None).to_numpy()
+columns["value"] = series["value"].to_numpy(dtype="float32", na_value=np.nan)
+columns["series_id"] = series["series_id"].astype(str).tolist()
+columns["sensor"] = series["sensor"].astype(str).tolist()
+pl.DataFrame(columns).write_parquet(
     OUT + ".parquet", compression="zstd"
 )
 rows = len(series)

@@ -188,7 +188,7 @@ def line3_machine1() -> None:
     """Headerless whitespace-separated numbers (TEP/C-MAPSS style); start/interval in the recipe."""
     times, v = simulate(OCT, 3 * 24 * 20, 7)
     lines = ["  ".join(f"{v[s][i]:.5e}" for s in SENSORS) + "  " for i in range(len(times))]
-    write(HERE / "line3/machine1_plc.dat", "\n".join(lines) + "\n")
+    write(HERE / "line3/machine1_2024-10.dat", "\n".join(lines) + "\n")
 
 
 def main() -> None:

@@ -95,7 +95,7 @@ def test_incremental_rerun_adds_only_new_and_changed_files(tmp_path):
     assert again["skipped"] is True and again["files_parsed"] == 0
     # a new export for machine1 (later times) and a new machine
     write_files(
-        src, {"line1/machine1_b.csv": wide_csv([7, 8], times=minutes(2, "2024-05-06 08:03"))}
+        src, {"line1/machine1_02.csv": wide_csv([7, 8], times=minutes(2, "2024-05-06 08:03"))}
     )
     write_files(src, {"line1/machine3.csv": wide_csv([9, 9, 9])})
     third = run_ingest([src], out, _config(), command=["t"])

@@ -1,9 +1,10 @@
 """Group keys (line, machine, …) from a file's path, and sensor names from header cells.
 
 By default every path part of the form `<letters><digits>` is a key: `line1/machine2_2024-03.csv`
-gives line=line1, machine=machine2. When the file name itself holds no such part, its stem becomes
-the key `file`, so that unrelated files never merge into one series. A recipe `group_pattern`
-(a regex with named groups searched in the path) replaces this rule.
+gives line=line1, machine=machine2 (exports of other months merge into the same series). When the
+file name holds no such part, or also holds other words (`train_FD001`, `d00_te`), its stem
+becomes the key `file`, so that unrelated files never merge into one series. A recipe
+`group_pattern` (a regex with named groups searched in the path) replaces this rule.
 """
 
 from __future__ import annotations
@@ -45,13 +46,15 @@ def keys_from_path(rel: PurePath, pattern: str | None) -> dict[str, str]:
     stem = rel.name
     for suffix in (".gz", ".csv", ".tsv", ".txt", ".dat"):
         stem = stem.removesuffix(suffix)
-    found = False
+    found, other_words = False, False
     for token in re.split(r"[_\-. ]+", stem):
         match = KEY_TOKEN.match(token)
         if match:
             keys.setdefault(_key_name(match.group(1)), token)
             found = True
-    if not found:
+        elif token and not token.isdigit():
+            other_words = True  # "train", "te", "plc": this file is not just a period export
+    if not found or other_words:
         keys.setdefault("file", stem)
     return keys
 
