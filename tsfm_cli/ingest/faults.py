@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 
+import numpy as np
 import polars as pl
 
 from tsfm_cli.ingest.config import IngestConfig
@@ -33,6 +34,31 @@ def run_lengths(run_id: pl.Series) -> pl.Series:
     return lengths.gather(run_id - run_id[0]) if len(run_id) else run_id
 
 
+def _rolling_median(grid: pl.DataFrame, window: int) -> pl.Series:
+    """Centred rolling median of the observed values of each series (null near series ends).
+
+    scipy's median filter over the whole column (gaps carried forward) is several times faster
+    than a rolling median per group; windows that would cross into the next series are nulled.
+    """
+    from scipy.ndimage import median_filter
+
+    observed = pl.when(pl.col("observed")).then(pl.col("value"))
+    filled = grid.select(
+        observed.forward_fill().backward_fill().over("_sid").fill_null(0.0).cast(pl.Float32)
+    ).to_series()
+    med = median_filter(filled.to_numpy(), size=window, mode="nearest")
+    sid = grid["_sid"].to_numpy()
+    half = window // 2
+    edge = np.zeros(len(sid), dtype=bool)
+    if len(sid):
+        starts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]])
+        ends = np.r_[starts[1:], len(sid)]
+        for offset in range(half):  # the first and last `half` points of each series
+            edge[np.minimum(starts + offset, ends - 1)] = True
+            edge[np.maximum(ends - 1 - offset, starts)] = True
+    return pl.Series("_med", med).set(pl.Series(edge), None)
+
+
 def detect_faults(grid: pl.DataFrame, names: pl.DataFrame, config: IngestConfig) -> pl.DataFrame:
     sid = "_sid"
     v = pl.when(pl.col("observed")).then(pl.col("value"))
@@ -44,16 +70,13 @@ def detect_faults(grid: pl.DataFrame, names: pl.DataFrame, config: IngestConfig)
         hi = pl.Series([high.get(i) for i in ids], dtype=pl.Float64).gather(grid[sid])
         found["out_of_range"] = (v < lo).fill_null(False) | (v > hi).fill_null(False)
     if config.spike_threshold > 0:
-        # Hampel: distance from the rolling median in units of the rolling MAD, with a floor
-        # of half the series' own MAD so that flat or quantised signals are not all spikes
-        w = config.spike_window
-        grid = grid.with_columns(
-            _med=v.rolling_median(w, center=True, min_samples=w // 2 + 1).over(sid)
-        )
+        grid = grid.with_columns(_med=_rolling_median(grid, config.spike_window))
         grid = grid.with_columns(_dev=(v - pl.col("_med")).abs())
-        local = pl.col("_dev").rolling_median(w, center=True, min_samples=w // 2 + 1).over(sid)
+        # Hampel with one scale per series: the MAD of the residuals from the rolling median,
+        # floored at half the series' own MAD so that flat or quantised signals are not spikes
+        resid = pl.col("_dev").median().over(sid)
         whole = (v - v.median()).abs().median().over(sid)
-        scale = pl.max_horizontal(MAD_TO_SIGMA * local, 0.5 * MAD_TO_SIGMA * whole, pl.lit(1e-9))
+        scale = pl.max_horizontal(MAD_TO_SIGMA * resid, 0.5 * MAD_TO_SIGMA * whole, pl.lit(1e-9))
         found["spike"] = (pl.col("_dev") > config.spike_threshold * scale).fill_null(False)
     if config.stuck_points > 0:
         new_sid = (pl.col(sid) != pl.col(sid).shift(1)).fill_null(True)

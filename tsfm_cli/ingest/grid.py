@@ -62,7 +62,8 @@ def build_grid(
     """
     n_series = names.height
     df = readings.with_columns(_t=pl.col("timestamp").dt.epoch("us")).drop("timestamp")
-    df = df.sort(["_sid", "_t", "_file", "raw_line"])
+    # stable: parts are concatenated in file order and each part is in line order
+    df = df.sort(["_sid", "_t"], maintain_order=True)
     steps = _steps(df, n_series, config)
     step_of = steps["step_us"].fill_null(1_000_000)
     origin_of = steps["origin_us"].fill_null(0)
@@ -122,15 +123,15 @@ def build_grid(
 
 
 def _duplicates(df: pl.DataFrame, names: pl.DataFrame, config: IngestConfig):
+    """Resolve readings that share a grid point, touching only those rows (no re-sort)."""
     same = (pl.col("_sid") == pl.col("_sid").shift(1)) & (pl.col("k") == pl.col("k").shift(1))
     dup = df.select(d=same.fill_null(False))["d"]
     dup = dup | dup.shift(-1).fill_null(False)
     if not dup.any():
         return df, _empty_rejects()
-    rest = df.filter(~dup)
-    sub = df.filter(dup)
+    df = df.with_row_index("_row")
     late = config.duplicates == "last"
-    sub = sub.sort(
+    sub = df.filter(dup).sort(
         ["_sid", "k", pl.col("value").is_null(), "_file", "raw_line"],
         descending=[False, False, False, late, late],
     )
@@ -139,6 +140,7 @@ def _duplicates(df: pl.DataFrame, names: pl.DataFrame, config: IngestConfig):
         _rank=pl.int_range(pl.len()).over(group),
         _conflict=(pl.col("value").drop_nulls().n_unique().over(group) > 1),
         _mean=pl.col("value").mean().over(group),
+        _pos=pl.col("_row").min().over(group),  # the group's first row keeps the result
     )
     kept = sub.filter(pl.col("_rank") == 0).with_columns(
         value=pl.when(pl.col("_conflict") & pl.lit(config.duplicates == "mean"))
@@ -150,6 +152,14 @@ def _duplicates(df: pl.DataFrame, names: pl.DataFrame, config: IngestConfig):
         .otherwise(pl.col("flags"))
         .cast(pl.UInt16),
     )
+    pos = kept["_pos"]
+    columns = {
+        name: df[name].scatter(pos, kept[name].cast(df[name].dtype))
+        for name in ("value", "flags", "_file", "raw_line")
+    }
+    drop = pl.repeat(False, df.height, dtype=pl.Boolean, eager=True)
+    drop = drop.scatter(sub["_row"], True).scatter(pos, False)
+    df = df.with_columns(**columns).filter(~drop).drop("_row")
     dropped = sub.filter(pl.col("_rank") > 0).join(
         names.select("_sid", "sensor"), on="_sid", how="left"
     )
@@ -163,8 +173,7 @@ def _duplicates(df: pl.DataFrame, names: pl.DataFrame, config: IngestConfig):
         .otherwise(pl.lit("duplicate timestamp"))
         .alias("reason"),
     )
-    kept = kept.drop("_rank", "_conflict", "_mean")
-    return pl.concat([rest, kept]).sort(["_sid", "k"]), rejects
+    return df, rejects
 
 
 def _empty_rejects() -> pl.DataFrame:

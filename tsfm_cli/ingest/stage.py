@@ -13,6 +13,7 @@ import hashlib
 from pathlib import Path, PurePath
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from tsfm_cli.errors import BadInputError, QualityGateError
@@ -157,7 +158,10 @@ def run_ingest(
                             }
                         )
                     else:
-                        writer.write_parquet(part, readings)
+                        # the cache is rewritten often and read once: fast lz4, not zstd
+                        (writer.dir / "parts").mkdir(exist_ok=True)
+                        readings.write_parquet(writer.dir / part, compression="lz4")
+                        writer.register(part, rows=readings.height)
                         writer.write_parquet(part_rejects, rejects)
                         files_meta[file] = {
                             **stats,
@@ -285,20 +289,33 @@ def _assemble(writer: StageWriter, parts, files_meta, failed, config) -> dict[st
 
 
 def _summary(grid, rejects, report, files, files_meta, failed) -> dict[str, Any]:
-    used = grid.filter(pl.col("raw_line").is_not_null()).select("_file", "raw_line").unique()
-    used_count = dict(used.group_by("_file").len().iter_rows())
+    # used lines per file as bitmaps over line numbers: no hashing of millions of rows
+    used_rows = grid.filter(pl.col("raw_line").is_not_null()).select("_file", "raw_line")
     index_of = {file: i for i, file in enumerate(files)}
-    line_rejects = (
-        rejects.filter(pl.col("line").is_not_null() & (pl.col("reason") != "preamble line"))
-        .select(
-            pl.col("file").replace_strict(index_of, default=-1, return_dtype=pl.Int32),
-            pl.col("line").cast(pl.Int32),
-        )
-        .rename({"file": "_file", "line": "raw_line"})
-        .unique()
-        .join(used, on=["_file", "raw_line"], how="anti")
+    line_rejects = rejects.filter(
+        pl.col("line").is_not_null() & (pl.col("reason") != "preamble line")
+    ).select(
+        pl.col("file").replace_strict(index_of, default=-1, return_dtype=pl.Int32).alias("_file"),
+        pl.col("line").cast(pl.Int64),
     )
-    rejected_count = dict(line_rejects.group_by("_file").len().iter_rows())
+    used_by = used_rows.partition_by("_file", as_dict=True, include_key=False)
+    rejected_by = line_rejects.partition_by("_file", as_dict=True, include_key=False)
+    empty = np.zeros(0, dtype=np.int64)
+    used_count, rejected_count = {}, {}
+    for i, file in enumerate(files):
+        if file not in files_meta:
+            continue
+        size = files_meta[file].get("lines_total", 0) + 2
+        used = np.zeros(size, dtype=bool)
+        part = used_by.get((i,))
+        lines = part["raw_line"].to_numpy() if part is not None else empty
+        used[lines[lines < size]] = True
+        rejected = np.zeros(size, dtype=bool)
+        part = rejected_by.get((i,))
+        lines = part["line"].to_numpy() if part is not None else empty
+        rejected[lines[(lines >= 0) & (lines < size)]] = True
+        used_count[i] = int(used.sum())
+        rejected_count[i] = int((rejected & ~used).sum())
     lines_data = lines_used = lines_rejected = 0
     for file, meta in files_meta.items():
         i = index_of[file]
