@@ -126,7 +126,7 @@ def run_ingest(
         files_meta: dict[str, dict] = {}
         failed: list[dict[str, str]] = []
         parts: list[tuple[int, str, str]] = []  # (file index, file, part key)
-        parsed = reused = 0
+        parsed = reused = rows_done = 0
         with reporter.progress("ingest", total=len(sources), unit="files") as task:
             for index, ((path, rel), desc) in enumerate(zip(sources, described, strict=True)):
                 file = str(path)
@@ -135,7 +135,7 @@ def run_ingest(
                 key = _part_key(desc["sha256"], rel.as_posix(), file_settings)
                 part, part_rejects = f"parts/{key}.parquet", f"parts/{key}.rejects.parquet"
                 old = previous.get(file)
-                task.update(status=path.name)
+                task.update(status=f"{rows_done:,} lines · {path.name}")
                 if old and old.get("part") == key and (out_dir / part).is_file():
                     writer.carry_over(part)
                     writer.carry_over(part_rejects)
@@ -171,7 +171,8 @@ def run_ingest(
                         }
                         parts.append((index, file, key))
                         parsed += 1
-                task.advance(1)
+                rows_done += files_meta.get(file, {}).get("lines_data", 0)
+                task.advance(1, status=f"{rows_done:,} lines")
         if failed and (config.strict or not parts):
             raise BadInputError(failed[0]["reason"])
         for item in failed:

@@ -70,12 +70,13 @@ def split_table(
         text = pl.col("raw")
     trailing = re.escape(delim) + r"[\s" + re.escape(delim) + r"]*$"
     body = body.with_columns(text=text).with_columns(
-        count=pl.col("text").str.count_matches(delim, literal=True) + 1,
-        count_trimmed=pl.col("text")
-        .str.replace(trailing, "")
-        .str.count_matches(delim, literal=True)
-        + 1,
+        count=pl.col("text").str.count_matches(delim, literal=True) + 1
     )
+    if body.select((pl.col("count") > n_fields).any()).item():  # trailing delimiters?
+        trimmed = pl.col("text").str.replace(trailing, "").str.count_matches(delim, literal=True)
+        body = body.with_columns(count_trimmed=trimmed + 1)
+    else:
+        body = body.with_columns(count_trimmed=pl.col("count"))
     last_line = total
     ok_width = (pl.col("count") == n_fields) | (
         (pl.col("count") > n_fields) & (pl.col("count_trimmed") <= n_fields)
@@ -106,8 +107,12 @@ def split_table(
         "line",
         pl.col("text").str.split_exact(delim, n_fields - 1).struct.rename_fields(fields),
     ).unnest("text")
-    cleanup = pl.col(fields).str.strip_chars().str.strip_chars('"').str.strip_chars()
-    cells = cells.with_columns(cleanup).rename(
+    # strip blanks and quotes around cells, only when some line has them
+    padded = rf'"|\s{re.escape(delim)}|{re.escape(delim)}\s|^\s|\s$' if delim != " " else '"'
+    if good.select(pl.col("text").str.contains(padded).any()).item():
+        cleanup = pl.col(fields).str.strip_chars().str.strip_chars('"').str.strip_chars()
+        cells = cells.with_columns(cleanup)
+    cells = cells.rename(
         {f: raw_name(n) for f, n in zip(fields, sniffed.names, strict=True)}
     )
     counts = {
