@@ -22,9 +22,9 @@ def write_files(root: Path, files: dict[str, str | bytes]) -> Path:
     return root
 
 
-def ingest(tmp_path: Path, files: dict[str, str | bytes], **settings):
-    """(summary, series, rejects, report) for `files` written under tmp_path/src."""
-    src = write_files(tmp_path / "src", files)
+def ingest(tmp_path: Path, sources: dict[str, str | bytes], /, **settings):
+    """(summary, series, rejects, report) for `sources` written under tmp_path/src."""
+    src = write_files(tmp_path / "src", sources)
     out = tmp_path / "clean"
     summary = run_ingest([src], out, IngestConfig(**settings), command=["test"])
     return (

@@ -363,3 +363,34 @@ def test_gap_filling_never_changes_observed(tmp_path, method, expected):
     assert temp["value"].to_list() == expected
     assert temp["observed"].to_list() == [True, False, False, True] + [False] * 4 + [True]
     assert has(temp["flags"], Flag.FILLED) == [False, True, True] + [False] * 6
+
+
+# --- group keys and per-file settings --------------------------------------------------------
+
+
+def test_group_keys_from_path_pattern_and_per_file_settings(tmp_path):
+    sources = {
+        "plantA/press-07/2024.csv": wide_csv([1, 2, 3]),
+        "plantA/press-08/2024.csv": wide_csv([4, 5, 6], times=minutes(3, "2024-05-06 10:00")),
+    }
+    _, series, _, _ = ingest(
+        tmp_path,
+        sources,
+        group_pattern=r"(?P<site>plant\w)/(?P<machine>press-\d+)",
+        files={"*press-08/*": {"timezone": "Europe/Berlin"}},
+    )
+    assert sorted(series["series_id"].unique()) == [
+        "plantA/press-07/temp",
+        "plantA/press-08/temp",
+    ]
+    assert set(series.columns) >= {"site", "machine"}
+    first = series.group_by("machine").agg(pl.col("timestamp").min()).sort("machine")
+    assert first["timestamp"].to_list() == [ts("2024-05-06 08:00"), ts("2024-05-06 08:00")]
+
+
+def test_per_file_settings_reject_non_parse_keys(tmp_path):
+    from tsfm_cli.ingest.config import IngestConfig, validate
+
+    config = IngestConfig(files={"*.csv": {"fill": "linear"}})
+    with pytest.raises(BadInputError, match="'fill', which is not a per-file setting"):
+        validate(config, lambda key: f"r.yaml: key '{key}'")

@@ -112,9 +112,7 @@ def split_table(
     if good.select(pl.col("text").str.contains(padded).any()).item():
         cleanup = pl.col(fields).str.strip_chars().str.strip_chars('"').str.strip_chars()
         cells = cells.with_columns(cleanup)
-    cells = cells.rename(
-        {f: raw_name(n) for f, n in zip(fields, sniffed.names, strict=True)}
-    )
+    cells = cells.rename({f: raw_name(n) for f, n in zip(fields, sniffed.names, strict=True)})
     counts = {
         "lines_total": total,
         "lines_header": sniffed.data_start - len(sniffed.preamble),
