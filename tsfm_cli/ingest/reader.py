@@ -17,7 +17,7 @@ from tsfm_cli.ingest.groups import sensor_name
 from tsfm_cli.ingest.sniff import sniff
 from tsfm_cli.ingest.table import raw_name, rejects_frame, split_table
 from tsfm_cli.ingest.timestamps import find_time_columns, localize, parse_times, start_times
-from tsfm_cli.ingest.values import clean_column, sentinel_sets
+from tsfm_cli.ingest.values import clean_column, clean_series, sentinel_sets
 from tsfm_cli.schema import Flag
 
 SENSOR_COLUMN = re.compile(
@@ -159,11 +159,11 @@ def _readings(names, units, cells: pl.DataFrame, sn, keys, config):
             seen.setdefault(sensor, 1)
             pos = names.index(name)
             unit_of[sensor] = unit or (units[pos] if pos < len(units) else None)
-            value, flags = clean_column(
-                raw_name(name), decimal, thousands, text_sentinels, number_sentinels
+            value, flags = clean_series(
+                cells[raw_name(name)], decimal, thousands, text_sentinels, number_sentinels
             )
             exprs.append(
-                (name, sensor, value.alias(f"_v{i}"), (flags | pl.col("flags")).alias(f"_f{i}"))
+                (name, sensor, value.alias(f"_v{i}"), (flags | cells["flags"]).alias(f"_f{i}"))
             )
         cleaned = cells.with_columns([e for _, _, v, f in exprs for e in (v, f)])
         # columns with no number at all (labels, comments, empty) are not sensors

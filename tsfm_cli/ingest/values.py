@@ -63,3 +63,23 @@ def clean_column(
     )
     value = pl.when(empty | sentinel | unparseable).then(None).otherwise(parsed)
     return value, flags
+
+
+def clean_series(
+    raw: pl.Series, decimal: str, thousands: str | None, text_sentinels: list[str],
+    numbers: list[float],
+) -> tuple[pl.Series, pl.Series]:  # fmt: skip
+    """`clean_column` for one column, fast path: numbers are parsed once for every cell, and the
+    string checks (sentinel words, junk, empty) run only on the few cells that are not plain
+    finite numbers."""
+    parsed = raw.to_frame("c").select(number_expr(pl.col("c"), decimal, thousands)).to_series()
+    odd = parsed.is_null() | ~parsed.is_finite().fill_null(False)
+    if numbers:
+        odd = odd | parsed.is_in(numbers).fill_null(False)
+    rows = odd.arg_true()
+    flags = pl.repeat(0, len(raw), dtype=pl.UInt16, eager=True)
+    if len(rows) == 0:
+        return parsed, flags
+    value_expr, flag_expr = clean_column("c", decimal, thousands, text_sentinels, numbers)
+    sub = raw.gather(rows).to_frame("c").select(v=value_expr, f=flag_expr)
+    return parsed.scatter(rows, sub["v"]), flags.scatter(rows, sub["f"])
