@@ -42,11 +42,19 @@ def _rolling_median(grid: pl.DataFrame, window: int) -> pl.Series:
     """
     from scipy.ndimage import median_filter
 
-    observed = pl.when(pl.col("observed")).then(pl.col("value"))
-    filled = grid.select(
-        observed.forward_fill().backward_fill().over("_sid").fill_null(0.0).cast(pl.Float32)
-    ).to_series()
-    med = median_filter(filled.to_numpy(), size=window, mode="nearest")
+    values = (
+        grid.select(
+            pl.when(pl.col("observed")).then(pl.col("value")).cast(pl.Float32).fill_null(np.nan)
+        )
+        .to_series()
+        .to_numpy()
+    )
+    valid = ~np.isnan(values)
+    # carry the last observed value over gaps (numpy, no per-group work): windows see no NaN
+    carry = np.where(valid, np.arange(len(values)), 0)
+    np.maximum.accumulate(carry, out=carry)
+    filled = np.where(valid | valid[carry], values[carry], 0.0).astype(np.float32)
+    med = median_filter(filled, size=window, mode="nearest")
     sid = grid["_sid"].to_numpy()
     half = window // 2
     edge = np.zeros(len(sid), dtype=bool)
@@ -74,8 +82,14 @@ def detect_faults(grid: pl.DataFrame, names: pl.DataFrame, config: IngestConfig)
         grid = grid.with_columns(_dev=(v - pl.col("_med")).abs())
         # Hampel with one scale per series: the MAD of the residuals from the rolling median,
         # floored at half the series' own MAD so that flat or quantised signals are not spikes
-        resid = pl.col("_dev").median().over(sid)
-        whole = (v - v.median()).abs().median().over(sid)
+        per = grid.group_by(sid).agg(
+            resid=pl.col("_dev").median(), whole=(v - v.median()).abs().median()
+        )
+        table = pl.DataFrame({sid: np.arange(names.height, dtype=np.uint32)}).join(
+            per, on=sid, how="left"
+        )
+        resid = table["resid"].gather(grid[sid])
+        whole = table["whole"].gather(grid[sid])
         scale = pl.max_horizontal(MAD_TO_SIGMA * resid, 0.5 * MAD_TO_SIGMA * whole, pl.lit(1e-9))
         found["spike"] = (pl.col("_dev") > config.spike_threshold * scale).fill_null(False)
     if config.stuck_points > 0:
