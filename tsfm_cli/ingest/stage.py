@@ -231,15 +231,17 @@ def _assemble(writer: StageWriter, parts, files_meta, failed, config) -> dict[st
     grid = fill_gaps(grid, config)
 
     file_names = pl.Series("source", files, dtype=pl.String)
+    sources = pl.DataFrame({"_file": range(len(files)), "source": file_names}).with_columns(
+        pl.col("_file").cast(pl.Int32)
+    )
     series_path = writer.dir / "series.parquet"
     (
         grid.lazy()
         .join(names.lazy(), on="_sid", how="left", maintain_order="left")
+        .join(sources.lazy(), on="_file", how="left", maintain_order="left")
         .select(
             pl.col("series_id").cast(pl.String),
-            pl.col("_file")
-            .map_batches(lambda f: file_names.gather(f), return_dtype=pl.String)
-            .alias("source"),
+            pl.col("source"),
             pl.col("sensor").cast(pl.String),
             "timestamp",
             pl.col("value").cast(pl.Float32),
