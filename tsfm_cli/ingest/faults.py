@@ -81,16 +81,29 @@ def detect_faults(grid: pl.DataFrame, names: pl.DataFrame, config: IngestConfig)
         grid = grid.with_columns(_med=_rolling_median(grid, config.spike_window))
         grid = grid.with_columns(_dev=(v - pl.col("_med")).abs())
         # Hampel with one scale per series: the MAD of the residuals from the rolling median,
-        # floored at half the series' own MAD so that flat or quantised signals are not spikes
-        per = grid.group_by(sid).agg(
-            resid=pl.col("_dev").median(), whole=(v - v.median()).abs().median()
+        # floored at half the series' own MAD and at its typical step between readings, so
+        # that flat or quantised signals are not spikes
+        step = (v - v.shift(1)).abs()
+        per = (
+            grid.with_columns(_step=pl.when(pl.col(sid) == pl.col(sid).shift(1)).then(step))
+            .group_by(sid)
+            .agg(
+                resid=pl.col("_dev").median(),
+                whole=(v - v.median()).abs().median(),
+                # typical size of a change: quantised signals (pressure in a few levels) move in
+                # whole steps, which must not count as spikes
+                jump=pl.col("_step").filter(pl.col("_step") > 0).median(),
+            )
         )
         table = pl.DataFrame({sid: np.arange(names.height, dtype=np.uint32)}).join(
             per, on=sid, how="left"
         )
         resid = table["resid"].gather(grid[sid])
         whole = table["whole"].gather(grid[sid])
-        scale = pl.max_horizontal(MAD_TO_SIGMA * resid, 0.5 * MAD_TO_SIGMA * whole, pl.lit(1e-9))
+        jump = table["jump"].gather(grid[sid]).fill_null(0.0)
+        scale = pl.max_horizontal(
+            MAD_TO_SIGMA * resid, 0.5 * MAD_TO_SIGMA * whole, jump, pl.lit(1e-9)
+        )
         found["spike"] = (pl.col("_dev") > config.spike_threshold * scale).fill_null(False)
     if config.stuck_points > 0:
         new_sid = (pl.col(sid) != pl.col(sid).shift(1)).fill_null(True)
