@@ -90,5 +90,5 @@ def _fail(message: str, code: int, quiet: bool) -> None:
     if not quiet:
         from rich.text import Text
 
-        stderr_console().print(Text.assemble(("error: ", "red"), message))
+        stderr_console().print(Text.assemble(("error: ", "red"), message), soft_wrap=True)
     raise typer.Exit(code)

@@ -1,0 +1,129 @@
+"""Fault detection on the grid: physical range, spikes (Hampel / MAD), stuck sensors.
+
+All per series with window expressions over a frame sorted by series_id, timestamp. Faults named
+in `mask_faults` make the point unobserved (value null); the others are only flagged.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+
+import numpy as np
+import polars as pl
+
+from tsfm_cli.ingest.config import IngestConfig
+from tsfm_cli.schema import Flag
+
+MAD_TO_SIGMA = 1.4826
+
+
+def range_bounds(series_ids: list[str], sensors: list[str], ranges: dict) -> tuple[dict, dict]:
+    """series_id → (low, high) from `ranges` patterns (glob on sensor or series_id; first wins)."""
+    low, high = {}, {}
+    for sid, sensor in zip(series_ids, sensors, strict=True):
+        for pattern, (lo, hi) in ranges.items():
+            if fnmatch.fnmatchcase(sensor, pattern) or fnmatch.fnmatchcase(sid, pattern):
+                low[sid], high[sid] = lo, hi
+                break
+    return low, high
+
+
+def run_lengths(run_id: pl.Series) -> pl.Series:
+    """Length of the run each row is in, for a sorted run id 1, 1, 2, 3, 3, 3, … (no hashing)."""
+    lengths = run_id.rle().struct.field("len")
+    return lengths.gather(run_id - run_id[0]) if len(run_id) else run_id
+
+
+def _rolling_median(grid: pl.DataFrame, window: int) -> pl.Series:
+    """Centred rolling median of the observed values of each series (null near series ends).
+
+    scipy's median filter over the whole column (gaps carried forward) is several times faster
+    than a rolling median per group; windows that would cross into the next series are nulled.
+    """
+    from scipy.ndimage import median_filter
+
+    values = (
+        grid.select(
+            pl.when(pl.col("observed")).then(pl.col("value")).cast(pl.Float32).fill_null(np.nan)
+        )
+        .to_series()
+        .to_numpy()
+    )
+    valid = ~np.isnan(values)
+    # carry the last observed value over gaps (numpy, no per-group work): windows see no NaN
+    carry = np.where(valid, np.arange(len(values)), 0)
+    np.maximum.accumulate(carry, out=carry)
+    filled = np.where(valid | valid[carry], values[carry], 0.0).astype(np.float32)
+    med = median_filter(filled, size=window, mode="nearest")
+    sid = grid["_sid"].to_numpy()
+    half = window // 2
+    edge = np.zeros(len(sid), dtype=bool)
+    if len(sid):
+        starts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]])
+        ends = np.r_[starts[1:], len(sid)]
+        for offset in range(half):  # the first and last `half` points of each series
+            edge[np.minimum(starts + offset, ends - 1)] = True
+            edge[np.maximum(ends - 1 - offset, starts)] = True
+    return pl.Series("_med", med).set(pl.Series(edge), None)
+
+
+def detect_faults(grid: pl.DataFrame, names: pl.DataFrame, config: IngestConfig) -> pl.DataFrame:
+    sid = "_sid"
+    v = pl.when(pl.col("observed")).then(pl.col("value"))
+    found: dict[str, pl.Expr] = {}
+    if config.ranges:
+        ids = names["series_id"].to_list()
+        low, high = range_bounds(ids, names["sensor"].cast(pl.String).to_list(), config.ranges)
+        lo = pl.Series([low.get(i) for i in ids], dtype=pl.Float64).gather(grid[sid])
+        hi = pl.Series([high.get(i) for i in ids], dtype=pl.Float64).gather(grid[sid])
+        found["out_of_range"] = (v < lo).fill_null(False) | (v > hi).fill_null(False)
+    if config.spike_threshold > 0:
+        grid = grid.with_columns(_med=_rolling_median(grid, config.spike_window))
+        grid = grid.with_columns(_dev=(v - pl.col("_med")).abs())
+        # Hampel with one scale per series: the MAD of the residuals from the rolling median,
+        # floored at half the series' own MAD and at its typical step between readings, so
+        # that flat or quantised signals are not spikes
+        step = (v - v.shift(1)).abs()
+        per = (
+            grid.with_columns(_step=pl.when(pl.col(sid) == pl.col(sid).shift(1)).then(step))
+            .group_by(sid)
+            .agg(
+                resid=pl.col("_dev").median(),
+                whole=(v - v.median()).abs().median(),
+                # typical size of a change: quantised signals (pressure in a few levels) move in
+                # whole steps, which must not count as spikes
+                jump=pl.col("_step").filter(pl.col("_step") > 0).median(),
+            )
+        )
+        table = pl.DataFrame({sid: np.arange(names.height, dtype=np.uint32)}).join(
+            per, on=sid, how="left"
+        )
+        resid = table["resid"].gather(grid[sid])
+        whole = table["whole"].gather(grid[sid])
+        jump = table["jump"].gather(grid[sid]).fill_null(0.0)
+        scale = pl.max_horizontal(
+            MAD_TO_SIGMA * resid, 0.5 * MAD_TO_SIGMA * whole, jump, pl.lit(1e-9)
+        )
+        found["spike"] = (pl.col("_dev") > config.spike_threshold * scale).fill_null(False)
+    if config.stuck_points > 0:
+        new_sid = (pl.col(sid) != pl.col(sid).shift(1)).fill_null(True)
+        change = (v != v.shift(1)).fill_null(True) | new_sid
+        grid = grid.with_columns(_run=change.cum_sum())
+        grid = grid.with_columns(_runlen=run_lengths(grid["_run"]))
+        found["stuck"] = pl.col("observed") & (pl.col("_runlen") >= config.stuck_points)
+    bits = {"out_of_range": Flag.OUT_OF_RANGE, "spike": Flag.SPIKE, "stuck": Flag.STUCK}
+    grid = grid.with_columns(**{f"_{name}": expr for name, expr in found.items()})
+    flag = pl.lit(0, pl.UInt16)
+    mask = pl.lit(False)
+    for name in found:
+        hit = pl.col(f"_{name}")
+        flag = flag | pl.when(hit).then(pl.lit(int(bits[name]), pl.UInt16)).otherwise(0)
+        if name in config.mask_faults:
+            mask = mask | hit
+    grid = grid.with_columns(flags=(pl.col("flags") | flag).cast(pl.UInt16), _mask=mask)
+    grid = grid.with_columns(
+        observed=pl.col("observed") & ~pl.col("_mask"),
+        value=pl.when(pl.col("_mask")).then(None).otherwise(pl.col("value")),
+    )
+    temp = ["_med", "_dev", "_run", "_runlen", "_mask", *[f"_{name}" for name in found]]
+    return grid.drop([c for c in temp if c in grid.columns])

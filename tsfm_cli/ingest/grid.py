@@ -1,0 +1,188 @@
+"""Readings of all files → one row per grid point of each series.
+
+- `series_id` = group keys + sensor ("line1/machine2/temperature"); inside the stage a series is
+  the integer `_sid` (its rank in lexical order), so sorting and windows never hash strings;
+- the grid step is `freq` from the recipe or the median spacing of the series (whole seconds);
+- readings snap to the nearest grid point (sampling jitter), rows out of order are sorted;
+- several readings for one grid point: identical ones are one reading (the rest → rejects,
+  "duplicate timestamp"); different ones follow `duplicates` (first / last in file order, or
+  mean), the point is flagged DUPLICATE_CONFLICT and the others go to rejects;
+- grid points without a reading get `flags` MISSING and a null value. The grid is built by
+  scattering readings into preallocated columns (no join).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from tsfm_cli.errors import BadInputError
+from tsfm_cli.ingest.config import IngestConfig, format_duration, parse_duration
+from tsfm_cli.schema import Flag
+
+NOT_A_READING = int(Flag.SENTINEL | Flag.UNPARSEABLE | Flag.MISSING)
+MAX_GRID_FACTOR = 50  # grid points allowed per reading before the spacing is called nonsense
+MAX_GRID_SLACK = 100_000
+
+
+def series_table(readings: pl.LazyFrame, key_cols: list[str]) -> pl.DataFrame:
+    """One row per series: its keys, sensor, `series_id` and `_sid` (lexical rank)."""
+    combos = readings.select(*key_cols, "sensor").unique().collect()
+    parts = [pl.col(k).cast(pl.String) for k in key_cols] + [pl.col("sensor").cast(pl.String)]
+    table = combos.with_columns(
+        series_id=pl.concat_str(parts, separator="/", ignore_nulls=True)
+    ).sort("series_id")
+    return table.with_row_index("_sid").with_columns(pl.col("_sid").cast(pl.UInt32))
+
+
+def _steps(df: pl.DataFrame, n_series: int, config: IngestConfig) -> pl.DataFrame:
+    """Per `_sid` (0..n-1, every one present): step_us, origin_us (grid start), readings."""
+    if config.freq:
+        step = pl.lit(parse_duration(config.freq, "freq") * 1_000_000, pl.Int64)
+    else:
+        diffs = pl.col("_t").diff()
+        med = diffs.filter(diffs > 0).median()
+        step = (med / 1_000_000).round().clip(lower_bound=1).fill_null(1).cast(pl.Int64) * 1_000_000
+    steps = df.group_by("_sid").agg(step_us=step, first=pl.col("_t").min(), readings=pl.len())
+    steps = pl.DataFrame({"_sid": np.arange(n_series, dtype=np.uint32)}).join(
+        steps, on="_sid", how="left"
+    )
+    # the grid starts at the first reading rounded to a whole step (jittered clocks)
+    aligned = (pl.col("first") / pl.col("step_us")).round() * pl.col("step_us")
+    return steps.with_columns(origin_us=aligned.cast(pl.Int64)).drop("first")
+
+
+def build_grid(
+    readings: pl.DataFrame, names: pl.DataFrame, config: IngestConfig
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """readings (_sid, _file, raw_line, timestamp, value, flags) → (grid, duplicate rejects).
+
+    The grid has _sid, timestamp, value, flags, observed, freq_s, raw_line, _file; one row per
+    grid point, sorted by _sid then time.
+    """
+    n_series = names.height
+    df = readings.with_columns(_t=pl.col("timestamp").dt.epoch("us")).drop("timestamp")
+    # stable: parts are concatenated in file order and each part is in line order
+    df = df.sort(["_sid", "_t"], maintain_order=True)
+    steps = _steps(df, n_series, config)
+    step_of = steps["step_us"].fill_null(1_000_000)
+    origin_of = steps["origin_us"].fill_null(0)
+    sid = df["_sid"]
+    origin = origin_of.gather(sid)
+    step = step_of.gather(sid)
+    k = ((df["_t"] - origin) / step).round().cast(pl.Int64).clip(lower_bound=0)
+    df = df.with_columns(k=k).drop("_t")
+    df, dup_rejects = _duplicates(df, names, config)
+
+    n_per = df.group_by("_sid").agg(n=pl.col("k").max() + 1).sort("_sid")
+    n = (
+        pl.DataFrame({"_sid": np.arange(n_series, dtype=np.uint32)})
+        .join(n_per, on="_sid", how="left")["n"]
+        .fill_null(0)
+        .to_numpy()
+        .astype(np.int64)
+    )
+    readings_per = steps["readings"].fill_null(0).to_numpy()
+    bad = np.nonzero(n > readings_per * MAX_GRID_FACTOR + MAX_GRID_SLACK)[0]
+    if len(bad):
+        i = int(bad[0])
+        raise BadInputError(
+            f"series {names['series_id'][i]}: its timestamps span {n[i]:,} grid points of "
+            f"{format_duration(int(step_of[i]) // 1_000_000)} for {readings_per[i]:,} readings; "
+            "check the timestamps or set `freq`"
+        )
+    offsets = np.concatenate([[0], np.cumsum(n)[:-1]])
+    total = int(n.sum())
+    sids = np.repeat(np.arange(n_series, dtype=np.uint32), n)
+    kk = np.arange(total, dtype=np.int64) - np.repeat(offsets, n)
+    steps_np = step_of.to_numpy()
+    pos = pl.Series(offsets, dtype=pl.Int64).gather(df["_sid"]) + df["k"]
+
+    def scatter(name: str, dtype, fill=None) -> pl.Series:
+        base = pl.repeat(fill, total, dtype=dtype, eager=True).alias(name)
+        return base.scatter(pos, df[name].cast(dtype)) if total else base
+
+    grid = pl.DataFrame(
+        {
+            "_sid": sids,
+            "timestamp": (np.repeat(origin_of.to_numpy(), n) + kk * np.repeat(steps_np, n)),
+            "freq_s": np.repeat(steps_np // 1_000_000, n),
+        }
+    ).with_columns(
+        pl.col("timestamp").cast(pl.Datetime("us", "UTC")),
+        scatter("value", pl.Float32),
+        scatter("flags", pl.UInt16, int(Flag.MISSING)),
+        scatter("raw_line", pl.Int32),
+        scatter("_file", pl.Int32),
+    )
+    grid = grid.with_columns(
+        observed=pl.col("value").is_not_null() & ((pl.col("flags") & NOT_A_READING) == 0),
+        _file=pl.col("_file").forward_fill().backward_fill().over("_sid"),
+    )
+    return grid, dup_rejects
+
+
+def _duplicates(df: pl.DataFrame, names: pl.DataFrame, config: IngestConfig):
+    """Resolve readings that share a grid point, touching only those rows (no re-sort)."""
+    same = (pl.col("_sid") == pl.col("_sid").shift(1)) & (pl.col("k") == pl.col("k").shift(1))
+    dup = df.select(d=same.fill_null(False))["d"]
+    dup = dup | dup.shift(-1).fill_null(False)
+    if not dup.any():
+        return df, _empty_rejects()
+    df = df.with_row_index("_row")
+    late = config.duplicates == "last"
+    sub = df.filter(dup).sort(
+        ["_sid", "k", pl.col("value").is_null(), "_file", "raw_line"],
+        descending=[False, False, False, late, late],
+    )
+    group = ["_sid", "k"]
+    sub = sub.with_columns(
+        _rank=pl.int_range(pl.len()).over(group),
+        _conflict=(pl.col("value").drop_nulls().n_unique().over(group) > 1),
+        _mean=pl.col("value").mean().over(group),
+        _pos=pl.col("_row").min().over(group),  # the group's first row keeps the result
+    )
+    kept = sub.filter(pl.col("_rank") == 0).with_columns(
+        value=pl.when(pl.col("_conflict") & pl.lit(config.duplicates == "mean"))
+        .then(pl.col("_mean"))
+        .otherwise(pl.col("value"))
+        .cast(pl.Float32),
+        flags=pl.when(pl.col("_conflict"))
+        .then(pl.col("flags") | int(Flag.DUPLICATE_CONFLICT))
+        .otherwise(pl.col("flags"))
+        .cast(pl.UInt16),
+    )
+    pos = kept["_pos"]
+    columns = {
+        name: df[name].scatter(pos, kept[name].cast(df[name].dtype))
+        for name in ("value", "flags", "_file", "raw_line")
+    }
+    drop = pl.repeat(False, df.height, dtype=pl.Boolean, eager=True)
+    drop = drop.scatter(sub["_row"], True).scatter(pos, False)
+    df = df.with_columns(**columns).filter(~drop).drop("_row")
+    dropped = sub.filter(pl.col("_rank") > 0).join(
+        names.select("_sid", "sensor"), on="_sid", how="left"
+    )
+    rejects = dropped.select(
+        pl.col("_file"),
+        pl.col("raw_line").cast(pl.Int64).alias("line"),
+        pl.col("sensor").cast(pl.String).alias("column"),
+        pl.col("value").cast(pl.String).alias("raw"),
+        pl.when(pl.col("_conflict"))
+        .then(pl.lit(f"duplicate_conflict (kept {config.duplicates})"))
+        .otherwise(pl.lit("duplicate timestamp"))
+        .alias("reason"),
+    )
+    return df, rejects
+
+
+def _empty_rejects() -> pl.DataFrame:
+    return pl.DataFrame(
+        schema={
+            "_file": pl.Int32,
+            "line": pl.Int64,
+            "column": pl.String,
+            "raw": pl.String,
+            "reason": pl.String,
+        }
+    )

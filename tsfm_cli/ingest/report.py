@@ -1,0 +1,136 @@
+"""report.parquet (one row per series) and quality.png (a timeline per series)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from tsfm_cli.ingest.config import format_duration
+from tsfm_cli.schema import Flag
+
+FAULT_BITS = int(Flag.OUT_OF_RANGE | Flag.SPIKE | Flag.STUCK | Flag.DUPLICATE_CONFLICT)
+PLOT_BINS = 400
+PLOT_MAX_SERIES = 120
+
+
+def build_report(
+    grid: pl.DataFrame, names: pl.DataFrame, key_cols: list[str], files: list[str],
+    units: dict[str, str | None],
+) -> pl.DataFrame:  # fmt: skip
+    counts = [
+        ((pl.col("flags") & int(flag)) != 0).sum().cast(pl.Int64).alias(flag.name.lower())
+        for flag in Flag
+    ]
+    file_names = pl.Series(files, dtype=pl.String)
+    per = grid.group_by("_sid").agg(
+        pl.col("_file").unique().alias("_files"),
+        pl.len().cast(pl.Int64).alias("points"),
+        pl.col("observed").sum().cast(pl.Int64).alias("observed"),
+        *counts,
+        pl.col("freq_s").first(),
+        pl.col("timestamp").min().alias("start"),
+        pl.col("timestamp").max().alias("end"),
+    )
+    per = per.with_columns(
+        sources=pl.Series(
+            [";".join(sorted(file_names[i] for i in fs if i is not None)) for fs in per["_files"]],
+            dtype=pl.String,
+        )
+    ).drop("_files")
+    report = (
+        names.select(
+            "_sid",
+            "series_id",
+            pl.col("sensor").cast(pl.String),
+            *[pl.col(k).cast(pl.String) for k in key_cols],
+        )  # fmt: skip
+        .join(per, on="_sid", how="inner")
+        .with_columns(
+            missing_frac=1 - pl.col("observed") / pl.col("points"),
+            freq=pl.col("freq_s").map_elements(format_duration, return_dtype=pl.String),
+            unit=pl.col("series_id").replace_strict(units, default=None, return_dtype=pl.String),
+        )
+        .sort("_sid")
+    )
+    return report
+
+
+def _ffill(row):
+    import numpy as np
+
+    idx = np.where(~np.isnan(row), np.arange(len(row)), 0)
+    np.maximum.accumulate(idx, out=idx)
+    return row[idx]
+
+
+def quality_plot(grid: pl.DataFrame, report: pl.DataFrame, path: Path) -> None:
+    """One row per series over its own time span; colour = worst state in each time bin."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import ListedColormap
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    shown = report.head(PLOT_MAX_SERIES)
+    state = (  # the worst state in a bin wins: fault > missing > filled > observed
+        pl.when((pl.col("flags") & FAULT_BITS) != 0)
+        .then(3)
+        .when(~pl.col("observed") & ((pl.col("flags") & int(Flag.FILLED)) == 0))
+        .then(2)
+        .when((pl.col("flags") & int(Flag.FILLED)) != 0)
+        .then(1)
+        .otherwise(0)
+        .cast(pl.Int8)
+    )
+    states = grid.select(state).to_series().to_numpy()
+    points = report["points"].to_numpy()
+    offsets = np.concatenate([[0], np.cumsum(points)[:-1]])
+    matrix = np.full((shown.height, PLOT_BINS), np.nan)
+    for row in range(shown.height):
+        seg = states[offsets[row] : offsets[row] + points[row]]
+        if len(seg) == 0:
+            continue
+        edges = np.unique(np.linspace(0, len(seg), PLOT_BINS + 1).astype(np.int64)[:-1])
+        worst = np.maximum.reduceat(seg, edges)
+        cols = (edges * PLOT_BINS // len(seg)).astype(np.int64)
+        filled = np.full(PLOT_BINS, np.nan)
+        filled[cols] = worst
+        # bins narrower than a point repeat the previous point's state
+        matrix[row] = _ffill(filled)
+    row_of = {sid: i for i, sid in enumerate(shown["series_id"].to_list())}
+    span_of = {
+        r["series_id"]: (r["start"], r["end"])
+        for r in shown.select("series_id", "start", "end").iter_rows(named=True)
+    }
+    colours = ListedColormap(["#cfe8cf", "#7fb3e6", "#d03030", "#f0a030"])
+    height = 1.6 + 0.22 * len(row_of)
+    fig = Figure(figsize=(13, height))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.imshow(matrix, aspect="auto", interpolation="nearest", cmap=colours, vmin=-0.5, vmax=3.5)
+    ax.set_yticks(range(len(row_of)), list(row_of), fontsize=7)
+    ax.set_xticks([])
+    fmt = "%Y-%m-%d %H:%M"
+    for sid, row in row_of.items():
+        start, end = span_of[sid]
+        ax.text(PLOT_BINS + 4, row, f"{start:{fmt}} → {end:{fmt}} UTC", va="center", fontsize=6)
+    ax.set_xlabel("each row spans its series' own time range (shown on the right)", fontsize=8)
+    ax.set_title("tsfm ingest: missing and flagged points per series", fontsize=10)
+    legend = [
+        Patch(color=c, label=label)
+        for c, label in zip(
+            colours.colors,
+            [
+                "observed",
+                "filled (not observed)",
+                "missing / not usable",
+                "fault (range, spike, stuck, conflict)",
+            ],
+            strict=True,
+        )
+    ]
+    ax.legend(handles=legend, loc="upper center", bbox_to_anchor=(0.5, -0.04), ncol=4, fontsize=7)
+    inch = 1 / fig.get_figheight()
+    fig.subplots_adjust(left=0.2, right=0.8, top=1 - 0.4 * inch, bottom=0.7 * inch)
+    fig.savefig(path, dpi=100)

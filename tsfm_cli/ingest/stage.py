@@ -1,0 +1,353 @@
+"""`run_ingest`: sources → clean/ (series.parquet, rejects.parquet, report.parquet, quality.png).
+
+Incremental: each source file is parsed once into `parts/<key>.parquet` (+ `.rejects.parquet`),
+keyed by its content hash, path and the parse settings. A rerun reuses the parts of unchanged
+files (hard links) and parses only new or changed ones; the grid, fault and report steps are then
+rebuilt from all parts, so rows are never duplicated. Same files + same config ⇒ nothing at all.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+from pathlib import Path, PurePath
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from tsfm_cli.errors import BadInputError, QualityGateError
+from tsfm_cli.ingest.config import PARSE_KEYS, IngestConfig, for_file
+from tsfm_cli.ingest.faults import detect_faults
+from tsfm_cli.ingest.fill import fill_gaps
+from tsfm_cli.ingest.grid import build_grid, series_table
+from tsfm_cli.ingest.groups import keys_from_path
+from tsfm_cli.ingest.reader import read_source
+from tsfm_cli.ingest.report import build_report, quality_plot
+from tsfm_cli.ingest.table import REJECT_SCHEMA
+from tsfm_cli.recipe import config_dict
+from tsfm_cli.schema import Flag
+from tsfm_cli.stagedir import (
+    StageWriter,
+    canonical_json,
+    describe_file,
+    fingerprint,
+    fresh_manifest,
+    require_new_output,
+)
+from tsfm_cli.ui import Reporter
+
+SUFFIXES = (".csv", ".tsv", ".txt", ".dat")
+STAGE = "ingest"
+
+
+def find_sources(inputs: list[Path | str], out_dir: Path) -> list[tuple[Path, PurePath]]:
+    """(file, path used for group keys) for every source; BadInputError for a missing path."""
+    found: dict[Path, PurePath] = {}
+    out_resolved = Path(out_dir).resolve()
+
+    def wanted(path: Path) -> bool:
+        name = path.name.lower().removesuffix(".gz")
+        return name.endswith(SUFFIXES) and not path.name.startswith(".")
+
+    for item in inputs:
+        text = str(item)
+        if any(ch in text for ch in "*?["):
+            matches = sorted(Path(p) for p in glob.glob(text, recursive=True))
+            files = [p for p in matches if p.is_file()]
+            if not files:
+                raise BadInputError(f"{text}: no file matches this pattern")
+            root = Path(text.split("*")[0].split("?")[0].split("[")[0]).parent
+            for p in files:
+                found.setdefault(p, _relative(p, root))
+            continue
+        path = Path(item)
+        if not path.exists():
+            raise BadInputError(f"{path}: no such file or directory")
+        if path.is_dir():
+            files = [
+                p
+                for p in sorted(path.rglob("*"))
+                if p.is_file()
+                and wanted(p)
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+                and out_resolved not in p.resolve().parents
+            ]
+            if not files:
+                raise BadInputError(
+                    f"{path}: no .csv/.tsv/.txt/.dat files (optionally .gz) in this folder"
+                )
+            for p in files:
+                found.setdefault(p, p.relative_to(path))
+        else:
+            found.setdefault(path, PurePath(path.parent.name) / path.name)
+    return list(found.items())
+
+
+def _relative(path: Path, root: Path) -> PurePath:
+    try:
+        return path.relative_to(root)
+    except ValueError:
+        return PurePath(path.parent.name) / path.name
+
+
+def _part_key(file_sha: str, path: str, parse_settings: dict) -> str:
+    text = canonical_json({"sha": file_sha, "path": path, "parse": parse_settings})
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def run_ingest(
+    inputs: list[Path | str],
+    out_dir: Path | str,
+    config: IngestConfig,
+    *,
+    reporter: Reporter | None = None,
+    command: list[str] | None = None,
+    wait_s: float = 0.0,
+) -> dict[str, Any]:
+    reporter = reporter or Reporter()
+    out_dir = Path(out_dir)
+    sources = find_sources(inputs, out_dir)
+    require_new_output(out_dir, [p for p, _ in sources])
+    described = [describe_file(p) for p, _ in sources]
+    cfg = config_dict(config)
+    fp = fingerprint(cfg, described)
+    fresh = fresh_manifest(out_dir, STAGE, fp)
+    if fresh is not None:
+        summary = dict(fresh.get("summary", {}))
+        summary.update(out_dir=str(out_dir), skipped=True, files_parsed=0)
+        _gate(summary, config)
+        return summary
+
+    with StageWriter(
+        out_dir, STAGE, config=cfg, inputs=described, command=command, wait_s=wait_s
+    ) as writer:
+        previous = (writer.previous_manifest() or {}).get("files", {})
+        files_meta: dict[str, dict] = {}
+        failed: list[dict[str, str]] = []
+        parts: list[tuple[int, str, str]] = []  # (file index, file, part key)
+        parsed = reused = rows_done = 0
+        with reporter.progress("ingest", total=len(sources), unit="files") as task:
+            for index, ((path, rel), desc) in enumerate(zip(sources, described, strict=True)):
+                file = str(path)
+                file_config = for_file(config, rel.as_posix())
+                file_settings = {k: getattr(file_config, k) for k in PARSE_KEYS}
+                key = _part_key(desc["sha256"], rel.as_posix(), file_settings)
+                part, part_rejects = f"parts/{key}.parquet", f"parts/{key}.rejects.parquet"
+                old = previous.get(file)
+                task.update(status=f"{rows_done:,} lines · {path.name}")
+                if old and old.get("part") == key and (out_dir / part).is_file():
+                    writer.carry_over(part)
+                    writer.carry_over(part_rejects)
+                    writer.register(part)
+                    writer.register(part_rejects)
+                    files_meta[file] = old
+                    parts.append((index, file, key))
+                    reused += 1
+                else:
+                    keys = keys_from_path(rel, file_config.group_pattern)
+                    try:
+                        readings, rejects, stats = read_source(path, keys, file_config)
+                    except BadInputError as exc:
+                        failed.append({"file": file, "reason": str(exc)})
+                    except Exception as exc:  # noqa: BLE001 - one odd file must not stop the rest
+                        failed.append(
+                            {
+                                "file": file,
+                                "reason": f"{file}: internal error {type(exc).__name__}: {exc}",
+                            }
+                        )
+                    else:
+                        # the cache is rewritten often and read once: fast lz4, not zstd
+                        (writer.dir / "parts").mkdir(exist_ok=True)
+                        readings.write_parquet(writer.dir / part, compression="lz4")
+                        writer.register(part, rows=readings.height)
+                        writer.write_parquet(part_rejects, rejects)
+                        files_meta[file] = {
+                            **stats,
+                            "part": key,
+                            "keys": keys,
+                            "readings": readings.height,
+                        }
+                        parts.append((index, file, key))
+                        parsed += 1
+                rows_done += files_meta.get(file, {}).get("lines_data", 0)
+                task.advance(1, status=f"{rows_done:,} lines")
+        if failed and (config.strict or not parts):
+            raise BadInputError(failed[0]["reason"])
+        for item in failed:
+            reporter.warn(item["reason"])
+        summary = _assemble(writer, parts, files_meta, failed, config)
+        summary.update(files=len(sources), files_parsed=parsed, files_reused=reused)
+        writer.commit(summary=summary, files=files_meta)
+    summary.update(out_dir=str(out_dir), skipped=False)
+    _gate(summary, config)
+    return summary
+
+
+def _gate(summary: dict, config: IngestConfig) -> None:
+    if config.max_missing is None:
+        return
+    worst = summary.get("worst_missing_frac", 0.0) or 0.0
+    if worst > config.max_missing:
+        summary["quality_gate"] = "failed"
+        raise QualityGateError(
+            f"quality gate: series {summary.get('worst_series')} is {worst:.1%} missing "
+            f"(--max-missing {config.max_missing:g}); outputs were written to {summary['out_dir']}",
+            summary,
+        )
+    summary["quality_gate"] = "passed"
+
+
+def _assemble(writer: StageWriter, parts, files_meta, failed, config) -> dict[str, Any]:
+    frames = []
+    key_cols: list[str] = []
+    files = [""] * (max((i for i, _, _ in parts), default=-1) + 1)
+    for index, file, key in parts:
+        meta = files_meta[file]
+        files[index] = file
+        for k in list(meta.get("keys", {})) + list(meta.get("group_columns", [])):
+            if k not in key_cols:
+                key_cols.append(k)
+        frames.append(
+            pl.scan_parquet(writer.dir / f"parts/{key}.parquet").with_columns(
+                _file=pl.lit(index, pl.Int32)
+            )
+        )
+    lazy = pl.concat(frames, how="diagonal_relaxed")
+    for k in key_cols:
+        if k not in lazy.collect_schema():
+            lazy = lazy.with_columns(pl.lit(None, pl.String).alias(k))
+    names = series_table(lazy, key_cols)
+    readings = (
+        lazy.join(names.lazy().select("_sid", *key_cols, "sensor"), on=[*key_cols, "sensor"],
+                  how="left", nulls_equal=True)
+        .select("_sid", "_file", "raw_line", "timestamp", "value", "flags")
+        .collect()
+    )  # fmt: skip
+    grid, dup_rejects = build_grid(readings, names, config)
+    del readings
+    grid = detect_faults(grid, names, config)
+    grid = fill_gaps(grid, config)
+
+    file_names = pl.Series("source", files, dtype=pl.String)
+    sources = pl.DataFrame({"_file": range(len(files)), "source": file_names}).with_columns(
+        pl.col("_file").cast(pl.Int32)
+    )
+    series_path = writer.dir / "series.parquet"
+    (
+        grid.lazy()
+        .join(names.lazy(), on="_sid", how="left", maintain_order="left")
+        .join(sources.lazy(), on="_file", how="left", maintain_order="left")
+        .select(
+            pl.col("series_id").cast(pl.String),
+            pl.col("source"),
+            pl.col("sensor").cast(pl.String),
+            "timestamp",
+            pl.col("value").cast(pl.Float32),
+            "observed",
+            pl.col("flags").cast(pl.UInt16),
+            "freq_s",
+            pl.col("raw_line").cast(pl.Int32),
+            *[pl.col(k).cast(pl.String) for k in key_cols],
+        )
+        .sink_parquet(series_path, compression="zstd")
+    )
+    writer.register("series.parquet", rows=grid.height)
+
+    rejects = [pl.scan_parquet(writer.dir / f"parts/{key}.rejects.parquet") for _, _, key in parts]
+    failed_rows = pl.DataFrame(
+        {
+            "file": [f["file"] for f in failed],
+            "line": [None] * len(failed),
+            "column": [None] * len(failed),
+            "raw": [None] * len(failed),
+            "reason": [f"file not ingested: {f['reason']}" for f in failed],
+        },
+        schema=REJECT_SCHEMA,
+    )
+    dup_rows = dup_rejects.select(
+        pl.col("_file")
+        .map_batches(lambda f: file_names.gather(f), return_dtype=pl.String)
+        .alias("file"),
+        "line",
+        "column",
+        "raw",
+        "reason",
+    )
+    all_rejects = pl.concat([*[r.collect() for r in rejects], dup_rows, failed_rows])
+    writer.write_parquet("rejects.parquet", all_rejects)
+
+    units = {}
+    for meta in files_meta.values():
+        prefix = "/".join(str(v) for v in meta.get("keys", {}).values())
+        for sensor, unit in (meta.get("units") or {}).items():
+            if unit:
+                units[f"{prefix}/{sensor}" if prefix else sensor] = unit
+    report = build_report(grid, names, key_cols, files, units)
+    writer.write_parquet("report.parquet", report.drop("_sid"))
+    quality_plot(grid, report, writer.dir / "quality.png")
+    writer.register("quality.png")
+    return _summary(grid, all_rejects, report, files, files_meta, failed)
+
+
+def _summary(grid, rejects, report, files, files_meta, failed) -> dict[str, Any]:
+    # used lines per file as bitmaps over line numbers: no hashing of millions of rows
+    used_rows = grid.filter(pl.col("raw_line").is_not_null()).select("_file", "raw_line")
+    index_of = {file: i for i, file in enumerate(files)}
+    line_rejects = rejects.filter(
+        pl.col("line").is_not_null() & (pl.col("reason") != "preamble line")
+    ).select(
+        pl.col("file").replace_strict(index_of, default=-1, return_dtype=pl.Int32).alias("_file"),
+        pl.col("line").cast(pl.Int64),
+    )
+    used_by = used_rows.partition_by("_file", as_dict=True, include_key=False)
+    rejected_by = line_rejects.partition_by("_file", as_dict=True, include_key=False)
+    empty = np.zeros(0, dtype=np.int64)
+    used_count, rejected_count = {}, {}
+    for i, file in enumerate(files):
+        if file not in files_meta:
+            continue
+        size = files_meta[file].get("lines_total", 0) + 2
+        used = np.zeros(size, dtype=bool)
+        part = used_by.get((i,))
+        lines = part["raw_line"].to_numpy() if part is not None else empty
+        used[lines[lines < size]] = True
+        rejected = np.zeros(size, dtype=bool)
+        part = rejected_by.get((i,))
+        lines = part["line"].to_numpy() if part is not None else empty
+        rejected[lines[(lines >= 0) & (lines < size)]] = True
+        used_count[i] = int(used.sum())
+        rejected_count[i] = int((rejected & ~used).sum())
+    lines_data = lines_used = lines_rejected = 0
+    for file, meta in files_meta.items():
+        i = index_of[file]
+        u, r = int(used_count.get(i, 0)), int(rejected_count.get(i, 0))
+        meta.update(lines_used=u, lines_rejected=r, unaccounted=meta["lines_data"] - u - r)
+        lines_data += meta["lines_data"]
+        lines_used += u
+        lines_rejected += r
+    flag_counts = {
+        flag.name.lower(): int(report[flag.name.lower()].sum()) if report.height else 0
+        for flag in Flag
+    }
+    worst = report.sort("missing_frac", descending=True).head(1)
+    points = grid.height
+    observed = int(grid["observed"].sum()) if points else 0
+    return {
+        "series": report.height,
+        "points": points,
+        "observed": observed,
+        "missing_frac": round(1 - observed / points, 6) if points else 1.0,
+        "worst_series": worst["series_id"].item() if worst.height else None,
+        "worst_missing_frac": round(float(worst["missing_frac"].item()), 6)
+        if worst.height
+        else 0.0,
+        "lines_data": lines_data,
+        "lines_used": lines_used,
+        "lines_rejected": lines_rejected,
+        "lines_unaccounted": lines_data - lines_used - lines_rejected,
+        "rejects": rejects.height,
+        "flags": flag_counts,
+        "failed_files": failed,
+    }
