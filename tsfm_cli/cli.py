@@ -40,6 +40,9 @@ def _root(
 
 
 # Subcommands register themselves here, one line each, once they work.
+from tsfm_cli.commands.train import train_cmd  # noqa: E402
+
+app.command("train")(train_cmd)
 
 
 def main() -> None:
