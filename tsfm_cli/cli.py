@@ -40,8 +40,10 @@ def _root(
 
 
 # Subcommands register themselves here, one line each, once they work.
+from tsfm_cli.commands.ood_split import ood_split_cmd  # noqa: E402
 from tsfm_cli.commands.train import train_cmd  # noqa: E402
 
+app.command("ood-split")(ood_split_cmd)
 app.command("train")(train_cmd)
 
 
