@@ -409,7 +409,9 @@ class _Run:
 
         callback = SweepCallback(eval_at, on_eval, save, config.checkpoint_every_s, report)
         loader = torch.utils.data.DataLoader(
-            StepBatches(self.sampler, lambda: int(module.global_step)),
+            StepBatches(
+                self.sampler, lambda: int(module.global_step), lambda: int(module.global_rank)
+            ),
             batch_size=None,
             num_workers=0,
         )
