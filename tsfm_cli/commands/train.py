@@ -37,11 +37,14 @@ def train_cmd(
     config: ConfigOpt = None,
     archs: Annotated[
         str | None,
-        typer.Option(help="Comma-separated archs (encoder,decoder).", show_default=False),
+        typer.Option(help="Comma-separated archs (default: encoder,decoder).", show_default=False),
     ] = None,
     sizes: Annotated[
         str | None,
-        typer.Option(help="Comma-separated size presets (1K,10K,100K,…).", show_default=False),
+        typer.Option(
+            help="Comma-separated size presets (default: 1K,10K,100K; ladder 1K…1B).",
+            show_default=False,
+        ),
     ] = None,
     steps: Annotated[
         int | None, typer.Option(help="Training steps per run (default: 1000).", show_default=False)
