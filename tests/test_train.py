@@ -219,6 +219,13 @@ def test_bad_settings_are_bad_input(splits, tmp_path):
             run_sweep([spec], data, tiny_config(), tmp_path / "runs")
     with pytest.raises(BadInputError, match="context_length"):
         load_sweep_data(splits, tiny_config(context_length=48))
+    for bad, key in (
+        ({"steps": 0}, "steps"),
+        ({"min_lr": 1.0}, "min_lr"),
+        ({"seeds": []}, "seeds"),
+    ):
+        with pytest.raises(BadInputError, match=key):
+            run_train(splits, tmp_path / "r", tiny_config(**bad))
 
 
 def test_shards_merge_into_the_full_grid(splits, tmp_path, tsfm):

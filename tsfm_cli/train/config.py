@@ -163,3 +163,26 @@ def is_global_zero(config: TrainConfig | None = None) -> bool:
         if value and value.isdigit() and int(value) != 0:
             return False
     return True
+
+
+def check_config(config: TrainConfig) -> str | None:
+    """Why the settings cannot work (naming the key), or None."""
+    positive = (
+        "steps", "batch_size", "patch_size", "components", "checkpoints", "eval_windows",
+        "eval_batch_size", "num_nodes",
+    )  # fmt: skip
+    for key in positive:
+        if getattr(config, key) < 1:
+            return f"train.{key} must be at least 1, got {getattr(config, key)}"
+    if config.eval_samples < 2:
+        return f"train.eval_samples must be at least 2, got {config.eval_samples}"
+    if not (0 < config.min_lr <= config.lr):
+        return f"train.min_lr must be in (0, lr={config.lr}], got {config.min_lr}"
+    if len(config.betas) != 2 or not all(0 <= b < 1 for b in config.betas):
+        return f"train.betas must be two numbers in [0, 1), got {config.betas}"
+    if any(b <= 0 for b in config.data_budgets):
+        return f"train.data_budgets must be positive, got {config.data_budgets}"
+    for key in ("archs", "sizes", "data_budgets", "seeds", "train_quality"):
+        if not getattr(config, key):
+            return f"train.{key} is empty: the grid has no runs"
+    return None

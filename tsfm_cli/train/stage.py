@@ -10,7 +10,14 @@ import polars as pl
 from tsfm_cli.errors import BadInputError
 from tsfm_cli.recipe import config_dict
 from tsfm_cli.stagedir import StageWriter, fingerprint, fresh_manifest, open_stage
-from tsfm_cli.train.config import TrainConfig, grid, is_global_zero, parse_shard, shard
+from tsfm_cli.train.config import (
+    TrainConfig,
+    check_config,
+    grid,
+    is_global_zero,
+    parse_shard,
+    shard,
+)
 from tsfm_cli.train.sweep import load_sweep_data, run_sweep
 from tsfm_cli.ui import Reporter
 
@@ -41,6 +48,9 @@ def run_train(
     runs_dir: Path | str | None = None,
 ) -> dict[str, Any]:
     reporter = reporter or Reporter()
+    problem = check_config(config)
+    if problem:
+        raise BadInputError(problem)
     try:
         index, count = parse_shard(config.shard)
     except ValueError as exc:
@@ -56,7 +66,7 @@ def run_train(
         return {**fresh.get("summary", {}), "out_dir": str(out_dir), "skipped": True}
     specs = shard(grid(config), index, count)
     if not specs:
-        raise BadInputError("train: the grid is empty (archs, sizes, data_budgets, seeds)")
+        raise BadInputError(f"train: shard {index}/{count} of {len(grid(config))} runs is empty")
     data = load_sweep_data(stage, config)
     reporter.info(
         f"train: {len(specs)} runs (shard {index}/{count}), context {data.context_length}, "
