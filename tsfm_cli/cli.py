@@ -11,6 +11,7 @@ from tsfm_cli.commands.fit import fit_cmd
 from tsfm_cli.commands.ingest import ingest_cmd
 from tsfm_cli.commands.inspect import inspect_cmd
 from tsfm_cli.commands.ood_split import ood_split_cmd
+from tsfm_cli.commands.train import train_cmd
 
 app = typer.Typer(
     name="tsfm",
@@ -46,6 +47,7 @@ def _root(
 # Subcommands register themselves here, one line each, once they work.
 app.command("ingest")(ingest_cmd)
 app.command("ood-split")(ood_split_cmd)
+app.command("train")(train_cmd)
 app.command("fit")(fit_cmd)
 app.command("inspect")(inspect_cmd)
 

@@ -1,0 +1,70 @@
+"""`kill -9` in the middle of a run: the next invocation resumes from the last checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import polars as pl
+import torch
+
+from tests.conftest import REPO_ROOT
+from tests.splits_fixture import make_splits
+from tsfm_cli.recipe import build_config, load_section
+from tsfm_cli.train import TrainConfig, run_train
+from tsfm_cli.train.sweep import checkpoint_steps
+
+torch.set_num_threads(1)
+
+RECIPE = """train:
+  archs: [decoder]
+  sizes: [{d_model: 16, layers: 1}]
+  patch_size: 16
+  steps: 600
+  batch_size: 4
+  warmup_steps: 10
+  checkpoints: 4
+  eval_windows: 2
+  eval_samples: 4
+  cpu_threads: 1
+"""
+
+
+def test_kill_9_then_resume(tmp_path):
+    splits = make_splits(tmp_path / "splits")
+    recipe = tmp_path / "sweep.yaml"
+    recipe.write_text(RECIPE)
+    out = tmp_path / "results"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tsfm_cli", "train", str(splits), "-o", str(out), "-c", str(recipe)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    runs = tmp_path / "results.runs"
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and not list(runs.glob("*/last.ckpt")):
+            time.sleep(0.02)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    (ckpt,) = runs.glob("*/last.ckpt")
+    run_dir = ckpt.parent
+    assert not (run_dir / "done.json").exists()
+    assert not out.exists()  # the results directory only appears complete
+
+    values, source = load_section(recipe, "train")
+    summary = run_train(splits, out, build_config(TrainConfig, values, source), command=["t"])
+    assert summary["runs_ok"] == 1 and summary["runs_trained"] == 1
+    done = json.loads((run_dir / "done.json").read_text())
+    steps = checkpoint_steps(600, 4)
+    assert done["resumed_from"] in steps[:-1] and done["steps"] == 600
+    rows = pl.read_parquet(out / "results.parquet")
+    assert sorted(set(rows["step"])) == steps  # every checkpoint exactly once
+    assert rows.group_by("step", "scenario", "horizon").len()["len"].max() == 1
