@@ -1,0 +1,209 @@
+"""The forecaster: embedding → backbone → Student-t mixture head, in two architectures.
+
+- ``encoder`` (encoder-only): bidirectional attention; the horizon's tokens are replaced by one
+  learned mask token, and the head reads the forecast off those positions.
+- ``decoder`` (decoder-only): causal attention, next-patch prediction; the head at token i gives
+  the distribution of patch i+1. The horizon's NLL is teacher-forced (the exact likelihood under
+  the autoregressive factorisation); samples and point forecasts roll forward patch by patch.
+
+Scaling: the model sees values normalised by its own scaler (``normalisation``, registry in
+``scaling.py``) computed on the observed context; its output distribution is mapped to the
+*evaluation space* — values standardised by mean/std of the observed context — where the loss and
+every metric live, so ``nll_scaled = nll_raw − log σ`` (DESIGN §3) whatever the normalisation.
+Unobserved points are zeroed before the embedding and never count in the loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from tsfm_cli.models.backbone import Backbone
+from tsfm_cli.models.config import ModelConfig
+from tsfm_cli.models.embeddings import build_embedding
+from tsfm_cli.models.heads import MixtureHead, StudentTMixture
+from tsfm_cli.models.scaling import get_scaler, std_scaler
+
+ARCHS = ("encoder", "decoder")
+
+
+@dataclass
+class Window:
+    """A batch of windows, padded so that both parts are whole tokens.
+
+    values [B, T] raw (anything where unobserved), observed [B, T] bool, timestamps_s [B, T]
+    float64 or None; the first ``n_context`` points are the context, the rest the horizon.
+    """
+
+    values: torch.Tensor
+    observed: torch.Tensor
+    n_context: int
+    timestamps_s: torch.Tensor | None = None
+
+    @property
+    def horizon(self) -> int:
+        return self.values.shape[1] - self.n_context
+
+
+class Forecaster(nn.Module):
+    def __init__(
+        self,
+        arch: str,
+        cfg: ModelConfig,
+        patch_size: int = 32,
+        embedding: str = "patch",
+        normalisation: str = "std",
+        components: int = 4,
+        freq_s: float | None = None,
+        embedding_options: dict | None = None,
+    ) -> None:
+        super().__init__()
+        if arch not in ARCHS:
+            raise ValueError(f"unknown arch '{arch}' (known: {', '.join(ARCHS)})")
+        self.arch, self.cfg = arch, cfg
+        self.scaler = get_scaler(normalisation)
+        self.embed = build_embedding(
+            embedding, cfg.d_model, patch_size, freq_s, **(embedding_options or {})
+        )
+        self.token_length = self.embed.token_length
+        self.backbone = Backbone(cfg, causal=arch == "decoder")
+        self.head = MixtureHead(cfg.d_model, self.token_length, components)
+        if arch == "encoder":
+            self.mask_token = nn.Parameter(torch.randn(cfg.d_model) * 0.02)
+
+    # -- sizes --------------------------------------------------------------------------------
+    def num_params(self) -> tuple[int, int]:
+        """(N non-embedding = blocks + final norm, total)."""
+        total = sum(p.numel() for p in self.parameters())
+        return self.backbone.num_params(), total
+
+    # -- core ---------------------------------------------------------------------------------
+    def pad(self, window: Window) -> tuple[Window, int, int]:
+        """Left-pad the context and right-pad the horizon with unobserved points to whole tokens.
+
+        Returns the padded window, the left padding and the horizon's right padding.
+        """
+        p = self.token_length
+        left = (-window.n_context) % p
+        right = (-window.horizon) % p
+        if not left and not right:
+            return window, 0, 0
+
+        def pad(x: torch.Tensor, fill: float | bool) -> torch.Tensor:
+            batch = x.shape[0]
+            before = torch.full((batch, left), fill, dtype=x.dtype, device=x.device)
+            after = torch.full((batch, right), fill, dtype=x.dtype, device=x.device)
+            return torch.cat([before, x, after], dim=1)
+
+        ts = window.timestamps_s
+        if ts is not None:  # extend the time axis linearly (one step = the first difference)
+            step = (ts[:, 1:2] - ts[:, :1]) if ts.shape[1] > 1 else torch.ones_like(ts[:, :1])
+            before = ts[:, :1] - step * torch.arange(left, 0, -1, device=ts.device, dtype=ts.dtype)
+            after = ts[:, -1:] + step * torch.arange(1, right + 1, device=ts.device, dtype=ts.dtype)
+            ts = torch.cat([before, ts, after], dim=1)
+        padded = Window(
+            pad(window.values, 0.0), pad(window.observed, False), window.n_context + left, ts
+        )
+        return padded, left, right
+
+    def _scales(self, window: Window):
+        ctx = window.values[:, : window.n_context]
+        ctx_obs = window.observed[:, : window.n_context]
+        loc_m, scale_m = self.scaler(ctx, ctx_obs)  # the model's own normalisation [B, 1]
+        loc_e, scale_e = std_scaler(ctx, ctx_obs)  # evaluation space [B, 1]
+        return loc_m, scale_m, loc_e, scale_e
+
+    def _hidden(self, window: Window, visible: torch.Tensor, loc_m, scale_m) -> torch.Tensor:
+        """Embed the visible points (model space) and run the backbone → [B, N, d]."""
+        scaled = (window.values.float() - loc_m) / scale_m
+        scaled = torch.where(visible, scaled, torch.zeros_like(scaled))
+        tokens = self.embed(scaled, visible, window.timestamps_s)  # [B, N, d]
+        if self.arch == "encoder":
+            n_ctx = window.n_context // self.token_length
+            mask = self.mask_token.to(tokens.dtype).expand(
+                tokens.shape[0], tokens.shape[1] - n_ctx, -1
+            )
+            tokens = torch.cat([tokens[:, :n_ctx], mask], dim=1)
+        return self.backbone(tokens)
+
+    def distribution(self, window: Window, first: int) -> tuple[StudentTMixture, torch.Tensor]:
+        """Predictive distribution (evaluation space) of points ``first:`` of a padded window.
+
+        Encoder: ``first`` must be ``n_context`` (the horizon). Decoder: any multiple of the
+        token length ≥ one token (teacher-forced). Also returns the window's values in evaluation
+        space [B, T].
+        """
+        loc_m, scale_m, loc_e, scale_e = self._scales(window)
+        p = self.token_length
+        if self.arch == "encoder":
+            visible = window.observed.clone()
+            visible[:, window.n_context :] = False  # the target never reaches the encoder
+            h = self._hidden(window, visible, loc_m, scale_m)[:, first // p :]
+        else:
+            h = self._hidden(window, window.observed, loc_m, scale_m)[:, first // p - 1 : -1]
+        dist = self.head(h).affine(
+            (loc_m - loc_e)[..., None] / scale_e[..., None], (scale_m / scale_e)[..., None]
+        )
+        y = (window.values.float() - loc_e) / scale_e
+        return dist, y
+
+    def loss(self, window: Window) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training loss: mean NLL per observed point (evaluation space) and the count.
+
+        Encoder: over the horizon. Decoder: next-patch over every patch after the first.
+        """
+        window, _, _ = self.pad(window)
+        first = window.n_context if self.arch == "encoder" else self.token_length
+        dist, y = self.distribution(window, first)
+        total, count = dist.nll(y[:, first:], window.observed[:, first:])
+        return total / count.clamp_min(1), count
+
+    # -- evaluation ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def forecast(self, window: Window, n_samples: int = 100) -> dict[str, torch.Tensor]:
+        """Forecast the horizon of ``window`` (its horizon values are only used for the NLL).
+
+        Returns, all in evaluation space over the unpadded horizon: ``samples`` [S, B, H],
+        ``median`` [B, H], ``nll`` [B, H] per point (NaN where unobserved), ``target`` [B, H],
+        and ``context`` [B, Tc].
+        """
+        horizon, n_ctx = window.horizon, window.n_context
+        padded, left, right = self.pad(window)
+        end = padded.values.shape[1] - right
+        dist, y = self.distribution(padded, padded.n_context)
+        nll = -dist.log_prob(y[:, padded.n_context :])[:, :horizon]
+        target_obs = padded.observed[:, padded.n_context : end]
+        nll = torch.where(target_obs, nll, torch.full_like(nll, float("nan")))
+        if self.arch == "encoder":
+            samples = dist.sample(n_samples)[..., :horizon]  # [S, B, H]
+        else:
+            samples = self._rollout(padded, n_samples)[..., :horizon]
+        return {
+            "samples": samples,
+            "median": samples.median(dim=0).values,
+            "nll": nll,
+            "target": y[:, padded.n_context : end],
+            "context": y[:, left : left + n_ctx],
+        }
+
+    def _rollout(self, window: Window, n_samples: int) -> torch.Tensor:
+        """Decoder: sample paths patch by patch, each fed back as observed → [S, B, H_padded]."""
+        p, n_ctx = self.token_length, window.n_context
+        batch, total = window.values.shape
+        loc_m, scale_m, loc_e, scale_e = self._scales(window)
+        rep = lambda x: x.repeat(n_samples, *([1] * (x.dim() - 1)))  # noqa: E731 - [S·B, ...]
+        values = rep(window.values.float()[:, :n_ctx])
+        observed = rep(window.observed[:, :n_ctx])
+        ts = rep(window.timestamps_s) if window.timestamps_s is not None else None
+        lm, sm, le, se = (rep(x) for x in (loc_m, scale_m, loc_e, scale_e))
+        for start in range(n_ctx, total, p):
+            part = Window(values, observed, start, None if ts is None else ts[:, :start])
+            h = self._hidden(part, observed, lm, sm)[:, -1:]  # [S·B, 1, d]
+            dist = self.head(h)
+            step = dist.sample(1)[0] * sm + lm  # raw units [S·B, p]
+            values = torch.cat([values, step], dim=1)
+            observed = torch.cat([observed, torch.ones_like(step, dtype=torch.bool)], dim=1)
+        paths = (values[:, n_ctx:] - le) / se  # evaluation space
+        return paths.view(n_samples, batch, total - n_ctx)
