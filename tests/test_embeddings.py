@@ -223,3 +223,14 @@ def test_parameter_counts_reported():
     }
     assert {name: rows[name]["params"] for name in expected} == expected
     assert all(row["description"] for row in rows.values())
+
+
+def test_variant_with_bound_options_is_registered_once():
+    from tsfm_cli.models.embedding_strategies import with_options
+
+    assert with_options("pointwise", {}) == "pointwise"
+    label = with_options("pointwise", {"hidden": 12})
+    assert label == "pointwise[hidden=12]" and with_options("pointwise", {"hidden": 12}) == label
+    module = build_embedding(label, D_MODEL, PATCH, FREQ_S)
+    assert parameter_count(module) == 12 + 12 * D_MODEL
+    assert EMBEDDINGS[label].base_name == "pointwise"

@@ -32,7 +32,7 @@ KEYS = ("strategy", "embedding", "normalisation")
 
 
 def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float, float]:
-    """(mean, sample std, low, high) of a Student-t interval; NaN bounds with fewer than 2 values."""
+    """(mean, sample std, low, high) of a Student-t interval; NaN bounds below 2 values."""
     values = np.asarray(values, dtype=np.float64)
     values = values[np.isfinite(values)]
     n = values.size
@@ -81,7 +81,9 @@ def seed_scores(bench: pl.DataFrame, metric: str) -> pl.DataFrame:
     robustness = (
         ood.join(id_part, on=keys, suffix="_id")
         .with_columns(score=pl.col("score") / pl.col("score_id"))
-        .select(*keys, pl.lit("robustness").alias("level"), pl.lit("robustness").alias("group"), "score")
+        .select(
+            *keys, pl.lit("robustness").alias("level"), pl.lit("robustness").alias("group"), "score"
+        )
     )
     columns = [*keys, "level", "group", "score"]
     parts = [id_part, ood, family, robustness, scenario]
@@ -107,7 +109,9 @@ def summarise(bench: pl.DataFrame, metrics: tuple[str, ...] = METRICS) -> pl.Dat
     """`summary.parquet`: one row per strategy × metric × (level, group)."""
     params = bench.group_by("strategy").agg(pl.col("params_total").max())
     failed = (
-        bench.filter(pl.col("status") != "ok").group_by("strategy").agg(n_failed=pl.col("seed").n_unique())
+        bench.filter(pl.col("status") != "ok")
+        .group_by("strategy")
+        .agg(n_failed=pl.col("seed").n_unique())
         if "status" in bench.columns
         else pl.DataFrame(schema={"strategy": pl.String, "n_failed": pl.UInt32})
     )
@@ -198,5 +202,7 @@ def headline(summary: pl.DataFrame, metric: str) -> pl.DataFrame:
         wide = cols if wide is None else wide.join(cols, on="strategy", how="full", coalesce=True)
     if wide is None:
         return pl.DataFrame()
-    params = summary.group_by("strategy").agg(pl.col("params_total").first(), pl.col("n_seeds").max())
+    params = summary.group_by("strategy").agg(
+        pl.col("params_total").first(), pl.col("n_seeds").max()
+    )
     return wide.join(params, on="strategy", how="left").sort(["rank", "ood"], nulls_last=True)

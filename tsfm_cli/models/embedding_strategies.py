@@ -396,3 +396,27 @@ def describe_embeddings(
             }
         )
     return rows
+
+
+def with_options(name: str, options: dict | None) -> str:
+    """Registry name of embedding `name` with `options` bound, e.g. ``pointwise[hidden=520]``.
+
+    Registered on first use (same name → same class), so code that only passes an embedding's
+    name (a run spec, a recipe) can still train a resized variant.
+    """
+    if not options:
+        return name
+    base = EMBEDDINGS[name]
+    bound = dict(sorted(options.items()))
+    label = f"{name}[{','.join(f'{key}={value}' for key, value in bound.items())}]"
+    if label not in EMBEDDINGS:
+
+        def __init__(self, d_model, patch_size, freq_s=None, **extra):  # noqa: N807
+            base.__init__(self, d_model, patch_size, freq_s, **{**bound, **extra})
+
+        EMBEDDINGS[label] = type(
+            f"{base.__name__}Variant",
+            (base,),
+            {"name": label, "base_name": name, "bound_options": bound, "__init__": __init__},
+        )
+    return label
