@@ -41,7 +41,9 @@ def _root(
 
 # Subcommands register themselves here, one line each, once they work.
 from tsfm_cli.commands.embed_bench import embed_bench_cmd  # noqa: E402
+from tsfm_cli.commands.train import train_cmd  # noqa: E402
 
+app.command("train")(train_cmd)
 app.command("embed-bench")(embed_bench_cmd)
 
 

@@ -1,0 +1,127 @@
+"""A small valid `ood-split` stage directory, generated (tests never read ../shared).
+
+Follows the BRIEF contract: train.parquet as series.parquet; eval.parquet with list columns,
+`horizon`, `freq_s`, `sensor`; scenarios.parquet with `id` and one OOD scenario.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from tsfm_cli.stagedir import StageWriter
+
+
+def _series(rng: np.random.Generator, length: int, period: int, level: float) -> np.ndarray:
+    t = np.arange(length)
+    season = np.sin(2 * np.pi * t / period) + 0.5 * np.sin(2 * np.pi * t / (period / 3))
+    walk = np.cumsum(rng.normal(0, 0.02, length))
+    return (level + 3 * season + walk + rng.normal(0, 0.3, length)).astype(np.float32)
+
+
+def make_splits(
+    out: Path,
+    *,
+    n_series: int = 4,
+    train_length: int = 1200,
+    context: int = 64,
+    horizons: tuple[int, ...] = (16, 32),
+    windows: int = 6,
+    freq_s: int = 60,
+    missing: float = 0.05,
+    seed: int = 0,
+) -> Path:
+    """Write an ood-split directory at ``out`` and return it."""
+    rng = np.random.default_rng(seed)
+    start = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+    eval_length = context + max(horizons) + windows * 16
+    train_frames, eval_rows = [], []
+    for i in range(n_series):
+        sid = f"line1/m{i}/temp"
+        full = _series(rng, train_length + eval_length, period=48 + 8 * i, level=20.0 * (i + 1))
+        observed = rng.random(full.size) > missing
+        times = [start + dt.timedelta(seconds=freq_s * k) for k in range(train_length)]
+        values = np.where(observed, full, np.nan)[:train_length]
+        train_frames.append(
+            pl.DataFrame(
+                {
+                    "series_id": sid,
+                    "source": "fixture.csv",
+                    "sensor": "temp",
+                    "timestamp": times,
+                    "value": pl.Series(values).fill_nan(None).cast(pl.Float32),
+                    "observed": observed[:train_length],
+                    "flags": np.where(observed[:train_length], 0, 1).astype(np.uint16),
+                    "freq_s": freq_s,
+                    "line": "line1",
+                    "machine": f"m{i}",
+                }
+            )
+        )
+        for scenario, shift in (("id", 0.0), ("level_shift:2", 2.0)):
+            for horizon in horizons:
+                for w in range(windows):
+                    a = train_length + w * 16
+                    ctx = full[a : a + context].copy()
+                    tgt = full[a + context : a + context + horizon].copy()
+                    if shift:
+                        tgt = tgt + shift * full.std()
+                    c_obs = observed[a : a + context]
+                    t_obs = observed[a + context : a + context + horizon]
+                    eval_rows.append(
+                        {
+                            "scenario": scenario,
+                            "family": "id" if not shift else "level_shift",
+                            "severity": shift,
+                            "series_id": sid,
+                            "window_id": w,
+                            "target_start": start + dt.timedelta(seconds=freq_s * (a + context)),
+                            "context": [float(x) if o else None for x, o in zip(ctx, c_obs)],
+                            "context_observed": c_obs.tolist(),
+                            "target": [float(x) if o else None for x, o in zip(tgt, t_obs)],
+                            "target_observed": t_obs.tolist(),
+                            "horizon": horizon,
+                            "freq_s": freq_s,
+                            "sensor": "temp",
+                        }
+                    )
+    train = pl.concat(train_frames).with_columns(pl.col("timestamp").cast(pl.Datetime("us", "UTC")))
+    evals = pl.DataFrame(
+        eval_rows,
+        schema={
+            "scenario": pl.String,
+            "family": pl.String,
+            "severity": pl.Float64,
+            "series_id": pl.String,
+            "window_id": pl.Int64,
+            "target_start": pl.Datetime("us", "UTC"),
+            "context": pl.List(pl.Float32),
+            "context_observed": pl.List(pl.Boolean),
+            "target": pl.List(pl.Float32),
+            "target_observed": pl.List(pl.Boolean),
+            "horizon": pl.Int32,
+            "freq_s": pl.Int64,
+            "sensor": pl.String,
+        },
+    )
+    scenarios = pl.DataFrame(
+        {
+            "scenario": ["id", "level_shift:2"],
+            "family": ["id", "level_shift"],
+            "kind": ["id", "synthetic"],
+            "severity": [0.0, 2.0],
+            "params": [json.dumps({}), json.dumps({"offset": 2.0})],
+            "n_windows": [n_series * windows * len(horizons)] * 2,
+        }
+    )
+    config = {"context_length": context, "horizons": list(horizons), "seed": seed}
+    with StageWriter(Path(out), "ood-split", config=config, inputs=[], command=["fixture"]) as w:
+        w.write_parquet("train.parquet", train)
+        w.write_parquet("eval.parquet", evals)
+        w.write_parquet("scenarios.parquet", scenarios)
+        w.commit(summary={"series": n_series})
+    return Path(out)

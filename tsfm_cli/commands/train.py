@@ -1,0 +1,144 @@
+"""`tsfm train`: parse options, call `tsfm_cli.train.run_train`, render the summary."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from tsfm_cli.commands.common import (
+    ConfigOpt,
+    DebugOpt,
+    JsonOpt,
+    QuietOpt,
+    SeedOpt,
+    WaitOpt,
+    run_stage,
+)
+
+
+def _csv(text: str | None) -> list[str] | None:
+    return [part.strip() for part in text.split(",") if part.strip()] if text else None
+
+
+def train_cmd(
+    splits: Annotated[Path, typer.Argument(help="An ood-split directory (splits/).")],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Results directory (default: results/ next to INPUT).",
+            show_default=False,
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+    archs: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated archs (encoder,decoder).", show_default=False),
+    ] = None,
+    sizes: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated size presets (1K,10K,100K,…).", show_default=False),
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option(help="Training steps per run (default: 1000).", show_default=False)
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Windows per batch (default: 64).", show_default=False)
+    ] = None,
+    devices: Annotated[
+        str | None,
+        typer.Option(help="Lightning devices: a count or 'auto' (default: 1).", show_default=False),
+    ] = None,
+    num_nodes: Annotated[
+        int | None, typer.Option(help="Nodes for multi-node DDP (default: 1).", show_default=False)
+    ] = None,
+    strategy: Annotated[
+        str | None,
+        typer.Option(help="Lightning strategy: auto, ddp, … (default: auto).", show_default=False),
+    ] = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            help="Lightning precision (default: bf16-mixed on GPU, 32-true on CPU).",
+            show_default=False,
+        ),
+    ] = None,
+    compile_model: Annotated[
+        bool | None,
+        typer.Option(
+            "--compile/--no-compile", help="torch.compile the backbone.", show_default=False
+        ),
+    ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            help="Run the i-th of n shares of the grid, e.g. 0/4 (writes OUTPUT-shard-0-of-4/; "
+            "rerun without --shard to merge).",
+            show_default=False,
+        ),
+    ] = None,
+    runs_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Per-run state (checkpoints, rows) (default: OUTPUT.runs/ next to OUTPUT).",
+            show_default=False,
+        ),
+    ] = None,
+    seed: SeedOpt = None,
+    json_mode: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+    wait: WaitOpt = 0.0,
+) -> None:
+    """Train a sweep of encoder/decoder forecasters (arch × size × data × seed × data quality)
+    and evaluate them on every scenario × horizon → results.parquet."""
+
+    def work(reporter) -> dict[str, Any]:
+        from tsfm_cli.recipe import build_config, load_section
+        from tsfm_cli.stagedir import default_output
+        from tsfm_cli.train import TrainConfig, run_train
+
+        values, source = load_section(config, "train")
+        device_value: int | str | None = devices
+        if devices is not None and devices.isdigit():
+            device_value = int(devices)
+        cfg = build_config(
+            TrainConfig,
+            values,
+            source,
+            overrides={
+                "archs": _csv(archs),
+                "sizes": _csv(sizes),
+                "steps": steps,
+                "batch_size": batch_size,
+                "devices": device_value,
+                "num_nodes": num_nodes,
+                "strategy": strategy,
+                "precision": precision,
+                "compile": compile_model,
+                "shard": shard,
+                "seed": seed,
+            },
+        )
+        out = output if output is not None else default_output(splits, "train")
+        return run_train(
+            splits, out, cfg, reporter=reporter, command=sys.argv, wait_s=wait, runs_dir=runs_dir
+        )
+
+    run_stage(work, json_mode=json_mode, quiet=quiet, debug=debug, render=_render)
+
+
+def _render(summary: dict[str, Any], reporter) -> None:
+    from rich.table import Table
+
+    table = Table(title="tsfm train", show_header=False)
+    if summary.get("skipped"):
+        table.add_row("status", "nothing to redo (same inputs and settings)")
+    for key in ("runs", "runs_ok", "runs_failed", "rows", "horizons", "shard", "out_dir"):
+        if key in summary:
+            table.add_row(key, str(summary[key]))
+    reporter.show(table)

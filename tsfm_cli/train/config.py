@@ -1,0 +1,147 @@
+"""`train:` recipe keys (the fields of ``TrainConfig``) and one run of the sweep (``RunSpec``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from tsfm_cli.models.config import ModelConfig
+
+CLEAN = "clean"
+
+
+@dataclass
+class TrainConfig:
+    # the grid: arch × size × data budget × seed × training-data quality
+    archs: list[str] = field(default_factory=lambda: ["encoder", "decoder"])
+    sizes: list[str | dict[str, int]] = field(default_factory=lambda: ["1K", "10K", "100K"])
+    # D per run: a fraction of the training time points (≤ 1.0) or a count (> 1); nested subsets
+    data_budgets: list[int | float] = field(default_factory=lambda: [1.0])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    # "clean" or "<drift family>:<severity>" applied to train.parquet (e.g. "missing_bursts:3")
+    train_quality: list[str] = field(default_factory=lambda: [CLEAN])
+    # model
+    embedding: str = "patch"
+    normalisation: str = "std"
+    patch_size: int = 32
+    components: int = 4
+    # training (the paper's: AdamW lr 1e-3, wd 0.1, betas (0.9, 0.98), warm-up + cosine, clip 1)
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    weight_decay: float = 0.1
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    context_length: int | None = None  # None → eval.parquet's context length
+    train_horizon: int | None = None  # None → the longest horizon in eval.parquet
+    # evaluation at log-spaced checkpoints on every scenario × horizon of eval.parquet
+    checkpoints: int = 4
+    eval_windows: int = 64  # at most this many windows per scenario × horizon
+    eval_samples: int = 64
+    eval_batch_size: int = 256
+    checkpoint_every_s: float = 600.0  # also save a resumable checkpoint this often
+    # engineering (Lightning)
+    accelerator: str = "auto"
+    devices: int | str = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str | None = None  # None → bf16-mixed on GPU, 32-true on CPU
+    compile: bool = False
+    shard: str = "0/1"  # run the i-th of n shares of the grid
+    seed: int = 0  # data seed: nested data subsets and the evaluation windows
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run. ``steps`` None → the config's. Everything else comes from the config."""
+
+    arch: str
+    size: str | tuple[tuple[str, int], ...]  # preset name, or sorted (key, value) pairs
+    data_budget: int | float
+    seed: int
+    train_quality: str = CLEAN
+    embedding: str = "patch"
+    normalisation: str = "std"
+    steps: int | None = None
+
+    @classmethod
+    def make(cls, *, size: str | dict[str, int] | ModelConfig, **kwargs: Any) -> RunSpec:
+        if isinstance(size, ModelConfig):
+            size = (
+                size.name
+                if size.name != "custom"
+                else {"d_model": size.d_model, "layers": size.layers, "heads": size.heads}
+            )
+        if isinstance(size, dict):
+            size = tuple(sorted(size.items()))
+        return cls(size=size, **kwargs)
+
+    @property
+    def model_config(self) -> ModelConfig:
+        return ModelConfig.parse(self.size if isinstance(self.size, str) else dict(self.size))
+
+    def label(self) -> str:
+        parts = [
+            self.arch,
+            self.model_config.label,
+            f"D{_budget_label(self.data_budget)}",
+            f"s{self.seed}",
+        ]
+        if self.train_quality != CLEAN:
+            parts.append(self.train_quality)
+        if self.embedding != "patch":
+            parts.append(self.embedding)
+        if self.normalisation != "std":
+            parts.append(self.normalisation)
+        if self.steps is not None:
+            parts.append(f"t{self.steps}")
+        return re.sub(r"[^A-Za-z0-9_.=+-]", "_", "-".join(parts))
+
+    def run_id(self, settings: dict[str, Any]) -> str:
+        """Readable label + hash of everything that determines the run's results."""
+        blob = json.dumps({"spec": asdict(self), "settings": settings}, sort_keys=True, default=str)
+        return f"{self.label()}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
+
+
+def _budget_label(budget: int | float) -> str:
+    if isinstance(budget, float) and budget <= 1.0:
+        return f"{budget:g}x"
+    return str(int(budget))
+
+
+def grid(config: TrainConfig) -> list[RunSpec]:
+    """The sweep's runs in a fixed order (arch × size × D × seed × quality)."""
+    return [
+        RunSpec.make(
+            arch=arch,
+            size=size,
+            data_budget=budget,
+            seed=seed,
+            train_quality=quality,
+            embedding=config.embedding,
+            normalisation=config.normalisation,
+        )
+        for arch in config.archs
+        for size in config.sizes
+        for budget in config.data_budgets
+        for seed in config.seeds
+        for quality in config.train_quality
+    ]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
+    if not match or int(match[2]) < 1 or int(match[1]) >= int(match[2]):
+        raise ValueError(f"bad shard '{text}': expected i/n with 0 <= i < n (e.g. 0/4)")
+    return int(match[1]), int(match[2])
+
+
+def shard(specs: list[RunSpec], index: int, count: int) -> list[RunSpec]:
+    """The index-th of count shares (round robin, so every shard gets a mix of sizes).
+    The shares of 0..count-1 cover ``specs`` exactly once."""
+    return specs[index::count]

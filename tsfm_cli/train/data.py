@@ -1,0 +1,307 @@
+"""Training and evaluation data for the sweep, prepared up front as numpy arrays.
+
+- ``TrainSeries``: every series of ``train.parquet`` as arrays (values NaN where unobserved).
+- ``degrade``: the training-data-quality axis: a drift family of ``tsfm_cli.drift`` applied to
+  the whole training range of each series (masks stay honest: a point never becomes observed).
+- ``DataBudget``: D = distinct training time points. Each series is cut into segments of two
+  window lengths; one seeded permutation of all segments (the *data* seed, shared by every run)
+  orders them, and budget D takes the shortest prefix holding D points (the last segment cut to
+  fit). So a bigger D always contains a smaller one.
+- ``BatchSampler``: batch k of a run is drawn from ``default_rng([run seed, k])``, so a resumed run
+  sees exactly the batches it would have seen. No DataLoader workers (polars + fork deadlock).
+- ``EvalSet``: the windows of ``eval.parquet`` per scenario × horizon (at most ``eval_windows``,
+  chosen with the data seed), as arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from tsfm_cli.errors import BadInputError
+from tsfm_cli.train.config import CLEAN
+
+
+@dataclass
+class TrainSeries:
+    series_ids: list[str]
+    values: list[np.ndarray]  # float32 [T_i], NaN where unobserved
+    observed: list[np.ndarray]  # bool [T_i]
+    start_s: np.ndarray  # int64 [n] first timestamp, seconds since the epoch
+    freq_s: np.ndarray  # float64 [n]
+
+    @property
+    def total_points(self) -> int:
+        return int(sum(len(v) for v in self.values))
+
+
+def load_train(path: Path) -> TrainSeries:
+    frame = pl.read_parquet(
+        path, columns=["series_id", "timestamp", "value", "observed", "freq_s"]
+    ).sort("series_id", "timestamp")
+    if frame.is_empty():
+        raise BadInputError(f"{path}: no training rows")
+    grouped = (
+        frame.with_columns(
+            pl.when(pl.col("observed")).then(pl.col("value")).otherwise(None).alias("value"),
+        )
+        .group_by("series_id", maintain_order=True)
+        .agg(
+            pl.col("value"),
+            pl.col("observed"),
+            pl.col("timestamp").first().dt.epoch("s").alias("start_s"),
+            pl.col("freq_s").first(),
+        )
+    )
+    values = [
+        np.asarray(v.to_numpy(), dtype=np.float32)
+        for v in grouped["value"].list.eval(pl.element().fill_null(float("nan")))
+    ]
+    observed = [np.asarray(o.to_numpy(), dtype=bool) for o in grouped["observed"]]
+    observed = [o & np.isfinite(v) for o, v in zip(observed, values, strict=True)]
+    return TrainSeries(
+        series_ids=grouped["series_id"].to_list(),
+        values=values,
+        observed=observed,
+        start_s=grouped["start_s"].to_numpy().astype(np.int64),
+        freq_s=grouped["freq_s"].to_numpy().astype(np.float64),
+    )
+
+
+def parse_quality(quality: str) -> tuple[str, float] | None:
+    """ "clean" → None; "<family>:<severity>" → (family, severity), checked against drift.py."""
+    if quality == CLEAN:
+        return None
+    from tsfm_cli import drift
+
+    family, _, severity = quality.partition(":")
+    try:
+        level = float(severity)
+    except ValueError:
+        level = float("nan")
+    problem = drift.check(family, level)
+    if problem:
+        raise ValueError(f"train_quality '{quality}': {problem} (expected clean or family:level)")
+    return family, level
+
+
+def degrade(series: TrainSeries, quality: str, seed: int) -> TrainSeries:
+    """The training series degraded by one drift family over their whole range."""
+    parsed = parse_quality(quality)
+    if parsed is None:
+        return series
+    from tsfm_cli import drift
+
+    family, severity = parsed
+    rng = np.random.default_rng([seed, 0x7175])
+    values, observed = [], []
+    for v, o, freq in zip(series.values, series.observed, series.freq_s, strict=True):
+        spread = drift.window_spread(v[None], o[None])
+        nv, no = drift.apply_drift(
+            family, v[None], o[None], severity, onset=0, spread=spread, rng=rng, freq_s=freq
+        )
+        values.append(nv[0])
+        observed.append(no[0] & o)
+    return TrainSeries(series.series_ids, values, observed, series.start_s, series.freq_s)
+
+
+@dataclass
+class Segment:
+    series: int
+    start: int
+    length: int
+
+
+@dataclass
+class DataBudget:
+    """Segments of the training series in the data seed's fixed order (see module docstring)."""
+
+    segments: list[Segment]
+    window: int
+    total_points: int
+
+    @classmethod
+    def build(cls, series: TrainSeries, window: int, seed: int) -> DataBudget:
+        segments: list[Segment] = []
+        size = 2 * window
+        for i, v in enumerate(series.values):
+            n = len(v)
+            if n < window:
+                continue
+            count = max(1, n // size)
+            for k in range(count):
+                start = k * size
+                length = size if k < count - 1 else n - start
+                segments.append(Segment(i, start, length))
+        if not segments:
+            raise BadInputError(
+                f"no training series holds one window of {window} points "
+                "(context + training horizon); use a shorter context or more data"
+            )
+        order = np.random.default_rng([seed, 0xD474]).permutation(len(segments))
+        total = sum(s.length for s in segments)
+        return cls([segments[i] for i in order], window, total)
+
+    def points(self, budget: int | float) -> int:
+        """Budget (fraction ≤ 1 or count) → the number of time points requested."""
+        if budget <= 1.0:
+            return max(self.window, int(round(budget * self.total_points)))
+        return int(budget)
+
+    def take(self, budget: int | float) -> list[Segment]:
+        """The nested prefix of segments holding the budget (D = sum of their lengths)."""
+        wanted = self.points(budget)
+        chosen, have = [], 0
+        for seg in self.segments:
+            if have >= wanted:
+                break
+            room = wanted - have
+            if seg.length <= room:
+                chosen.append(seg)
+                have += seg.length
+            elif room >= self.window:
+                chosen.append(Segment(seg.series, seg.start, room))
+                have += room
+            else:
+                break
+        return chosen or [self.segments[0]]
+
+
+@dataclass
+class BatchSampler:
+    """Windows of ``window`` points sampled uniformly from the chosen segments."""
+
+    series: TrainSeries
+    segments: list[Segment]
+    window: int
+    batch_size: int
+    seed: int
+    _flat: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        values, observed, times, offsets, starts = [], [], [], [], []
+        at = 0
+        for seg in self.segments:
+            s = slice(seg.start, seg.start + seg.length)
+            v = self.series.values[seg.series][s]
+            values.append(np.nan_to_num(v, nan=0.0))
+            observed.append(self.series.observed[seg.series][s])
+            freq = self.series.freq_s[seg.series]
+            t0 = self.series.start_s[seg.series] + seg.start * freq
+            times.append(t0 + np.arange(seg.length) * freq)
+            offsets.append(at)
+            starts.append(seg.length - self.window + 1)
+            at += seg.length
+        self._flat = {
+            "values": np.concatenate(values).astype(np.float32),
+            "observed": np.concatenate(observed),
+            "times": np.concatenate(times).astype(np.float64),
+        }
+        self._offsets = np.asarray(offsets, dtype=np.int64)
+        self._starts = np.asarray(starts, dtype=np.int64)
+        self._weights = self._starts / self._starts.sum()
+
+    @property
+    def data_points(self) -> int:
+        return int(sum(s.length for s in self.segments))
+
+    def batch(self, step: int) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng([self.seed, step])
+        seg = rng.choice(len(self._offsets), size=self.batch_size, p=self._weights)
+        start = (rng.random(self.batch_size) * self._starts[seg]).astype(np.int64)
+        idx = (self._offsets[seg] + start)[:, None] + np.arange(self.window)[None, :]
+        return {
+            "values": self._flat["values"][idx],
+            "observed": self._flat["observed"][idx],
+            "times": self._flat["times"][idx],
+            "pick": rng.random(),  # e.g. the encoder's horizon for this batch
+        }
+
+
+@dataclass
+class EvalGroup:
+    scenario: str
+    horizon: int
+    kind: str
+    family: str
+    severity: float
+    context: np.ndarray  # [n, Tc] float32, 0 where unobserved
+    context_observed: np.ndarray  # [n, Tc] bool
+    target: np.ndarray  # [n, H]
+    target_observed: np.ndarray  # [n, H]
+    times: np.ndarray  # [n, Tc + H] float64 seconds
+    freq_s: np.ndarray  # [n]
+
+
+def _list_array(column: pl.Series, dtype, fill) -> np.ndarray:
+    filled = column.list.eval(pl.element().fill_null(fill))
+    return np.asarray(filled.to_list(), dtype=dtype)
+
+
+def load_eval(
+    path: Path, scenarios_path: Path | None, max_windows: int, seed: int
+) -> list[EvalGroup]:
+    frame = pl.read_parquet(path)
+    needed = {"scenario", "horizon", "context", "context_observed", "target", "target_observed"}
+    missing = needed - set(frame.columns)
+    if missing:
+        raise BadInputError(f"{path}: missing columns {', '.join(sorted(missing))}")
+    kinds: dict[str, tuple[str, str, float]] = {}
+    if scenarios_path is not None and scenarios_path.is_file():
+        for row in pl.read_parquet(scenarios_path).iter_rows(named=True):
+            kinds[row["scenario"]] = (row.get("kind"), row.get("family"), row.get("severity"))
+    groups = []
+    for (scenario, horizon), part in frame.sort(
+        "scenario", "horizon", "series_id", "window_id"
+    ).group_by(["scenario", "horizon"], maintain_order=True):
+        if part.height > max_windows:
+            pick = np.sort(
+                np.random.default_rng([seed, horizon, len(groups)]).choice(
+                    part.height, max_windows, replace=False
+                )
+            )
+            part = part[pick]
+        context = _list_array(part["context"], np.float32, float("nan"))
+        target = _list_array(part["target"], np.float32, float("nan"))
+        c_obs = _list_array(part["context_observed"], bool, False) & np.isfinite(context)
+        t_obs = _list_array(part["target_observed"], bool, False) & np.isfinite(target)
+        freq = (
+            part["freq_s"].to_numpy().astype(np.float64)
+            if "freq_s" in part.columns
+            else np.ones(part.height)
+        )
+        if "target_start" in part.columns:
+            t0 = part["target_start"].dt.epoch("s").to_numpy().astype(np.float64)
+        else:
+            t0 = np.zeros(part.height)
+        n_ctx = context.shape[1]
+        times = t0[:, None] + (np.arange(n_ctx + target.shape[1]) - n_ctx)[None, :] * freq[:, None]
+        kind, family, severity = kinds.get(scenario, (None, None, None))
+        if family is None and "family" in part.columns:
+            family = part["family"][0]
+        if severity is None and "severity" in part.columns:
+            severity = part["severity"][0]
+        groups.append(
+            EvalGroup(
+                scenario=scenario,
+                horizon=int(horizon),
+                kind=kind or ("id" if scenario == "id" else "synthetic"),
+                family=family or scenario,
+                severity=float(severity or 0.0),
+                context=np.nan_to_num(context, nan=0.0),
+                context_observed=c_obs,
+                target=np.nan_to_num(target, nan=0.0),
+                target_observed=t_obs,
+                times=times,
+                freq_s=freq,
+            )
+        )
+    if not groups:
+        raise BadInputError(f"{path}: no evaluation windows")
+    lengths = {g.context.shape[1] for g in groups}
+    if len(lengths) != 1:
+        raise BadInputError(f"{path}: context lengths differ between rows ({sorted(lengths)})")
+    return groups

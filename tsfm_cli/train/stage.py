@@ -1,0 +1,90 @@
+"""`run_train`: the stage entry (BRIEF conventions): ood-split directory → results directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from tsfm_cli.errors import BadInputError
+from tsfm_cli.recipe import config_dict
+from tsfm_cli.stagedir import StageWriter, fingerprint, fresh_manifest, open_stage
+from tsfm_cli.train.config import TrainConfig, grid, parse_shard, shard
+from tsfm_cli.train.sweep import load_sweep_data, run_sweep
+from tsfm_cli.ui import Reporter
+
+
+def shard_paths(out_dir: Path, shard_text: str) -> tuple[Path, Path]:
+    """(where this invocation writes, the shared runs directory).
+
+    ``-o results`` writes ``results/`` and keeps runs in ``results.runs/``; with ``--shard i/n``
+    (n > 1) it writes ``results-shard-i-of-n/`` and shares ``results.runs/`` with the other shards,
+    so a final run without ``--shard`` merges them (every run is finished: nothing retrains).
+    """
+    out_dir = Path(out_dir)
+    index, count = parse_shard(shard_text)
+    runs_dir = out_dir.parent / f"{out_dir.name}.runs"
+    if count > 1:
+        out_dir = out_dir.parent / f"{out_dir.name}-shard-{index}-of-{count}"
+    return out_dir, runs_dir
+
+
+def run_train(
+    inputs: Path | str,
+    out_dir: Path | str,
+    config: TrainConfig,
+    *,
+    reporter: Reporter | None = None,
+    command: list[str] | None = None,
+    wait_s: float = 0.0,
+    runs_dir: Path | str | None = None,
+) -> dict[str, Any]:
+    reporter = reporter or Reporter()
+    try:
+        index, count = parse_shard(config.shard)
+    except ValueError as exc:
+        raise BadInputError(f"shard: {exc}") from None
+    out_dir, default_runs = shard_paths(Path(out_dir), config.shard)
+    runs_dir = Path(runs_dir) if runs_dir is not None else default_runs
+    stage = open_stage(inputs, "ood-split")
+    cfg = config_dict(config)
+    input_desc = [stage.describe()]
+    fp = fingerprint(cfg, input_desc)
+    fresh = fresh_manifest(out_dir, "train", fp)
+    if fresh is not None:
+        return {**fresh.get("summary", {}), "out_dir": str(out_dir), "skipped": True}
+    specs = shard(grid(config), index, count)
+    if not specs:
+        raise BadInputError("train: the grid is empty (archs, sizes, data_budgets, seeds)")
+    data = load_sweep_data(stage, config)
+    reporter.info(
+        f"train: {len(specs)} runs (shard {index}/{count}), context {data.context_length}, "
+        f"horizons {data.horizons}, {data.budget.total_points:,} training points"
+    )
+    rows, runs = run_sweep(specs, data, config, runs_dir, reporter=reporter)
+    from tsfm_cli.train.sweep import _is_global_zero
+
+    if not _is_global_zero():
+        return {"out_dir": str(out_dir), "rank": "non-zero", "skipped": False}
+    rows = rows.sort("run_id", "step", "scenario", "horizon")
+    ok = runs.filter(pl.col("status") == "ok").height if runs.height else 0
+    summary = {
+        "runs": len(specs),
+        "runs_ok": ok,
+        "runs_failed": runs.height - ok,
+        "rows": rows.height,
+        "scenarios": sorted(set(rows["scenario"].to_list())) if rows.height else [],
+        "horizons": data.horizons,
+        "context_length": data.context_length,
+        "training_points": data.budget.total_points,
+        "shard": f"{index}/{count}",
+        "runs_dir": str(runs_dir),
+    }
+    with StageWriter(
+        out_dir, "train", config=cfg, inputs=input_desc, command=command, wait_s=wait_s
+    ) as writer:
+        writer.write_parquet("results.parquet", rows)
+        writer.write_parquet("runs.parquet", runs)
+        writer.commit(summary=summary)
+    return {**summary, "out_dir": str(out_dir), "skipped": False}

@@ -1,0 +1,616 @@
+"""The sweep: run a list of training runs and return their ``results.parquet`` rows.
+
+Reusable entry points (``embed-bench`` builds on these; no second implementation):
+
+- ``load_sweep_data(splits_dir, config)`` → ``SweepData``: the ood-split directory read once
+  (training series, nested data budgets, evaluation windows per scenario × horizon).
+- ``run_sweep(specs, data, config, runs_dir, reporter=None)`` → ``(rows, runs)``: trains every
+  ``RunSpec`` (arch, size, data budget, seed, train_quality, embedding, normalisation, steps)
+  that is not finished yet in ``runs_dir`` and returns all their result rows (one per run ×
+  checkpoint × scenario × horizon; columns in README "tsfm train") and one summary row per run.
+
+Each run lives in ``runs_dir/<run_id>/``: ``spec.json``, ``rows.parquet`` (grows at every
+evaluated checkpoint), ``last.ckpt`` (Lightning checkpoint, loaded with ``weights_only=True``)
+and ``done.json`` once finished (``ok`` or ``failed`` with the reason). A finished run is never
+redone; a killed one resumes from ``last.ckpt``. The run id hashes the spec, every setting that
+changes results, and the input's manifest, so changed inputs or settings mean new runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+
+from tsfm_cli import metrics
+from tsfm_cli.errors import BadInputError
+from tsfm_cli.models.config import ModelConfig
+from tsfm_cli.models.forecaster import Forecaster, Window
+from tsfm_cli.stagedir import StageInput, open_stage, output_lock
+from tsfm_cli.train.config import RunSpec, TrainConfig
+from tsfm_cli.train.data import (
+    BatchSampler,
+    DataBudget,
+    EvalGroup,
+    TrainSeries,
+    degrade,
+    load_eval,
+    load_train,
+    parse_quality,
+)
+from tsfm_cli.ui import Reporter
+
+# Settings that change a run's results (hashed into its id). Engineering settings (devices,
+# strategy, precision, compile, shard, eval batch size) are not: shards on GPUs and a merge on a
+# laptop must agree on the ids.
+RESULT_SETTINGS = (
+    "patch_size", "components", "steps", "batch_size", "lr", "min_lr", "weight_decay", "betas",
+    "warmup_steps", "grad_clip", "context_length", "train_horizon", "checkpoints",
+    "eval_windows", "eval_samples", "seed",
+)  # fmt: skip
+
+RESULT_SCHEMA: dict[str, pl.DataType] = {
+    "run_id": pl.String,
+    "arch": pl.String,
+    "embedding": pl.String,
+    "normalisation": pl.String,
+    "size": pl.String,
+    "d_model": pl.Int64,
+    "layers": pl.Int64,
+    "heads": pl.Int64,
+    "params": pl.Int64,
+    "params_total": pl.Int64,
+    "data_points": pl.Int64,
+    "train_quality": pl.String,
+    "seed": pl.Int64,
+    "step": pl.Int64,
+    "tokens": pl.Int64,
+    "flops": pl.Float64,
+    "flops_fwd_batch": pl.Float64,
+    "context_length": pl.Int64,
+    "patch_size": pl.Int64,
+    "scenario": pl.String,
+    "kind": pl.String,
+    "family": pl.String,
+    "severity": pl.Float64,
+    "horizon": pl.Int32,
+    "n_windows": pl.Int64,
+    "nll": pl.Float64,
+    "crps": pl.Float64,
+    "mse": pl.Float64,
+    "mae": pl.Float64,
+    "mase": pl.Float64,
+    "train_loss": pl.Float64,
+    "status": pl.String,
+    "reason": pl.String,
+}
+
+
+@dataclass
+class SweepData:
+    """An ood-split directory read once for a whole sweep."""
+
+    source: dict[str, Any]  # how the input is described (manifest hash): part of every run id
+    series: TrainSeries
+    budget: DataBudget
+    groups: list[EvalGroup]
+    context_length: int
+    horizons: list[int]
+    train_horizon: int
+    freq_s: float  # the most common sampling interval (for embeddings that want one)
+    _degraded: dict[str, TrainSeries] | None = None
+
+    def series_for(self, quality: str) -> TrainSeries:
+        """Training series at one quality level (cached; the data seed fixes the degradation)."""
+        if self._degraded is None:
+            self._degraded = {}
+        if quality not in self._degraded:
+            self._degraded[quality] = degrade(self.series, quality, self.seed)
+        return self._degraded[quality]
+
+    seed: int = 0
+
+
+def load_sweep_data(splits: Path | str | StageInput, config: TrainConfig) -> SweepData:
+    stage = splits if isinstance(splits, StageInput) else open_stage(splits, "ood-split")
+    scenarios = stage.path / "scenarios.parquet"
+    groups = load_eval(
+        stage.file("eval.parquet"),
+        scenarios if scenarios.is_file() else None,
+        config.eval_windows,
+        config.seed,
+    )
+    n_ctx = groups[0].context.shape[1]
+    if config.context_length is not None and config.context_length != n_ctx:
+        raise BadInputError(
+            f"train.context_length {config.context_length} differs from eval.parquet's context "
+            f"length {n_ctx}; rerun ood-split or drop the key"
+        )
+    horizons = sorted({g.horizon for g in groups})
+    train_horizon = config.train_horizon or max(horizons)
+    series = load_train(stage.file("train.parquet"))
+    budget = DataBudget.build(series, n_ctx + train_horizon, config.seed)
+    freqs, counts = np.unique(series.freq_s, return_counts=True)
+    return SweepData(
+        source=stage.describe(),
+        series=series,
+        budget=budget,
+        groups=groups,
+        context_length=n_ctx,
+        horizons=horizons,
+        train_horizon=train_horizon,
+        freq_s=float(freqs[np.argmax(counts)]),
+        seed=config.seed,
+    )
+
+
+def checkpoint_steps(steps: int, count: int) -> list[int]:
+    """``count`` log-spaced steps ending at ``steps`` (from about steps / 2^(count-1))."""
+    if count <= 1 or steps <= 1:
+        return [steps]
+    first = max(1.0, steps / 2 ** (count - 1))
+    points = np.unique(np.round(np.geomspace(first, steps, count)).astype(int))
+    return [int(p) for p in points]
+
+
+def resolve_precision(config: TrainConfig) -> str:
+    if config.precision:
+        return config.precision
+    gpu = torch.cuda.is_available() and config.accelerator in ("auto", "gpu", "cuda")
+    return "bf16-mixed" if gpu else "32-true"
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation
+
+
+@torch.no_grad()
+def evaluate(
+    model: Forecaster,
+    groups: list[EvalGroup],
+    n_samples: int,
+    batch_size: int,
+    seed: int,
+    device: torch.device | str = "cpu",
+) -> list[dict[str, Any]]:
+    """Metrics of ``model`` on every scenario × horizon group (README "Metrics").
+
+    nll: teacher-forced NLL per observed target point, instance-scaled; crps: sample CRPS of
+    ``n_samples`` samples (decoder: autoregressive sample paths); mse/mae/mase: of the per-point
+    median of the samples. Each metric is averaged per window, then over windows.
+    """
+    was_training = model.training
+    model.eval()
+    rows = []
+    devices = [device] if str(device).startswith("cuda") else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        for group in groups:
+            per_window: dict[str, list[np.ndarray]] = {m: [] for m in metrics_names()}
+            n_ctx = group.context.shape[1]
+            for lo in range(0, len(group.context), batch_size):
+                sl = slice(lo, lo + batch_size)
+                window = Window(
+                    torch.from_numpy(np.concatenate([group.context[sl], group.target[sl]], 1)).to(
+                        device
+                    ),
+                    torch.from_numpy(
+                        np.concatenate([group.context_observed[sl], group.target_observed[sl]], 1)
+                    ).to(device),
+                    n_ctx,
+                    torch.from_numpy(group.times[sl]).to(device),
+                )
+                out = {
+                    k: v.float().cpu().numpy() for k, v in model.forecast(window, n_samples).items()
+                }
+                obs = group.target_observed[sl]
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    per_window["nll"].append(np.nanmean(out["nll"], axis=1))
+                    per_window["crps"].append(
+                        metrics.crps_from_samples(out["samples"], out["target"], obs)
+                    )
+                    per_window["mse"].append(metrics.mse(out["median"], out["target"], obs))
+                    per_window["mae"].append(metrics.mae(out["median"], out["target"], obs))
+                    seasons = [metrics.season_length(f, n_ctx) for f in group.freq_s[sl]]
+                    per_window["mase"].append(
+                        np.array(
+                            [
+                                metrics.mase(
+                                    out["median"][i],
+                                    out["target"][i],
+                                    obs[i],
+                                    out["context"][i],
+                                    group.context_observed[sl][i],
+                                    s,
+                                )  # fmt: skip
+                                for i, s in enumerate(seasons)
+                            ]
+                        )
+                    )
+            row = {
+                "scenario": group.scenario,
+                "kind": group.kind,
+                "family": group.family,
+                "severity": group.severity,
+                "horizon": group.horizon,
+                "n_windows": len(group.context),
+            }
+            for name, parts in per_window.items():
+                values = np.concatenate(parts).astype(np.float64)
+                finite = values[np.isfinite(values)]
+                row[name] = float(finite.mean()) if finite.size else None
+            rows.append(row)
+    model.train(was_training)
+    return rows
+
+
+def metrics_names() -> tuple[str, ...]:
+    return ("nll", "crps", "mse", "mae", "mase")
+
+
+def measure_forward_flops(model: Forecaster, window: Window) -> float:
+    """Forward FLOPs of one batch, counted by ``torch.utils.flop_counter`` (matmuls/attention)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model.loss(window)
+    return float(counter.get_total_flops())
+
+
+# --------------------------------------------------------------------------------------------
+# One run
+
+
+def _write_parquet_atomic(frame: pl.DataFrame, path: Path) -> None:
+    tmp = path.with_suffix(f".tmp-{os.getpid()}")
+    frame.write_parquet(tmp)
+    os.replace(tmp, path)
+
+
+def _write_json_atomic(value: Any, path: Path) -> None:
+    tmp = path.with_suffix(f".tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(value, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def rows_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    return pl.DataFrame(
+        [{k: row.get(k) for k in RESULT_SCHEMA} for row in rows], schema=RESULT_SCHEMA
+    )
+
+
+def _is_global_zero() -> bool:
+    return (
+        int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")) or 0) == 0
+        and int(os.environ.get("LOCAL_RANK", "0") or 0) == 0
+    )
+
+
+class _Run:
+    """Training and evaluation of one RunSpec inside its run directory."""
+
+    def __init__(self, spec, data: SweepData, config: TrainConfig, run_dir: Path, task) -> None:
+        self.spec, self.data, self.config, self.dir, self.task = spec, data, config, run_dir, task
+        self.steps = spec.steps or config.steps
+        self.cfg: ModelConfig = spec.model_config
+        series = data.series_for(spec.train_quality)
+        segments = data.budget.take(spec.data_budget)
+        self.sampler = BatchSampler(
+            series, segments, data.context_length + data.train_horizon, config.batch_size, spec.seed
+        )
+        self.rows: list[dict[str, Any]] = []
+        self.base: dict[str, Any] = {}
+
+    def model(self) -> Forecaster:
+        torch.manual_seed(self.spec.seed)
+        return Forecaster(
+            self.spec.arch,
+            self.cfg,
+            patch_size=self.config.patch_size,
+            embedding=self.spec.embedding,
+            normalisation=self.spec.normalisation,
+            components=self.config.components,
+            freq_s=self.data.freq_s,
+        )
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        import pytorch_lightning as L
+
+        from tsfm_cli.train.module import Diverged, ForecastModule, StepBatches, SweepCallback
+
+        config, spec = self.config, self.spec
+        model = self.model()
+        n_params, n_total = model.num_params()
+        horizons = [h for h in self.data.horizons if h <= self.data.train_horizon] or [
+            self.data.train_horizon
+        ]
+        module = ForecastModule(model, config, self.steps, self.data.context_length, horizons)
+        first = self.sampler.batch(0)
+        flops_fwd = measure_forward_flops(
+            model, module.window({k: torch.as_tensor(v) for k, v in first.items()})
+        )
+        self.base = {
+            "run_id": run_id,
+            "arch": spec.arch,
+            "embedding": spec.embedding,
+            "normalisation": spec.normalisation,
+            "size": self.cfg.name,
+            "d_model": self.cfg.d_model,
+            "layers": self.cfg.layers,
+            "heads": self.cfg.heads,
+            "params": n_params,
+            "params_total": n_total,
+            "data_points": self.sampler.data_points,
+            "train_quality": spec.train_quality,
+            "seed": spec.seed,
+            "flops_fwd_batch": flops_fwd,
+            "context_length": self.data.context_length,
+            "patch_size": model.token_length,
+        }
+        ckpt = self.dir / "last.ckpt"
+        rows_path = self.dir / "rows.parquet"
+        resume_step = 0
+        if ckpt.is_file():
+            meta = torch.load(ckpt, map_location="cpu", weights_only=True)
+            resume_step = int(meta.get("global_step", 0))
+            del meta
+            if rows_path.is_file():
+                old = pl.read_parquet(rows_path).filter(pl.col("step") <= resume_step)
+                self.rows = old.to_dicts()
+        else:
+            ckpt = None
+        if config.compile:
+            model.backbone = torch.compile(model.backbone)
+        eval_at = set(checkpoint_steps(self.steps, config.checkpoints))
+        zero = _is_global_zero()
+
+        def on_eval(trainer, mod, step: int) -> None:
+            if not trainer.is_global_zero:
+                return
+            found = evaluate(
+                mod.model,
+                self.data.groups,
+                config.eval_samples,
+                config.eval_batch_size,
+                config.seed,
+                mod.device,
+            )
+            loss = mod.loss_ema
+            for row in found:
+                self.rows.append(
+                    {
+                        **self.base,
+                        **row,
+                        "step": step,
+                        "tokens": mod.tokens,
+                        "flops": 6.0 * n_params * mod.tokens,
+                        "train_loss": loss,
+                        "status": "ok",
+                        "reason": None,
+                    }
+                )
+            _write_parquet_atomic(rows_frame(self.rows), rows_path)
+
+        def save(trainer) -> None:
+            tmp = self.dir / "last.ckpt.tmp"
+            trainer.save_checkpoint(tmp)
+            if trainer.is_global_zero:
+                os.replace(tmp, self.dir / "last.ckpt")
+
+        def report(step: int, loss: float, tok_s: float) -> None:
+            self.task.update(
+                status=f"{run_id[:40]} step {step}/{self.steps} loss {loss:.3f} {tok_s:,.0f} tok/s"
+            )
+
+        callback = SweepCallback(eval_at, on_eval, save, config.checkpoint_every_s, report)
+        quiet = _quiet_lightning()
+        quiet.__enter__()
+        trainer = L.Trainer(
+            accelerator=config.accelerator,
+            devices=config.devices,
+            num_nodes=config.num_nodes,
+            strategy=config.strategy,
+            precision=resolve_precision(config),
+            max_steps=self.steps,
+            gradient_clip_val=config.grad_clip,
+            callbacks=[callback],
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            default_root_dir=str(self.dir),
+        )
+        loader = torch.utils.data.DataLoader(
+            StepBatches(self.sampler, lambda: int(module.global_step)),
+            batch_size=None,
+            num_workers=0,
+        )
+        started = time.monotonic()
+        status, reason = "ok", None
+        try:
+            trainer.fit(module, loader, ckpt_path=ckpt, weights_only=True)
+        except Diverged as exc:
+            status, reason = "failed", str(exc)
+        except (RuntimeError, ValueError, FloatingPointError) as exc:
+            if "nan" not in str(exc).lower() and "inf" not in str(exc).lower():
+                raise
+            status, reason = "failed", f"{type(exc).__name__}: {exc}"
+        finally:
+            quiet.__exit__(None, None, None)
+        elapsed = time.monotonic() - started
+        step = int(trainer.global_step)
+        if status == "failed" and zero:
+            for group in self.data.groups:
+                self.rows.append(
+                    {
+                        **self.base,
+                        "scenario": group.scenario,
+                        "kind": group.kind,
+                        "family": group.family,
+                        "severity": group.severity,
+                        "horizon": group.horizon,
+                        "n_windows": len(group.context),
+                        "step": step,
+                        "tokens": module.tokens,
+                        "flops": 6.0 * n_params * module.tokens,
+                        "status": "failed",
+                        "reason": reason,
+                    }
+                )
+            _write_parquet_atomic(rows_frame(self.rows), rows_path)
+        tokens_run = module.tokens - (resume_step and self._tokens_at(resume_step))
+        done = {
+            "run_id": run_id,
+            "status": status,
+            "reason": reason,
+            "steps": step,
+            "resumed_from": resume_step,
+            "tokens": module.tokens,
+            "seconds": elapsed,
+            "tokens_per_s": tokens_run / elapsed if elapsed > 0 else None,
+            "precision": resolve_precision(config),
+            "params": n_params,
+            "params_total": n_total,
+        }
+        if zero:
+            _write_json_atomic(done, self.dir / "done.json")
+            with contextlib.suppress(FileNotFoundError):
+                (self.dir / "last.ckpt").unlink()  # finished: rows are what is kept
+        return done
+
+    def _tokens_at(self, step: int) -> int:
+        for row in reversed(self.rows):
+            if row.get("step") == step and row.get("tokens") is not None:
+                return int(row["tokens"])
+        return 0
+
+
+@contextlib.contextmanager
+def _quiet_lightning():
+    """Lightning's info lines ("GPU available …") and its data-loader hints are noise here."""
+    names = ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning")
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    with warnings.catch_warnings():
+        hints = "does not have many workers|IterableDataset|GPU available|TPU available"
+        warnings.filterwarnings("ignore", message=f".*({hints}).*")
+        warnings.filterwarnings("ignore", category=UserWarning, module="pytorch_lightning.*")
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+        try:
+            yield
+        finally:
+            for lg, level in zip(loggers, levels, strict=True):
+                lg.setLevel(level)
+
+
+# --------------------------------------------------------------------------------------------
+# Many runs
+
+
+def run_settings(config: TrainConfig, data: SweepData) -> dict[str, Any]:
+    settings = {key: getattr(config, key) for key in RESULT_SETTINGS}
+    settings["context_length"] = data.context_length
+    settings["train_horizon"] = data.train_horizon
+    settings["input"] = data.source.get("manifest_sha256")
+    return settings
+
+
+def run_sweep(
+    specs: list[RunSpec],
+    data: SweepData,
+    config: TrainConfig,
+    runs_dir: Path | str,
+    *,
+    reporter: Reporter | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Train and evaluate every spec (skipping finished ones) → (results rows, one row per run).
+
+    ``config`` supplies everything a spec does not (steps when ``spec.steps`` is None, batch,
+    schedule, evaluation, devices). Specs are validated before anything trains.
+    """
+    reporter = reporter or Reporter()
+    runs_dir = Path(runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    settings = run_settings(config, data)
+    for spec in specs:
+        validate_spec(spec)
+    all_rows: list[pl.DataFrame] = []
+    summaries: list[dict[str, Any]] = []
+    with reporter.progress("train", total=len(specs), unit="runs") as task:
+        for spec in specs:
+            run_id = spec.run_id(settings)
+            run_dir = runs_dir / run_id
+            run_dir.mkdir(exist_ok=True)
+            done_path = run_dir / "done.json"
+            if not done_path.is_file():
+                with output_lock(run_dir, wait_s=0.0):
+                    if not done_path.is_file():
+                        _write_json_atomic(
+                            {"run_id": run_id, "spec": asdict(spec), "settings": settings},
+                            run_dir / "spec.json",
+                        )
+                        done = _Run(spec, data, config, run_dir, task).run(run_id)
+                        done["skipped"] = False
+                        if done["status"] == "failed":
+                            reporter.warn(f"run {run_id} failed: {done['reason']}")
+            if not done_path.is_file():  # a non-zero DDP rank: rank 0 writes the results
+                task.advance()
+                continue
+            done = json.loads(done_path.read_text())
+            done.setdefault("skipped", True)
+            summaries.append(
+                {
+                    "run_id": run_id,
+                    "arch": spec.arch,
+                    "size": spec.model_config.name,
+                    "status": done["status"],
+                    "reason": done.get("reason"),
+                    "steps": done.get("steps"),
+                    "seconds": done.get("seconds"),
+                    "tokens_per_s": done.get("tokens_per_s"),
+                    "precision": done.get("precision"),
+                }
+            )
+            rows_path = run_dir / "rows.parquet"
+            if rows_path.is_file():
+                all_rows.append(pl.read_parquet(rows_path))
+            task.advance()
+    rows = pl.concat(all_rows, how="vertical") if all_rows else rows_frame([])
+    return rows, pl.DataFrame(summaries, infer_schema_length=None)
+
+
+def validate_spec(spec: RunSpec) -> None:
+    from tsfm_cli.models.embeddings import EMBEDDINGS
+    from tsfm_cli.models.forecaster import ARCHS
+    from tsfm_cli.models.scaling import SCALERS
+
+    if spec.arch not in ARCHS:
+        raise BadInputError(f"unknown arch '{spec.arch}' (known: {', '.join(ARCHS)})")
+    if spec.embedding not in EMBEDDINGS:
+        raise BadInputError(
+            f"unknown embedding '{spec.embedding}' (known: {', '.join(sorted(EMBEDDINGS))})"
+        )
+    if spec.normalisation not in SCALERS:
+        raise BadInputError(
+            f"unknown normalisation '{spec.normalisation}' (known: {', '.join(sorted(SCALERS))})"
+        )
+    try:
+        spec.model_config  # noqa: B018 - validates the size
+        parse_quality(spec.train_quality)
+    except ValueError as exc:
+        raise BadInputError(str(exc)) from None
