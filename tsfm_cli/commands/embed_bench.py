@@ -127,15 +127,29 @@ def _fmt(mean: Any, low: Any = None, high: Any = None) -> str:
     return f"{mean:.3g} ± {(high - low) / 2:.2g}"
 
 
+def _ties(names: list[str] | None) -> str:
+    names = names or []
+    if not names:
+        return "–"
+    return ", ".join(names) if len(names) <= 2 else f"{len(names)} others"
+
+
 def _render(summary: dict[str, Any], reporter) -> None:
     from rich.table import Table
 
     metric = summary.get("metric", "crps")
     if summary.get("skipped"):
         reporter.info("embed-bench: nothing to redo (same inputs and settings)")
-    table = Table(title=f"tsfm embed-bench: {metric}, mean ± 95% interval over seeds")
-    for name in ("rank", "strategy", "params", "ID", "OOD", "OOD ÷ ID", "not distinguishable from"):
-        table.add_column(name, justify="right" if name in ("rank", "params") else "left")
+    table = Table(
+        title=f"tsfm embed-bench: {metric}, mean ± 95% interval over seeds "
+        "(rank by OOD; tied = intervals overlap)"
+    )
+    for name in ("rank", "strategy", "params", "ID", "OOD", "OOD ÷ ID", "tied with"):
+        table.add_column(
+            name,
+            justify="right" if name in ("rank", "params") else "left",
+            no_wrap=name in ("strategy", "ID", "OOD", "OOD ÷ ID"),
+        )
     for row in summary.get("table", []):
         table.add_row(
             str(row.get("rank", "–")),
@@ -144,18 +158,18 @@ def _render(summary: dict[str, Any], reporter) -> None:
             _fmt(row.get("id"), row.get("id_low"), row.get("id_high")),
             _fmt(row.get("ood"), row.get("ood_low"), row.get("ood_high")),
             _fmt(row.get("robustness"), row.get("robustness_low"), row.get("robustness_high")),
-            ", ".join(row.get("tied_with") or []) or "–",
+            _ties(row.get("tied_with")),
         )
     reporter.show(table)
     best = Table(title=f"best strategy per scenario ({metric})")
-    for name in ("scenario", "best", metric, "not distinguishable from"):
-        best.add_column(name)
+    for name in ("scenario", "best", metric, "tied with"):
+        best.add_column(name, no_wrap=name != "tied with")
     for row in summary.get("best_per_scenario", []):
         best.add_row(
             row["scenario"],
             row["strategy"],
             _fmt(row.get("mean"), row.get("ci_low"), row.get("ci_high")),
-            ", ".join(row.get("tied_with") or []) or "–",
+            _ties(row.get("tied_with")),
         )
     reporter.show(best)
     reporter.info(

@@ -35,6 +35,7 @@ class EmbedBenchConfig:
     size: str | dict[str, int] = field(default_factory=lambda: {"d_model": 32, "layers": 2})
     patch_size: int = 32
     data_budget: int | float = 1.0  # training points (fraction ≤ 1 of train.parquet, or a count)
+    context_length: int | None = 128  # the last points of each window's context; None: all
     steps: int = 120
     batch_size: int = 32
     lr: float = 1e-3
@@ -103,5 +104,7 @@ def check_config(cfg: EmbedBenchConfig, source: RecipeSource | None = None) -> N
             fail(key, f"must be at least 1, got {getattr(cfg, key)}")
     if cfg.scale <= 0:
         fail("scale", f"must be positive, got {cfg.scale}")
+    if cfg.context_length is not None and cfg.context_length < 2:
+        fail("context_length", f"must be at least 2, got {cfg.context_length}")
     if cfg.data_budget <= 0:
         fail("data_budget", f"must be positive, got {cfg.data_budget}")

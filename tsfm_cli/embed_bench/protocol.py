@@ -6,7 +6,8 @@ backbone; what differs is the embedding and the head's width (the head predicts
 count is more than ``tolerance`` (5%) away from the reference (``patch`` by default) gets its
 embedding's ``hidden`` width (a Linear → SiLU → Linear projection, see ``embedding_strategies``;
 at least 16) chosen so that its total comes as close to the reference as it can, then, if still
-too far, its ``bins`` (`quantised`'s table; at least 128). Afterwards all totals must lie within
+too far, its per-step width ``step_dim`` (`quantised`, `lag_features`; at least 4), then its
+``bins`` (`quantised`'s table; at least 128). Afterwards all totals must lie within
 ``max_spread`` (10%) of each other, or the bench refuses to run: it would not be a fair comparison.
 """
 
@@ -51,7 +52,7 @@ def strategy_grid(
 
 # Knobs tried in this order, each with its smallest allowed value (a narrower bottleneck would
 # cripple the embedding rather than resize it).
-KNOBS = (("hidden", 16), ("bins", 128))
+KNOBS = (("hidden", 16), ("step_dim", 4), ("bins", 128))
 
 
 def takes(embedding_cls: type, option: str) -> bool:

@@ -75,6 +75,32 @@ def train_config(cfg: EmbedBenchConfig):
     )
 
 
+def crop_context(data, length: int | None):
+    """The sweep data with every context cut to its last `length` points (training windows too).
+
+    The split's context (512 by default) makes one-token-per-step strategies cost 16× more than
+    patches; the bench compares embeddings, so a shorter context, equal for all, keeps it cheap.
+    """
+    from dataclasses import replace
+
+    from tsfm_cli.train.data import DataBudget
+
+    if length is None or length >= data.context_length:
+        return data
+    cut = data.context_length - length
+    groups = [
+        replace(
+            g,
+            context=g.context[:, cut:],
+            context_observed=g.context_observed[:, cut:],
+            times=g.times[:, cut:],
+        )
+        for g in data.groups
+    ]
+    budget = DataBudget.build(data.series, length + data.train_horizon, data.seed)
+    return replace(data, groups=groups, context_length=length, budget=budget)
+
+
 def plan(cfg: EmbedBenchConfig, freq_s: float | None) -> list[Strategy]:
     """The strategies with matched embedding options and their parameter counts."""
     import torch
@@ -171,7 +197,7 @@ def run_embed_bench(
         reporter.warn(f"embed-bench: {config.n_seeds} seeds; the protocol asks for 3 or more")
 
     tcfg = train_config(config)
-    data = load_sweep_data(stage, tcfg)
+    data = crop_context(load_sweep_data(stage, tcfg), config.context_length)
     strategies = plan(config, data.freq_s)
     labels = {s.label: with_options(s.embedding, s.options) for s in strategies}
     specs = [
