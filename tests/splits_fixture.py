@@ -80,9 +80,9 @@ def make_splits(
                             "series_id": sid,
                             "window_id": w,
                             "target_start": start + dt.timedelta(seconds=freq_s * (a + context)),
-                            "context": [float(x) if o else None for x, o in zip(ctx, c_obs)],
+                            "context": np.where(c_obs, ctx, np.nan).tolist(),
                             "context_observed": c_obs.tolist(),
-                            "target": [float(x) if o else None for x, o in zip(tgt, t_obs)],
+                            "target": np.where(t_obs, tgt, np.nan).tolist(),
                             "target_observed": t_obs.tolist(),
                             "horizon": horizon,
                             "freq_s": freq_s,
@@ -108,6 +108,8 @@ def make_splits(
             "sensor": pl.String,
         },
     )
+    nulls = [pl.col(c).list.eval(pl.element().fill_nan(None)) for c in ("context", "target")]
+    evals = evals.with_columns(nulls)
     scenarios = pl.DataFrame(
         {
             "scenario": ["id", "level_shift:2"],

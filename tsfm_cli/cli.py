@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from tsfm_cli import __version__
+from tsfm_cli.commands.ingest import ingest_cmd
 
 app = typer.Typer(
     name="tsfm",
@@ -41,8 +42,11 @@ def _root(
 
 # Subcommands register themselves here, one line each, once they work.
 from tsfm_cli.commands.embed_bench import embed_bench_cmd  # noqa: E402
+from tsfm_cli.commands.ood_split import ood_split_cmd  # noqa: E402
 from tsfm_cli.commands.train import train_cmd  # noqa: E402
 
+app.command("ingest")(ingest_cmd)
+app.command("ood-split")(ood_split_cmd)
 app.command("train")(train_cmd)
 app.command("embed-bench")(embed_bench_cmd)
 

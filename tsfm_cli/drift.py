@@ -79,44 +79,30 @@ def _spikes(v, o, s, after, onset, spread, rng, freq_s):
     return np.where(hit, v + sign * (3.0 + s) * spread, v), o
 
 
-def _stuck_length(s: float, length: np.ndarray) -> np.ndarray:
-    return np.ceil(length * min(1.0, s / 4.0)).astype(np.int64)
+def _episodes(after, onset, rng, slots: int, fraction: float) -> np.ndarray:
+    """[n, T] mask of `round(fraction × slots)` (at least 1) randomly chosen slots among
+    `slots` equal slots of each row's drifted part: exact coverage, random placement."""
+    steps = _steps_since_onset(after, onset)
+    width = np.ceil(_drifted_length(after) / slots).astype(np.int64)  # [n, 1]
+    slot = np.minimum(steps // width, slots - 1)
+    chosen = max(1, min(slots, int(round(fraction * slots))))
+    rank = np.argsort(np.argsort(rng.random((after.shape[0], slots)), axis=1), axis=1)
+    picked = rank < chosen  # [n, slots]
+    return after & np.take_along_axis(picked, slot, axis=1)
 
 
 def _stuck_sensor(v, o, s, after, onset, spread, rng, freq_s):
     n, T = v.shape
+    stuck = _episodes(after, onset, rng, 8, min(1.0, s / 4.0))
+    # inside an episode the sensor repeats the last value it reported before the episode
     t = np.arange(T)[None, :]
-    # the last observed value at or before the onset is the one the sensor sticks at
-    last = np.maximum.accumulate(np.where(o, t, -1), axis=1)
-    at_onset = np.take_along_axis(last, np.minimum(onset, T - 1), axis=1)  # [n, 1]
-    has_value = at_onset >= 0
-    stuck_value = np.take_along_axis(v, np.maximum(at_onset, 0), axis=1)
-    steps = _steps_since_onset(after, onset)
-    stuck = after & has_value & (steps < _stuck_length(s, _drifted_length(after)))
-    return np.where(stuck, stuck_value, v), o
-
-
-def _burst_length(length: np.ndarray) -> np.ndarray:
-    return np.maximum(1, np.round(length / 16.0)).astype(np.int64)
+    last = np.maximum.accumulate(np.where(o & ~stuck, t, -1), axis=1)
+    held = np.take_along_axis(v, np.maximum(last, 0), axis=1)
+    return np.where(stuck & (last >= 0), held, v), o
 
 
 def _missing_bursts(v, o, s, after, onset, spread, rng, freq_s):
-    n, T = v.shape
-    length = _drifted_length(after)  # [n, 1]
-    burst = _burst_length(length)
-    target = np.minimum(0.9, 0.1 * s) * length
-    wanted = np.maximum(1, np.floor(target / burst))  # [n, 1] bursts per row
-    n_bursts = int(wanted.max())
-    # random starts in [onset, T - burst]; rows needing fewer bursts use only the first ones
-    room = np.maximum(T - burst - onset + 1, 1)
-    starts = onset + (rng.random((n, n_bursts)) * room).astype(np.int64)
-    used = np.arange(n_bursts)[None, :] < wanted
-    edges = np.zeros((n, T + 1), dtype=np.int64)
-    rows = np.broadcast_to(np.arange(n)[:, None], starts.shape)
-    np.add.at(edges, (rows[used], starts[used]), 1)
-    ends = np.minimum(starts + burst, T)
-    np.add.at(edges, (rows[used], ends[used]), -1)
-    gone = (np.cumsum(edges, axis=1)[:, :T] > 0) & after
+    gone = _episodes(after, onset, rng, 16, min(0.9, 0.1 * s))
     return v, o & ~gone
 
 
@@ -196,16 +182,19 @@ _LIST = [
     ),
     DriftFamily(
         "stuck_sensor",
-        "the reading freezes at its last value before the onset",
-        {"duration": "min(1, severity / 4) of the drifted part"},
+        "the reading freezes at its last value for episodes (a stuck valve or transmitter)",
+        {
+            "stuck_frac": "min(1, severity / 4) of the drifted part",
+            "episodes": "of 1/8 of the drifted part each",
+        },
         _stuck_sensor,
     ),
     DriftFamily(
         "missing_bursts",
         "bursts of dropped readings (sensor or network dropout): points become unobserved",
         {
-            "missing_frac": "up to min(0.9, 0.1 × severity) of the drifted part",
-            "burst_length": "drifted length / 16",
+            "missing_frac": "round(16 × min(0.9, 0.1 × severity)) / 16 of the drifted part",
+            "burst_length": "1/16 of the drifted part",
         },
         _missing_bursts,
     ),

@@ -98,9 +98,10 @@ def train_cmd(
     and evaluate them on every scenario × horizon → results.parquet."""
 
     def work(reporter) -> dict[str, Any]:
+        from tsfm_cli.errors import BadInputError
         from tsfm_cli.recipe import build_config, load_section
         from tsfm_cli.stagedir import default_output
-        from tsfm_cli.train import TrainConfig, run_train
+        from tsfm_cli.train.config import TrainConfig, parse_shard
 
         values, source = load_section(config, "train")
         device_value: int | str | None = devices
@@ -124,6 +125,12 @@ def train_cmd(
                 "seed": seed,
             },
         )
+        try:
+            parse_shard(cfg.shard)  # before torch is imported: a typo fails fast
+        except ValueError as exc:
+            raise BadInputError(f"shard: {exc}") from None
+        from tsfm_cli.train.stage import run_train  # imports torch and Lightning
+
         out = output if output is not None else default_output(splits, "train")
         return run_train(
             splits, out, cfg, reporter=reporter, command=sys.argv, wait_s=wait, runs_dir=runs_dir

@@ -4,21 +4,30 @@ ood-split directory → ``results.parquet``.
 
 Entry points: ``run_train`` (the stage); for reuse (embed-bench): ``load_sweep_data``,
 ``run_sweep``, ``RunSpec``, ``TrainConfig``, ``grid``, ``evaluate`` (see ``sweep.py``).
-Importing this package imports torch and polars; the CLI imports it inside the command.
+Names are loaded lazily: ``tsfm_cli.train.config`` alone does not import torch.
 """
 
-from tsfm_cli.train.config import RunSpec, TrainConfig, grid, parse_shard, shard
-from tsfm_cli.train.stage import run_train
-from tsfm_cli.train.sweep import evaluate, load_sweep_data, run_sweep
+from __future__ import annotations
 
-__all__ = [
-    "RunSpec",
-    "TrainConfig",
-    "evaluate",
-    "grid",
-    "load_sweep_data",
-    "parse_shard",
-    "run_sweep",
-    "run_train",
-    "shard",
-]
+import importlib
+from typing import Any
+
+_WHERE = {
+    "RunSpec": "config",
+    "TrainConfig": "config",
+    "grid": "config",
+    "parse_shard": "config",
+    "shard": "config",
+    "run_train": "stage",
+    "evaluate": "sweep",
+    "load_sweep_data": "sweep",
+    "run_sweep": "sweep",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"tsfm_cli.train.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'tsfm_cli.train' has no attribute {name!r}")

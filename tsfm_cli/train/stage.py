@@ -73,6 +73,7 @@ def run_train(
         "runs": len(specs),
         "runs_ok": ok,
         "runs_failed": runs.height - ok,
+        "runs_trained": int(runs["trained_now"].sum()) if runs.height else 0,
         "rows": rows.height,
         "scenarios": sorted(set(rows["scenario"].to_list())) if rows.height else [],
         "horizons": data.horizons,

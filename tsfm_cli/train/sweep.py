@@ -557,6 +557,7 @@ def run_sweep(
             run_dir = runs_dir / run_id
             run_dir.mkdir(exist_ok=True)
             done_path = run_dir / "done.json"
+            trained = False
             if not done_path.is_file():
                 with output_lock(run_dir, wait_s=0.0):
                     if not done_path.is_file():
@@ -565,31 +566,32 @@ def run_sweep(
                             run_dir / "spec.json",
                         )
                         done = _Run(spec, data, config, run_dir, task).run(run_id)
-                        done["skipped"] = False
+                        trained = True
                         if done["status"] == "failed":
                             reporter.warn(f"run {run_id} failed: {done['reason']}")
+            task.advance()
             if not done_path.is_file():  # a non-zero DDP rank: rank 0 writes the results
-                task.advance()
                 continue
             done = json.loads(done_path.read_text())
-            done.setdefault("skipped", True)
             summaries.append(
                 {
                     "run_id": run_id,
                     "arch": spec.arch,
                     "size": spec.model_config.name,
+                    "params": done.get("params"),
                     "status": done["status"],
                     "reason": done.get("reason"),
                     "steps": done.get("steps"),
+                    "resumed_from": done.get("resumed_from"),
                     "seconds": done.get("seconds"),
                     "tokens_per_s": done.get("tokens_per_s"),
                     "precision": done.get("precision"),
+                    "trained_now": trained,
                 }
             )
             rows_path = run_dir / "rows.parquet"
             if rows_path.is_file():
                 all_rows.append(pl.read_parquet(rows_path))
-            task.advance()
     rows = pl.concat(all_rows, how="vertical") if all_rows else rows_frame([])
     return rows, pl.DataFrame(summaries, infer_schema_length=None)
 

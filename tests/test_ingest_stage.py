@@ -1,0 +1,253 @@
+"""The ingest stage as a whole: sample_data, incremental reruns, lock, CLI contract, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import polars as pl
+import pytest
+
+from tests.conftest import REPO_ROOT, run_tsfm
+from tests.ingest_helpers import minutes, wide_csv, write_files
+from tsfm_cli.ingest import IngestConfig, run_ingest
+from tsfm_cli.ingest.config import validate
+from tsfm_cli.recipe import build_config, load_section
+from tsfm_cli.schema import Flag
+
+SAMPLE = REPO_ROOT / "sample_data"
+RECIPE = REPO_ROOT / "recipes" / "ingest_sample.yaml"
+
+
+@pytest.fixture(scope="module")
+def sample_clean(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sample") / "clean"
+    values, source = load_section(RECIPE, "ingest")
+    config = build_config(IngestConfig, values, source)
+    validate(config, source.where)
+    summary = run_ingest([SAMPLE], out, config, command=["test"])
+    return out, summary
+
+
+def test_sample_data_ingests_with_every_quirk_handled(sample_clean):
+    out, summary = sample_clean
+    assert summary["failed_files"] == [] and summary["files"] == 7
+    assert summary["lines_unaccounted"] == 0
+    assert summary["lines_data"] == summary["lines_used"] + summary["lines_rejected"]
+    series = pl.read_parquet(out / "series.parquet")
+    assert series.schema["timestamp"] == pl.Datetime("us", "UTC")
+    assert series.schema["value"] == pl.Float32 and series.schema["flags"] == pl.UInt16
+    assert {"line", "machine"} <= set(series.columns)
+    assert series.select(pl.col("line").n_unique()).item() == 3
+    assert series["series_id"].n_unique() == 35
+    # a regular grid per series, sorted, one row per grid point
+    steps = series.group_by("series_id").agg(
+        ok=(
+            pl.col("timestamp").diff().drop_nulls().dt.total_seconds() == pl.col("freq_s").first()
+        ).all()
+    )
+    assert steps["ok"].all()
+    assert series.select(pl.struct("series_id", "timestamp").is_duplicated().any()).item() is False
+    assert series.equals(series.sort("series_id", "timestamp"))
+    # every flag the sample is built to show
+    for flag, count in summary["flags"].items():
+        if flag != "filled":
+            assert count > 0, flag
+    report = pl.read_parquet(out / "report.parquet")
+    assert report.height == 35 and report["missing_frac"].max() < 0.1
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["outputs"]["series.parquet"]["rows"] == series.height
+    assert (out / "quality.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    per_file = manifest["files"]
+    assert sum(f["lines_data"] for f in per_file.values()) == summary["lines_data"]
+    for meta in per_file.values():
+        assert meta["lines_data"] == meta["lines_used"] + meta["lines_rejected"]
+
+
+def test_sample_broken_thermocouple_and_truncated_gzip(sample_clean):
+    out, _ = sample_clean
+    series = pl.read_parquet(out / "series.parquet")
+    temp = series.filter(pl.col("series_id") == "line1/machine2/temperatur")
+    hot = temp.filter((pl.col("flags") & int(Flag.OUT_OF_RANGE)) != 0)
+    assert hot.height == 30 and not hot["observed"].any()
+    rejects = pl.read_parquet(out / "rejects.parquet")
+    trunc = rejects.filter(pl.col("reason").str.starts_with("truncated"))
+    assert trunc["file"].to_list() == [str(SAMPLE / "line2/machine2_2024-10.csv.gz")]
+
+
+def _config(**kw):
+    return IngestConfig(**kw)
+
+
+def test_incremental_rerun_adds_only_new_and_changed_files(tmp_path):
+    src = write_files(
+        tmp_path / "src",
+        {
+            "line1/machine1.csv": wide_csv([1, 2, 3]),
+            "line1/machine2.csv": wide_csv([4, 5, 6]),
+        },
+    )
+    out = tmp_path / "clean"
+    first = run_ingest([src], out, _config(), command=["t"])
+    assert (first["files_parsed"], first["files_reused"]) == (2, 0)
+    again = run_ingest([src], out, _config(), command=["t"])
+    assert again["skipped"] is True and again["files_parsed"] == 0
+    # a new export for machine1 (later times) and a new machine
+    write_files(
+        src, {"line1/machine1_b.csv": wide_csv([7, 8], times=minutes(2, "2024-05-06 08:03"))}
+    )
+    write_files(src, {"line1/machine3.csv": wide_csv([9, 9, 9])})
+    third = run_ingest([src], out, _config(), command=["t"])
+    assert (third["files_parsed"], third["files_reused"]) == (2, 2)
+    series = pl.read_parquet(out / "series.parquet")
+    m1 = series.filter(pl.col("series_id") == "line1/machine1/temp").sort("timestamp")
+    assert m1["value"].to_list() == [1, 2, 3, 7, 8]
+    assert series.select(pl.struct("series_id", "timestamp").is_duplicated().any()).item() is False
+    # a changed file is parsed again; its old rows disappear
+    write_files(src, {"line1/machine2.csv": wide_csv([40, 50, 60])})
+    fourth = run_ingest([src], out, _config(), command=["t"])
+    assert (fourth["files_parsed"], fourth["files_reused"]) == (1, 3)
+    m2 = pl.read_parquet(out / "series.parquet").filter(
+        pl.col("series_id") == "line1/machine2/temp"
+    )
+    assert m2["value"].to_list() == [40, 50, 60]
+    parts = sorted(p.name for p in (out / "parts").iterdir())
+    assert len(parts) == 8  # 4 files × (readings + rejects); the old part is gone
+
+
+def test_changed_setting_redoes_the_work(tmp_path):
+    src = write_files(tmp_path / "src", {"m.csv": wide_csv([1, 2, 3])})
+    out = tmp_path / "clean"
+    run_ingest([src], out, _config(), command=["t"])
+    rerun = run_ingest([src], out, _config(timezone="Europe/Berlin"), command=["t"])
+    assert rerun["skipped"] is False and rerun["files_parsed"] == 1
+    ts = pl.read_parquet(out / "series.parquet")["timestamp"][0]
+    assert ts.hour == 6  # 08:00 in Berlin summer time
+
+
+# --- CLI -----------------------------------------------------------------------------------
+
+
+def test_cli_json_quiet_and_rerun(tmp_path):
+    src = write_files(tmp_path / "src", {"line1/machine1.csv": wide_csv([1, 2, 3])})
+    out = tmp_path / "clean"
+    res = run_tsfm("ingest", src, "-o", out, "--json")
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["series"] == 1 and summary["out_dir"] == str(out)
+    quiet = run_tsfm("ingest", src, "-o", out, "--quiet")
+    assert quiet.returncode == 0 and quiet.stdout == "" and quiet.stderr == ""
+
+
+def test_cli_max_missing_exits_3_after_writing(tmp_path):
+    src = write_files(tmp_path / "src", {"m.csv": wide_csv([1, "", "", "", 5])})
+    out = tmp_path / "clean"
+    res = run_tsfm("ingest", src, "-o", out, "--max-missing", "0.5", "--json")
+    assert res.returncode == 3
+    assert "60.0% missing" in res.stderr
+    assert json.loads(res.stdout)["quality_gate"] == "failed"
+    assert (out / "series.parquet").is_file()
+
+
+def test_cli_bad_file_among_good_ones(tmp_path):
+    src = write_files(
+        tmp_path / "src",
+        {"good.csv": wide_csv([1, 2, 3]), "bad.csv": b"\x00\x01\x02binary\x00" * 20},
+    )
+    out = tmp_path / "clean"
+    res = run_tsfm("ingest", src, "-o", out, "--json")
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert [f["file"] for f in summary["failed_files"]] == [str(src / "bad.csv")]
+    rejects = pl.read_parquet(out / "rejects.parquet")
+    assert (
+        rejects.filter(pl.col("file") == str(src / "bad.csv"))["reason"]
+        .str.contains("binary")
+        .all()
+    )
+    human = run_tsfm("ingest", src, "-o", tmp_path / "other")
+    assert "not ingested" in human.stderr and "bad.csv" in human.stderr
+    strict = run_tsfm("ingest", src, "-o", tmp_path / "strict", "--strict")
+    assert strict.returncode == 2 and not (tmp_path / "strict").exists()
+
+
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("missing", "no such file or directory"),
+        ("empty", "empty file"),
+        ("binary", "binary file"),
+        ("no_time", "no timestamp column"),
+        ("recipe", "unknown key"),
+    ],
+)
+def test_cli_bad_input_exit_2_one_line_output_untouched(tmp_path, case, expected):
+    out = tmp_path / "clean"
+    good = write_files(tmp_path / "good", {"m.csv": wide_csv([1, 2, 3])})
+    run_ingest([good], out, IngestConfig(), command=["t"])
+    before = (out / "manifest.json").read_bytes()
+    bad = tmp_path / "bad"
+    args: list = []
+    if case == "missing":
+        args = [bad / "nope.csv"]
+    elif case == "empty":
+        args = [write_files(bad, {"e.csv": ""}) / "e.csv"]
+    elif case == "binary":
+        args = [write_files(bad, {"b.csv": bytes(range(256)) * 8}) / "b.csv"]
+    elif case == "no_time":
+        args = [write_files(bad, {"n.csv": "a,b\n1,2\n3,4\n"}) / "n.csv"]
+    else:
+        recipe = tmp_path / "r.yaml"
+        recipe.write_text("ingest:\n  timezone: UTC\n  tiemzone: x\n")
+        args = [good, "--config", recipe]
+    res = run_tsfm("ingest", *args, "-o", out)
+    assert res.returncode == 2
+    message = " ".join(res.stderr.split())  # Rich wraps one long line at the terminal width
+    assert res.stderr.count("error:") == 1 and expected in message, res.stderr
+    assert "Traceback" not in res.stderr
+    if case == "recipe":
+        assert "r.yaml:3" in message and "tiemzone" in message
+    elif case != "missing":
+        assert str(args[0].name) in message
+    assert (out / "manifest.json").read_bytes() == before
+
+
+def test_cli_lock_then_wait(tmp_path):
+    src = write_files(tmp_path / "src", {"m.csv": wide_csv([1, 2, 3])})
+    out = tmp_path / "clean"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from tsfm_cli.stagedir import output_lock\n"
+         f"with output_lock({str(out)!r}):\n    print('locked', flush=True); time.sleep(3)"],
+        stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        busy = run_tsfm("ingest", src, "-o", out)
+        assert busy.returncode == 1 and "another tsfm run" in busy.stderr
+        waited = run_tsfm("ingest", src, "-o", out, "--wait", "20", "--quiet")
+        assert waited.returncode == 0 and (out / "series.parquet").is_file()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_default_output_next_to_sources(tmp_path):
+    src = write_files(tmp_path / "plant", {"m.csv": wide_csv([1, 2])})
+    res = run_tsfm("ingest", src, "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "clean" / "series.parquet").is_file()
+
+
+def test_help_lists_options_and_does_not_import_torch():
+    res = run_tsfm("ingest", "--help")
+    assert res.returncode == 0
+    for option in ("--timezone", "--freq", "--fill", "--max-missing", "--strict", "--wait"):
+        assert option in res.stdout
+    probe = subprocess.run(
+        [sys.executable, "-c",
+         "import sys; from tsfm_cli.ingest import run_ingest; print('torch' in sys.modules)"],
+        capture_output=True, text=True, cwd=REPO_ROOT,
+    )  # fmt: skip
+    assert probe.stdout.strip() == "False"

@@ -1,0 +1,342 @@
+"""ood-split as a library: artifacts, windows at each horizon, no leakage, determinism, shift."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+from ood_plant import make_ingest_dir
+
+from tsfm_cli.drift import FAMILIES
+from tsfm_cli.errors import BadInputError
+from tsfm_cli.ood import OodConfig, run_ood_split
+from tsfm_cli.ood.windows import EVAL_SCHEMA
+from tsfm_cli.recipe import RecipeSource
+
+CUSTOM = {"late": "hour(timestamp) >= 12"}  # half a day: room for 128-point targets
+
+
+def _config(**kwargs) -> OodConfig:
+    return OodConfig(heldout=["machine=m3"], custom=dict(CUSTOM), **kwargs)
+
+
+@pytest.fixture(scope="module")
+def plant(tmp_path_factory):
+    return make_ingest_dir(tmp_path_factory.mktemp("plant") / "clean")
+
+
+@pytest.fixture(scope="module")
+def split(plant):
+    out = plant.parent / "splits"
+    summary = run_ood_split(plant, out, _config())
+    return out, summary
+
+
+def _target_points(frame: pl.DataFrame) -> pl.DataFrame:
+    """One row per target time point of every window: scenario, series_id, timestamp."""
+    return (
+        frame.select(
+            "scenario",
+            "series_id",
+            "target_start",
+            "freq_s",
+            pl.int_ranges(0, pl.col("horizon")).alias("k"),
+        )
+        .explode("k")
+        .select(
+            "scenario",
+            "series_id",
+            (pl.col("target_start") + pl.duration(seconds=pl.col("k") * pl.col("freq_s"))).alias(
+                "timestamp"
+            ),
+        )
+    )
+
+
+def test_artifacts_and_contract_columns(split):
+    out, summary = split
+    names = {p.name for p in out.iterdir()}
+    assert {"manifest.json", "train.parquet", "eval.parquet", "scenarios.parquet"} <= names
+    assert "scenarios.png" in names and (out / "scenarios.png").stat().st_size > 1000
+    evals = pl.read_parquet(out / "eval.parquet")
+    assert dict(evals.schema) == EVAL_SCHEMA
+    series = pl.read_parquet(out.parent / "clean" / "series.parquet")
+    train = pl.read_parquet(out / "train.parquet")
+    assert train.schema == series.schema
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["stage"] == "ood-split"
+    assert manifest["config"]["context_length"] == 512
+    assert manifest["config"]["horizons"] == [32, 128]
+    assert manifest["resolved"]["patch_friendly"] is True
+    assert manifest["outputs"]["eval.parquet"]["rows"] == evals.height == summary["eval_windows"]
+    scenarios = pl.read_parquet(out / "scenarios.parquet")
+    for column in ("scenario", "family", "kind", "severity", "params", "n_windows", "ks"):
+        assert column in scenarios.columns
+    assert all(isinstance(json.loads(p), dict) for p in scenarios["params"])
+
+
+def test_scenario_names(split):
+    out, _ = split
+    scenarios = pl.read_parquet(out / "scenarios.parquet")
+    synthetic = [f"{f}:{s}" for f in FAMILIES for s in ("1", "2", "3")]
+    expected = ["id", "future", "heldout:machine=m3", "custom:late", *synthetic]
+    assert scenarios["scenario"].to_list() == expected
+    kinds = dict(zip(scenarios["scenario"], scenarios["kind"], strict=True))
+    assert (
+        kinds["id"] == "id"
+        and kinds["future"] == "natural"
+        and kinds["level_shift:2"] == ("synthetic")
+    )
+    evals = pl.read_parquet(out / "eval.parquet")
+    assert set(evals["scenario"].unique()) == set(expected)
+    counts = evals.group_by("scenario").len()
+    merged = scenarios.join(counts, on="scenario")
+    assert (merged["n_windows"] == merged["len"]).all()
+    assert (scenarios["n_windows"] > 0).all()
+
+
+def test_windows_at_each_horizon_have_the_stated_lengths(split):
+    out, _ = split
+    evals = pl.read_parquet(out / "eval.parquet")
+    assert sorted(evals["horizon"].unique().to_list()) == [32, 128]
+    lengths = evals.select(
+        "horizon",
+        pl.col("context").list.len().alias("c"),
+        pl.col("context_observed").list.len().alias("co"),
+        pl.col("target").list.len().alias("t"),
+        pl.col("target_observed").list.len().alias("to"),
+    )
+    assert (lengths["c"] == 512).all() and (lengths["co"] == 512).all()
+    assert (lengths["t"] == lengths["horizon"]).all() and (
+        lengths["to"] == lengths["horizon"]
+    ).all()
+    # every scenario has windows at every horizon, and at most max_windows per series
+    per = evals.group_by("scenario", "horizon", "series_id").len()
+    assert per["len"].max() <= 64
+    assert per.group_by("scenario").agg(pl.col("horizon").n_unique())["horizon"].min() == 2
+
+
+def test_windows_hold_the_series_values(split):
+    out, _ = split
+    series = pl.read_parquet(out.parent / "clean" / "series.parquet")
+    evals = pl.read_parquet(out / "eval.parquet").filter(pl.col("family") != "level_shift")
+    sample = evals.filter(pl.col("family").is_in(["id", "future", "heldout", "custom"]))[::37]
+    for row in sample.iter_rows(named=True):
+        freq = dt.timedelta(seconds=row["freq_s"])
+        start = row["target_start"] - 512 * freq
+        end = row["target_start"] + row["horizon"] * freq
+        part = series.filter(
+            (pl.col("series_id") == row["series_id"])
+            & (pl.col("timestamp") >= start)
+            & (pl.col("timestamp") < end)
+        )
+        assert part.height == 512 + row["horizon"]
+        assert part["observed"].to_list() == row["context_observed"] + row["target_observed"]
+        expected = part.select(pl.when("observed").then("value"))["value"].to_list()
+        assert expected == row["context"] + row["target"]
+
+
+def test_no_target_overlaps_a_training_point(split):
+    out, _ = split
+    train = pl.read_parquet(out / "train.parquet")
+    points = _target_points(pl.read_parquet(out / "eval.parquet"))
+    assert points.height > 10_000
+    # no observed training point is ever a target, in any scenario
+    observed = train.filter("observed").select("series_id", "timestamp")
+    assert points.join(observed, on=["series_id", "timestamp"]).height == 0
+    # and outside custom splits (whose rows stay in train.parquet, hidden) no training row at all
+    strict = points.filter(~pl.col("scenario").str.starts_with("custom:"))
+    assert strict.join(
+        train.select("series_id", "timestamp"), on=["series_id", "timestamp"]
+    ).is_empty()
+
+
+def test_heldout_group_never_in_train(split, plant):
+    out, summary = split
+    train = pl.read_parquet(out / "train.parquet")
+    assert "m3" not in train["machine"].unique().to_list()
+    assert train.height == summary["train_rows"] > 0
+    evals = pl.read_parquet(out / "eval.parquet")
+    held = evals.filter(pl.col("scenario") == "heldout:machine=m3")["series_id"].unique()
+    assert held.len() == 4 and all("/m3/" in s for s in held)
+    others = evals.filter(pl.col("scenario") != "heldout:machine=m3")["series_id"].unique()
+    assert not any("/m3/" in s for s in others)
+
+
+def test_split_points_place_id_and_future_targets(split):
+    out, _ = split
+    points = json.loads((out / "manifest.json").read_text())["resolved"]["split_points"]
+    id_start, train_end, future_start = (
+        dt.datetime.fromisoformat(points[k]) for k in ("id_start", "train_end", "future_start")
+    )
+    evals = pl.read_parquet(out / "eval.parquet")
+    ends = evals.with_columns(
+        end=pl.col("target_start")
+        + pl.duration(seconds=(pl.col("horizon") - 1) * pl.col("freq_s")),
+        ctx=pl.col("target_start") - pl.duration(seconds=512 * pl.col("freq_s")),
+    )
+    ids = ends.filter(pl.col("scenario") == "id")
+    assert ids["target_start"].min() >= id_start and ids["end"].max() < train_end
+    future = ends.filter(pl.col("scenario") == "future")
+    assert future["target_start"].min() >= future_start and future["ctx"].min() >= train_end
+    train = pl.read_parquet(out / "train.parquet")
+    assert train["timestamp"].max() < id_start
+
+
+def test_custom_rows_are_hidden_in_train_and_targets_match(split):
+    out, _ = split
+    train = pl.read_parquet(out / "train.parquet")
+    late = train.filter(pl.col("timestamp").dt.hour() >= 12)
+    assert (
+        late.height > 0
+        and not late["observed"].any()
+        and late["value"].null_count() == (late.height)
+    )
+    points = _target_points(pl.read_parquet(out / "eval.parquet"))
+    custom = points.filter(pl.col("scenario") == "custom:late")
+    assert custom.height > 0 and (custom["timestamp"].dt.hour() >= 12).all()
+
+
+def test_short_series_skipped_and_reported(split):
+    out, summary = split
+    assert summary["series_too_short"] == 1 and summary["too_short_ids"] == ["line9/m1/flow"]
+    evals = pl.read_parquet(out / "eval.parquet")
+    assert "line9/m1/flow" not in evals["series_id"].to_list()
+
+
+def test_synthetic_windows_keep_masks_honest(split):
+    out, _ = split
+    evals = pl.read_parquet(out / "eval.parquet")
+    base = evals.filter(pl.col("scenario") == "id").select(
+        pl.col("window_id").alias("base_window_id"),
+        pl.col("context_observed").alias("bco"),
+        pl.col("target_observed").alias("bto"),
+        pl.col("context").alias("bc"),
+    )
+    synthetic = evals.filter(pl.col("severity") > 0).join(base, on="base_window_id")
+    assert synthetic.height == evals.filter(pl.col("severity") > 0).height
+    onset = 512 - 128
+    drifted = synthetic.select(pl.concat_list("context_observed", "target_observed"))
+    clean = synthetic.select(pl.concat_list("bco", "bto"))
+    for d, c in zip(drifted.to_series(), clean.to_series(), strict=True):
+        assert not (np.asarray(d) & ~np.asarray(c)).any()
+    ctx = np.array(synthetic["context"].to_list(), dtype=np.float64)
+    clean_ctx = np.array(synthetic["bc"].to_list(), dtype=np.float64)
+    np.testing.assert_array_equal(ctx[:, :onset], clean_ctx[:, :onset])
+    # each family is applied to the same clean windows (the drift is the only difference)
+    sets = synthetic.group_by("scenario", "horizon").agg(pl.col("base_window_id").sort())
+    assert (
+        sets.group_by("horizon").agg(pl.col("base_window_id").n_unique())["base_window_id"].max()
+        == 1
+    )
+
+
+PRIMARY = {
+    "level_shift": "wasserstein",
+    "ramp": "wasserstein",
+    "gain_change": "wasserstein",
+    "noise_increase": "ks_diff",
+    "spikes": "wasserstein",
+    "stuck_sensor": "ks_diff",
+    "missing_bursts": "missing",
+    "quantisation": "ks_diff",
+    "time_warp": "ks_diff",
+    "sampling_rate": "ks_diff",
+}
+
+
+def test_measured_shift_grows_with_severity(split):
+    out, _ = split
+    scenarios = pl.read_parquet(out / "scenarios.parquet").with_columns(
+        missing=1 - pl.col("observed_frac")
+    )
+    assert set(PRIMARY) == set(FAMILIES)
+    for family, measure in PRIMARY.items():
+        values = scenarios.filter(pl.col("family") == family).sort("severity")[measure].to_list()
+        assert values == sorted(values) and values[-1] > values[0], (family, measure, values)
+    id_row = scenarios.filter(pl.col("scenario") == "id")
+    strongest = scenarios.filter(pl.col("scenario") == "level_shift:3")
+    assert id_row["ks"].item() < 0.1 < strongest["ks"].item()
+
+
+def test_deterministic_and_rerun_is_skipped(split, plant, tmp_path):
+    out, _ = split
+    again = run_ood_split(plant, tmp_path / "again", _config())
+    for name in ("train.parquet", "eval.parquet", "scenarios.parquet"):
+        assert pl.read_parquet(out / name).equals(pl.read_parquet(tmp_path / "again" / name)), name
+    assert again["skipped"] is False
+    assert run_ood_split(plant, tmp_path / "again", _config())["skipped"] is True
+    other = run_ood_split(plant, tmp_path / "other", _config(seed=1, synthetic_windows=2))
+    assert not pl.read_parquet(out / "eval.parquet").equals(
+        pl.read_parquet(tmp_path / "other" / "eval.parquet")
+    )
+    assert other["eval_windows"] < again["eval_windows"]
+
+
+def test_leave_one_group_out_picks_a_group_by_seed(plant, tmp_path):
+    cfg = OodConfig(heldout=["line"], families=["level_shift"], horizons=[64])
+    summary = run_ood_split(plant, tmp_path / "logo", cfg)
+    assert summary["heldout"] in (["line=line1"], ["line=line2"], ["line=line9"])
+    key = summary["heldout"][0].split("=")[1]
+    train = pl.read_parquet(tmp_path / "logo" / "train.parquet")
+    assert key not in train["line"].unique().to_list()
+
+
+def test_onset_in_target_leaves_context_clean(plant, tmp_path):
+    cfg = OodConfig(families=["level_shift"], severities=[2.0], onset="target", horizons=[32])
+    run_ood_split(plant, tmp_path / "t", cfg)
+    evals = pl.read_parquet(tmp_path / "t" / "eval.parquet")
+    clean = evals.filter(pl.col("scenario") == "id").select(
+        pl.col("window_id").alias("base_window_id"), pl.col("context").alias("clean")
+    )
+    drifted = evals.filter(pl.col("scenario") == "level_shift:2").join(clean, on="base_window_id")
+    assert drifted.height > 0 and drifted["context"].equals(drifted["clean"], check_names=False)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"families": ["meltdown"]}, "unknown drift family 'meltdown'"),
+        ({"severities": [0.0, 1.0]}, "out of range"),
+        ({"severities": [1.0, 50.0]}, "out of range"),
+        ({"heldout": ["plant=p1"]}, "group key 'plant' is not a column"),
+        ({"heldout": ["machine=m99"]}, "no series has machine=m99"),
+        ({"custom": {"x": "nosuch > 1"}}, "unknown column(s) nosuch"),
+        ({"horizons": [0]}, "horizons"),
+        ({"id_start": 0.8, "train_end": 0.7}, "split points"),
+        ({"train_end": "yesterday"}, "neither a fraction"),
+    ],
+)
+def test_bad_settings_are_one_line_errors_and_write_nothing(plant, tmp_path, kwargs, message):
+    source = RecipeSource()
+    with pytest.raises(BadInputError, match=None) as info:
+        run_ood_split(plant, tmp_path / "bad", OodConfig(**kwargs), source=source)
+    assert message in str(info.value) and "\n" not in str(info.value)
+    assert not (tmp_path / "bad").exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def _ingest_with(frame: pl.DataFrame, out):
+    from tsfm_cli.stagedir import StageWriter
+
+    with StageWriter(out, "ingest", config={}, inputs=[]) as writer:
+        writer.write_parquet("series.parquet", frame)
+        writer.commit()
+    return out
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda f: f.sample(fraction=1.0, shuffle=True, seed=1), "not sorted"),
+        (lambda f: f.drop("freq_s"), "missing column(s) freq_s"),
+    ],
+)
+def test_series_breaking_the_contract_is_bad_input(plant, tmp_path, change, message):
+    broken = _ingest_with(change(pl.read_parquet(plant / "series.parquet")), tmp_path / "in")
+    with pytest.raises(BadInputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        run_ood_split(broken, tmp_path / "out", OodConfig(families=["ramp"]))
+    assert not (tmp_path / "out").exists()

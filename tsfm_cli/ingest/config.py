@@ -1,0 +1,196 @@
+"""The `ingest:` recipe keys (one dataclass field each) and their defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from tsfm_cli.errors import BadInputError
+
+# Text that means "no reading" in historian / PLC / spreadsheet exports (compared
+# case-insensitively); entries that are numbers are compared as numbers after parsing.
+DEFAULT_SENTINELS = [
+    "-999",
+    "-9999",
+    "9999",
+    "NaN",
+    "N/A",
+    "#N/A",
+    "NA",
+    "null",
+    "None",
+    "-",
+    "--",
+    "ERR",
+    "ERROR",
+    "#VALUE!",
+    "#DIV/0!",
+    "#REF!",
+    "inf",
+    "-inf",
+]
+
+FAULTS = ("out_of_range", "spike", "stuck")
+
+# Settings that change how a file is parsed; a change invalidates the per-file cache.
+PARSE_KEYS = (
+    "timezone",
+    "timestamp_column",
+    "date_column",
+    "time_column",
+    "timestamp_format",
+    "layout",
+    "sensor_column",
+    "value_column",
+    "delimiter",
+    "decimal",
+    "thousands",
+    "encoding",
+    "skip_lines",
+    "comment_prefixes",
+    "headerless",
+    "columns",
+    "start",
+    "interval",
+    "group_pattern",
+    "group_columns",
+    "sentinels",
+    "extra_sentinels",
+)
+
+
+@dataclass
+class IngestConfig:
+    # where the time is
+    timezone: str | None = None  # plant time zone of naive timestamps (None: they are UTC)
+    timestamp_column: str | None = None
+    date_column: str | None = None  # separate date and time columns
+    time_column: str | None = None
+    timestamp_format: str | None = None  # strftime format; None: detected
+    start: str | None = None  # headerless / timestamp-less files: time of the first row
+    interval: str | None = None  # ... and the sampling interval ("3m", "1s", "1h")
+    # how the file is laid out
+    layout: Literal["auto", "wide", "long"] = "auto"
+    sensor_column: str | None = None  # long layout
+    value_column: str | None = None
+    delimiter: str | None = None  # "," ";" "\t" "|" or "whitespace"; None: detected
+    decimal: Literal[".", ","] | None = None
+    thousands: str | None = None
+    encoding: str | None = None
+    skip_lines: int | None = None  # preamble lines before the header; None: detected
+    comment_prefixes: list[str] = field(default_factory=lambda: ["#", "//"])
+    headerless: bool | None = None  # None: detected (first row all numbers)
+    columns: list[str] | None = None  # names for a headerless file's columns
+    # group keys (line, machine) from the path, or from columns
+    group_pattern: str | None = None  # regex with named groups on the path
+    group_columns: list[str] = field(default_factory=list)
+    # values
+    sentinels: list[str] = field(default_factory=lambda: list(DEFAULT_SENTINELS))
+    extra_sentinels: list[str] = field(default_factory=list)
+    # grid
+    freq: str | None = None  # grid step; None: median spacing per series
+    duplicates: Literal["first", "last", "mean"] = "first"
+    # faults
+    ranges: dict[str, list[float | None]] = field(default_factory=dict)  # pattern → [lo, hi]
+    spike_window: int = 11
+    spike_threshold: float = 6.0  # robust z (MAD) above which a point is a spike; 0: off
+    stuck_points: int = 30  # this many identical consecutive readings = stuck; 0: off
+    mask_faults: list[str] = field(default_factory=lambda: list(FAULTS))
+    # gap filling (never changes `observed`)
+    fill: Literal["none", "ffill", "linear"] = "none"
+    max_gap: int = 3  # longest gap (grid points) that is filled
+    # per-file settings: glob on the path (relative to the source folder) → parse keys
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # gates
+    max_missing: float | None = None
+    strict: bool = False
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|m|min|h|d)?\s*$", re.IGNORECASE)
+_UNIT_S = {"ms": 0.001, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(text: str | int | float, what: str) -> int:
+    """'10s', '5m', '1h', '1d' or a number of seconds → whole seconds (≥ 1)."""
+    if isinstance(text, (int, float)):
+        seconds = float(text)
+    else:
+        match = _DURATION.match(str(text))
+        if not match:
+            raise BadInputError(f"{what}: '{text}' is not a duration such as 10s, 5m, 1h, 1d")
+        unit = match.group(2).lower() if match.group(2) else None
+        seconds = float(match.group(1)) * _UNIT_S[unit]
+    if seconds < 1:
+        raise BadInputError(f"{what}: '{text}' is shorter than one second")
+    return int(round(seconds))
+
+
+def format_duration(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def for_file(config: IngestConfig, rel_path: str, where=None) -> IngestConfig:
+    """The settings for one file: `files:` entries whose glob matches, applied in order."""
+    import fnmatch
+
+    from tsfm_cli.recipe import RecipeSource, build_config
+
+    values: dict[str, Any] = {}
+    for pattern, settings in config.files.items():
+        if fnmatch.fnmatch(rel_path, pattern) or fnmatch.fnmatch(rel_path.split("/")[-1], pattern):
+            values.update(settings)
+    if not values:
+        return config
+    for key in values:
+        if key not in PARSE_KEYS:
+            where_key = where(f"files.{key}") if where else f"files: key '{key}'"
+            raise BadInputError(f"{where_key}: only parse settings may differ per file ({key})")
+    base = {k: v for k, v in dataclasses.asdict(config).items() if k in PARSE_KEYS}
+    merged = build_config(IngestConfig, {**base, **values}, RecipeSource())
+    return dataclasses.replace(config, **{k: getattr(merged, k) for k in PARSE_KEYS})
+
+
+def validate(config: IngestConfig, where) -> None:
+    """Checks build_config cannot do (values, not types). `where(key)` locates a key."""
+    if config.timezone:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(config.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise BadInputError(
+                f"{where('timezone')}: unknown time zone '{config.timezone}'"
+            ) from None
+    for key in ("freq", "interval"):
+        value = getattr(config, key)
+        if value is not None:
+            parse_duration(value, where(key))
+    for key, value in config.ranges.items():
+        if not (isinstance(value, list) and len(value) == 2):
+            raise BadInputError(f"{where('ranges')}: '{key}' needs [low, high]")
+    for name in config.mask_faults:
+        if name not in FAULTS:
+            raise BadInputError(f"{where('mask_faults')}: unknown fault '{name}' ({FAULTS})")
+    if config.group_pattern:
+        try:
+            re.compile(config.group_pattern)
+        except re.error as exc:
+            raise BadInputError(f"{where('group_pattern')}: invalid regex ({exc})") from None
+    if config.max_missing is not None and not 0 <= config.max_missing <= 1:
+        raise BadInputError(f"{where('max_missing')}: must be between 0 and 1")
+    for pattern, settings in config.files.items():
+        if not isinstance(settings, dict):
+            raise BadInputError(f"{where('files')}: '{pattern}' needs a mapping of settings")
+        for key in settings:
+            if key not in PARSE_KEYS:
+                raise BadInputError(
+                    f"{where('files')}: '{pattern}' sets '{key}', which is not a per-file "
+                    f"setting (allowed: {', '.join(PARSE_KEYS)})"
+                )
+    if config.spike_window < 3:
+        raise BadInputError(f"{where('spike_window')}: must be at least 3")

@@ -1,0 +1,225 @@
+"""One source file end to end: bytes → readings (one row per cell) + rejects + counts.
+
+A reading is (line, sensor, group keys, timestamp UTC, value Float32, flags). Grid, duplicates and
+faults are decided later over all files of a series (`grid`, `faults`).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import polars as pl
+
+from tsfm_cli.errors import BadInputError
+from tsfm_cli.ingest.config import IngestConfig
+from tsfm_cli.ingest.groups import sensor_name
+from tsfm_cli.ingest.sniff import sniff
+from tsfm_cli.ingest.table import raw_name, rejects_frame, split_table
+from tsfm_cli.ingest.timestamps import find_time_columns, localize, parse_times, start_times
+from tsfm_cli.ingest.values import clean_column, sentinel_sets
+from tsfm_cli.schema import Flag
+
+SENSOR_COLUMN = re.compile(
+    r"^(tag|tagname|tag_name|sensor|signal|variable|channel|point|name|item)$", re.I
+)
+VALUE_COLUMN = re.compile(r"^(value|val|wert|reading|measurement|pv|messwert)$", re.I)
+
+READING_SCHEMA = {
+    "line": pl.Int32,
+    "sensor": pl.String,
+    "timestamp": pl.Datetime("us", "UTC"),
+    "value": pl.Float32,
+    "flags": pl.UInt16,
+}
+
+
+def _pick(names: list[str], configured: str | None, pattern: re.Pattern) -> str | None:
+    if configured:
+        if configured not in names:
+            raise BadInputError(f"no column '{configured}'; columns: {names}")
+        return configured
+    return next((n for n in names if pattern.match(n.strip())), None)
+
+
+def read_source(
+    path: Path, keys: dict[str, str], config: IngestConfig
+) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
+    """(readings, rejects, stats) for one file; BadInputError when the file is unusable."""
+    file = str(path)
+    try:
+        sn = sniff(path, config)
+        cells, bad_lines, counts = split_table(sn, config.comment_prefixes)
+        readings, cell_rejects, stats = _readings(sn.names, sn.units, cells, sn, keys, config)
+    except BadInputError as exc:
+        message = str(exc)
+        if not message.startswith(file):
+            message = f"{file}: {message}"
+        raise BadInputError(message) from None
+    rejects = [rejects_frame(file, bad_lines), rejects_frame(file, cell_rejects)]
+    if sn.preamble:
+        pre = pl.DataFrame({"line": sn.preamble}).with_columns(
+            column=pl.lit(None, pl.String),
+            raw=sn.lines.gather([i - 1 for i in sn.preamble]),
+            reason=pl.lit("preamble line"),
+        )
+        rejects.insert(0, rejects_frame(file, pre))
+    stats.update(counts)
+    stats.update(
+        encoding=sn.encoding,
+        delimiter={"\t": "tab"}.get(sn.delimiter, sn.delimiter),
+        decimal=sn.decimal,
+        thousands=sn.thousands,
+        header_line=sn.header_line,
+    )
+    return readings, pl.concat(rejects), stats
+
+
+def _readings(names, units, cells: pl.DataFrame, sn, keys, config):
+    if len(names) < 2 and not (config.start and config.interval):
+        raise BadInputError(
+            "only one column found (delimiter not recognised?); set `delimiter` in the recipe"
+        )
+    time_cols, how = find_time_columns(names, cells, config)
+    if not time_cols:
+        if not (config.start and config.interval):
+            raise BadInputError(
+                f"no timestamp column recognised (columns: {', '.join(names[:8])}); set "
+                "timestamp_column, or start and interval for a file without times"
+            )
+        ts_expr = start_times(config)
+    else:
+        ts_expr, _ = parse_times(cells, time_cols, how, config)
+    cells = cells.with_columns(timestamp=ts_expr, flags=pl.lit(0, pl.UInt16))
+    bad_time = cells.filter(pl.col("timestamp").is_null())
+    time_rejects = bad_time.select(
+        "line",
+        pl.lit(time_cols[0] if time_cols else None, pl.String).alias("column"),
+        pl.concat_str([pl.col(raw_name(c)) for c in time_cols], separator=" ").alias("raw")
+        if time_cols
+        else pl.lit(None, pl.String).alias("raw"),
+        pl.lit("unparseable timestamp").alias("reason"),
+    )
+    cells = cells.filter(pl.col("timestamp").is_not_null())
+
+    group_cols = list(config.group_columns)
+    for col in group_cols:
+        if col not in names:
+            raise BadInputError(f"no column '{col}' (recipe key group_columns); columns: {names}")
+    sensor_col = _pick(names, config.sensor_column, SENSOR_COLUMN)
+    value_col = _pick(names, config.value_column, VALUE_COLUMN)
+    long = config.layout == "long" or (
+        config.layout == "auto" and sensor_col is not None and value_col is not None
+    )
+    if long and (sensor_col is None or value_col is None):
+        raise BadInputError("layout long needs sensor_column and value_column")
+    by = [sensor_col] if long else []
+    cells = localize(cells, config.timezone, [raw_name(c) for c in by + group_cols])
+
+    text_sentinels, number_sentinels = sentinel_sets(config)
+    decimal, thousands = sn.decimal, sn.thousands
+    unit_of: dict[str, str | None] = {}
+    ignored: list[str] = []
+    if long:
+        value, flags = clean_column(
+            raw_name(value_col), decimal, thousands, text_sentinels, number_sentinels
+        )
+        cleaned = cells.with_columns(
+            sensor=pl.col(raw_name(sensor_col))
+            .str.replace_all(r"[^0-9a-zA-Z]+", "_")
+            .str.strip_chars("_")
+            .str.to_lowercase(),
+            _v=value,
+            _f=flags | pl.col("flags"),
+        )
+        cleaned = cleaned.with_columns(
+            sensor=pl.when(pl.col("sensor").str.len_bytes() > 0)
+            .then("sensor")
+            .otherwise(pl.lit("value"))
+        )
+        readings = cleaned.select(
+            pl.col("line").cast(pl.Int32).alias("raw_line"),
+            "sensor",
+            *[pl.col(raw_name(c)).alias(c) for c in group_cols],
+            "timestamp",
+            pl.col("_v").cast(pl.Float32).alias("value"),
+            pl.col("_f").alias("flags"),
+        )
+        cell_rejects = _cell_rejects(
+            cleaned, raw_name(value_col), "_f", column=pl.col(raw_name(sensor_col))
+        )
+    else:
+        sensors = [n for n in names if n not in time_cols and n not in group_cols]
+        exprs, seen = [], {}
+        for i, name in enumerate(sensors):
+            sensor, unit = sensor_name(name)
+            if sensor in seen:
+                seen[sensor] += 1
+                sensor = f"{sensor}_{seen[sensor]}"
+            seen.setdefault(sensor, 1)
+            pos = names.index(name)
+            unit_of[sensor] = unit or (units[pos] if pos < len(units) else None)
+            value, flags = clean_column(
+                raw_name(name), decimal, thousands, text_sentinels, number_sentinels
+            )
+            exprs.append(
+                (name, sensor, value.alias(f"_v{i}"), (flags | pl.col("flags")).alias(f"_f{i}"))
+            )
+        cleaned = cells.with_columns([e for _, _, v, f in exprs for e in (v, f)])
+        # columns with no number at all (labels, comments, empty) are not sensors
+        usable = (
+            cleaned.select(
+                [pl.col(f"_v{i}").is_not_null().any().alias(str(i)) for i in range(len(exprs))]
+            ).row(0)
+            if exprs and cleaned.height
+            else [True] * len(exprs)
+        )
+        frames, rejects = [], []
+        for i, (name, sensor, _, _) in enumerate(exprs):
+            if not usable[i]:
+                ignored.append(name)
+                unit_of.pop(sensor, None)
+                continue
+            frames.append(
+                cleaned.select(
+                    pl.col("line").cast(pl.Int32).alias("raw_line"),
+                    pl.lit(sensor, pl.String).alias("sensor"),
+                    *[pl.col(raw_name(c)).alias(c) for c in group_cols],
+                    "timestamp",
+                    pl.col(f"_v{i}").cast(pl.Float32).alias("value"),
+                    pl.col(f"_f{i}").alias("flags"),
+                )
+            )
+            rejects.append(_cell_rejects(cleaned, raw_name(name), f"_f{i}", column=pl.lit(name)))
+        if not frames:
+            raise BadInputError(f"no numeric sensor column (columns: {', '.join(names[:8])})")
+        readings = pl.concat(frames)
+        cell_rejects = pl.concat(rejects)
+    if cleaned.height == 0 and time_rejects.height == 0:
+        raise BadInputError("no data lines")
+    readings = readings.with_columns(
+        [pl.lit(v, pl.String).alias(k) for k, v in keys.items() if k not in group_cols]
+        + [pl.col(c).cast(pl.String) for c in group_cols]
+    )
+    stats = {
+        "units": unit_of,
+        "ignored_columns": ignored,
+        "time_columns": time_cols,
+        "layout": "long" if long else "wide",
+    }
+    return readings, pl.concat([time_rejects, cell_rejects]), stats
+
+
+def _cell_rejects(
+    frame: pl.DataFrame, raw_col: str, flag_col: str, column: pl.Expr
+) -> pl.DataFrame:
+    bad = int(Flag.SENTINEL | Flag.UNPARSEABLE)
+    return frame.filter((pl.col(flag_col) & bad) != 0).select(
+        "line",
+        column.cast(pl.String).alias("column"),
+        pl.col(raw_col).alias("raw"),
+        pl.when((pl.col(flag_col) & int(Flag.SENTINEL)) != 0)
+        .then(pl.lit("sentinel"))
+        .otherwise(pl.lit("unparseable value"))
+        .alias("reason"),
+    )

@@ -1,0 +1,324 @@
+"""Bytes → text lines, and what kind of table they hold.
+
+Decompresses gzip, refuses binary files, detects the encoding (UTF-8 with or without BOM,
+UTF-16 with BOM, else cp1252/Latin-1), the delimiter, preamble lines, the header, a units row
+under the header and the decimal/thousands convention. Only a small sample of lines is looked at
+in Python; the whole file becomes one polars string column of lines.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from tsfm_cli.errors import BadInputError
+from tsfm_cli.ingest.config import IngestConfig
+
+SAMPLE_LINES = 300
+DELIMITERS = ("\t", ";", "|", ",")  # tie-break order: ',' is also a decimal mark
+WHITESPACE = "whitespace"
+
+NUMBERISH = re.compile(r"^[+-]?(\d[\d.,' ]*|[.,]\d+)([eE][+-]?\d+)?$")
+DATEISH = re.compile(r"\d{1,4}[-./]\d{1,2}[-./]\d{1,4}|\d{1,2}:\d{2}|^\d{9,13}(\.\d+)?$")
+UNIT_WORDS = {
+    "°c",
+    "°f",
+    "c",
+    "f",
+    "k",
+    "degc",
+    "degf",
+    "bar",
+    "mbar",
+    "barg",
+    "pa",
+    "kpa",
+    "mpa",
+    "hpa",
+    "psi",
+    "mm/s",
+    "m/s",
+    "m/s2",
+    "m/s²",
+    "g",
+    "a",
+    "ma",
+    "v",
+    "kv",
+    "mv",
+    "w",
+    "kw",
+    "mw",
+    "hz",
+    "rpm",
+    "1/min",
+    "%",
+    "l/min",
+    "l/s",
+    "l/h",
+    "m3/h",
+    "m³/h",
+    "kg/h",
+    "t/h",
+    "nm",
+    "mm",
+    "m",
+    "um",
+    "µm",
+    "s",
+    "ms",
+    "h",
+    "min",
+    "-",
+    "unit",
+    "units",
+    "einheit",
+    "ppm",
+    "db",
+    "kwh",
+}
+
+
+@dataclass
+class Sniffed:
+    """A decoded file and the shape of its table."""
+
+    path: Path
+    lines: pl.Series  # every physical line (no line ending), index 0 = line 1
+    encoding: str
+    delimiter: str
+    names: list[str]  # column names as written (headerless: col1.. or config.columns)
+    units: list[str | None]
+    header_line: int | None  # 1-based; None when headerless
+    data_start: int  # 0-based index of the first line after header/units
+    preamble: list[int] = field(default_factory=list)  # 1-based lines before the header
+    decimal: str = "."
+    thousands: str | None = None
+    ends_with_newline: bool = True
+
+
+def read_text(path: Path, config: IngestConfig) -> tuple[str, str]:
+    """The file's text and the encoding used; BadInputError for empty, binary, corrupt files."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise BadInputError(f"{path}: cannot read ({exc.strerror})") from None
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise BadInputError(f"{path}: corrupt gzip file ({exc})") from None
+    if not raw.strip():
+        raise BadInputError(f"{path}: empty file")
+    if config.encoding:
+        try:
+            return raw.decode(config.encoding), config.encoding
+        except (UnicodeDecodeError, LookupError) as exc:
+            raise BadInputError(f"{path}: cannot decode as {config.encoding} ({exc})") from None
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        try:
+            return raw.decode("utf-16"), "utf-16"
+        except UnicodeDecodeError:
+            pass
+    head = raw[:65536]
+    controls = sum(1 for b in head if b < 32 and b not in (9, 10, 13))
+    if b"\x00" in head or controls > len(head) * 0.01:
+        raise BadInputError(f"{path}: binary file, not a text export")
+    if raw[:3] == b"\xef\xbb\xbf":
+        try:
+            return raw[3:].decode("utf-8"), "utf-8-sig"
+        except UnicodeDecodeError:
+            pass
+    try:
+        return raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        # cp1252 leaves five bytes undefined; Latin-1 maps every byte
+        try:
+            return raw.decode("cp1252"), "cp1252"
+        except UnicodeDecodeError:
+            return raw.decode("latin-1"), "latin-1"
+
+
+def split_fields(line: str, delimiter: str) -> list[str]:
+    if delimiter == WHITESPACE:
+        return line.split()
+    return [cell.strip().strip('"').strip() for cell in line.split(delimiter)]
+
+
+def _is_comment(line: str, prefixes: list[str]) -> bool:
+    stripped = line.lstrip()
+    return any(stripped.startswith(p) for p in prefixes if p)
+
+
+def _detect_delimiter(lines: list[str]) -> str:
+    """The candidate with the most consistent count per line; whitespace if none is present."""
+    body = lines[len(lines) // 3 :] if len(lines) >= 10 else lines
+    best, choice = None, None
+    for rank, delim in enumerate(DELIMITERS):
+        counts = [line.count(delim) for line in body]
+        present = sum(1 for c in counts if c) / len(body)
+        mode, hits = Counter(c for c in counts if c).most_common(1)[0] if present else (0, 0)
+        if present < 0.9 and hits / len(body) < 0.6:
+            continue
+        score = (hits / len(body), present, -rank, mode)
+        if best is None or score > best:
+            best, choice = score, delim
+    if choice is not None:
+        return choice
+    counts = [len(line.split()) for line in body]
+    mode, hits = Counter(counts).most_common(1)[0]
+    if mode >= 2 and hits / len(body) >= 0.6:
+        return WHITESPACE
+    return ","
+
+
+def _is_data(cells: list[str]) -> bool:
+    filled = [c for c in cells if c]
+    if not filled:
+        return False
+    good = sum(1 for c in filled if NUMBERISH.match(c) or DATEISH.search(c))
+    return good >= max(1, len(filled) / 2) and any(NUMBERISH.match(c) for c in filled)
+
+
+def _is_units(cells: list[str]) -> bool:
+    filled = [c.strip("[]() ").lower() for c in cells if c.strip("[]() ")]
+    if not filled:
+        return True  # an empty row right under the header
+    unitlike = sum(1 for c in filled if c in UNIT_WORDS or "°" in c or "/" in c)
+    return unitlike >= max(1, len(filled) / 2)
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    seen: Counter[str] = Counter()
+    out = []
+    for i, name in enumerate(names):
+        name = name.strip().strip('"').strip().lstrip("\ufeff") or f"col{i + 1}"
+        seen[name] += 1
+        out.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
+    return out
+
+
+def _detect_numbers(cells: list[str], delimiter: str) -> tuple[str, str | None]:
+    comma_dec = sum(1 for c in cells if re.fullmatch(r"[+-]?\d+,\d+", c))
+    point_dec = sum(1 for c in cells if re.fullmatch(r"[+-]?\d+\.\d+", c))
+    decimal = "," if delimiter != "," and comma_dec > point_dec else "."
+    thousands = None
+    if decimal == "," and any(re.fullmatch(r"[+-]?\d{1,3}(\.\d{3})+(,\d+)?", c) for c in cells):
+        thousands = "."
+    elif (
+        decimal == "."
+        and delimiter != ","
+        and any(re.fullmatch(r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?", c) for c in cells)
+    ):
+        thousands = ","
+    if any(re.fullmatch(r"[+-]?\d{1,3}( \d{3})+([.,]\d+)?", c) for c in cells):
+        thousands = " "
+    return decimal, thousands
+
+
+def sniff(path: Path, config: IngestConfig) -> Sniffed:
+    """Decode `path` and work out its table layout (overridable by the recipe)."""
+    text, encoding = read_text(path, config)
+    ends_with_newline = text.endswith("\n")
+    lines = pl.Series("raw", [text]).str.split("\n").explode().str.strip_chars_end("\r")
+    del text
+    if ends_with_newline:
+        lines = lines.slice(0, len(lines) - 1)
+    head = lines.head(SAMPLE_LINES).to_list()
+    prefixes = config.comment_prefixes
+    content = [
+        (i, line) for i, line in enumerate(head) if line.strip() and not _is_comment(line, prefixes)
+    ]
+    if not content:
+        raise BadInputError(f"{path}: no data lines (only blank or comment lines)")
+    if config.delimiter:
+        delimiter = {"tab": "\t", "\\t": "\t", "space": WHITESPACE}.get(
+            config.delimiter, config.delimiter
+        )
+    else:
+        delimiter = _detect_delimiter([line for _, line in content])
+    split = [(i, split_fields(line, delimiter)) for i, line in content]
+    body = split[len(split) // 3 :] if len(split) >= 10 else split
+    counts = Counter(len(cells) for _, cells in body)
+    width = max(counts.items(), key=lambda kv: (kv[1], kv[0]))[0]
+
+    header_idx: int | None = None
+    units_idx: int | None = None
+    if config.skip_lines is not None and not config.headerless:
+        header_idx = config.skip_lines
+        if header_idx >= len(head):
+            raise BadInputError(f"{path}: skip_lines {header_idx} skips the whole file")
+        nxt = next((i for i, _ in content if i > header_idx), None)
+        if nxt is not None and _is_units(split_fields(head[nxt], delimiter)):
+            units_idx = nxt
+    elif not config.headerless:
+        first_data = next(
+            (
+                k
+                for k, (_, cells) in enumerate(split)
+                if len(cells) >= width - 1 and _is_data(cells)
+            ),
+            None,
+        )
+        if first_data is None:
+            raise BadInputError(
+                f"{path}: no data lines found (no row of numbers with {width} columns)"
+            )
+        block = []
+        k = first_data - 1
+        while k >= 0 and len(split[k][1]) in (width, width + 1) and not _is_data(split[k][1]):
+            block.insert(0, split[k][0])
+            k -= 1
+        if len(block) >= 2 and _is_units(split_fields(head[block[-1]], delimiter)):
+            header_idx, units_idx = block[-2], block[-1]
+        elif block:
+            header_idx = block[-1]
+        elif len(split[first_data][1]) < width and first_data > 0:
+            header_idx = split[first_data - 1][0]
+    if header_idx is not None:
+        names = split_fields(head[header_idx], delimiter)
+        start = (units_idx if units_idx is not None else header_idx) + 1
+        preamble = [i + 1 for i in range(header_idx) if head[i].strip()]
+    else:
+        names = list(config.columns) if config.columns else [f"col{i + 1}" for i in range(width)]
+        start = 0
+        preamble = []
+    # trailing delimiter on the header: an unnamed empty last column
+    while len(names) > 1 and not names[-1].strip():
+        names = names[:-1]
+    units: list[str | None] = [None] * len(names)
+    if units_idx is not None:
+        unit_cells = split_fields(head[units_idx], delimiter)
+        units = [
+            (unit_cells[i] or None) if i < len(unit_cells) else None for i in range(len(names))
+        ]
+    names = _unique_names(names)
+    sample_cells: list[str] = []
+    for i, cells in split:
+        if i >= start:
+            sample_cells.extend(cells[1:])
+    decimal, thousands = _detect_numbers(sample_cells, delimiter)
+    if config.decimal:
+        decimal = config.decimal
+    if config.thousands is not None:
+        thousands = config.thousands or None
+    return Sniffed(
+        path=path,
+        lines=lines,
+        encoding=encoding,
+        delimiter=delimiter,
+        names=names,
+        units=units,
+        header_line=None if header_idx is None else header_idx + 1,
+        data_start=start,
+        preamble=preamble,
+        decimal=decimal,
+        thousands=thousands,
+        ends_with_newline=ends_with_newline,
+    )

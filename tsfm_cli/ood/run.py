@@ -1,0 +1,302 @@
+"""`run_ood_split`: ingest directory → train.parquet, eval.parquet, scenarios.parquet, plot."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from tsfm_cli.errors import BadInputError
+from tsfm_cli.ood.config import OodConfig, check_config, split_points
+from tsfm_cli.ood.data import (
+    Plant,
+    check_columns,
+    columns_of,
+    custom_expr,
+    group_keys,
+    load_plant,
+)
+from tsfm_cli.ood.plot import plot_scenarios
+from tsfm_cli.ood.scenarios import (
+    Natural,
+    natural_blocks,
+    onset_index,
+    synthetic_blocks,
+)
+from tsfm_cli.ood.shift import MEASURES, measure, pool
+from tsfm_cli.ood.windows import EVAL_SCHEMA, Block, WindowIds, block_frame, rng_for
+from tsfm_cli.recipe import RecipeSource, config_dict
+from tsfm_cli.stagedir import (
+    StageWriter,
+    fingerprint,
+    fresh_manifest,
+    open_stage,
+    require_new_output,
+)
+from tsfm_cli.ui import Reporter
+
+SHOWN_SKIPPED = 20
+
+
+def _iso(us: int) -> str:
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+    return (epoch + dt.timedelta(microseconds=int(us))).isoformat()
+
+
+def _resolve_heldout(plant: Plant, cfg: OodConfig, source: RecipeSource) -> list[tuple[str, str]]:
+    """(key, value) per heldout entry; a bare key picks one of its values with the seed."""
+    pairs = []
+    for entry in cfg.heldout:
+        key, has_value, value = entry.partition("=")
+        values = sorted(set(plant.groups[key].tolist()) - {None})
+        if has_value:
+            if value not in values:
+                shown = ", ".join(map(str, values[:10]))
+                raise BadInputError(
+                    f"{source.where('heldout')}: no series has {key}={value} (values: {shown})"
+                )
+        else:
+            if len(values) < 2:
+                raise BadInputError(
+                    f"{source.where('heldout')}: '{key}' has {len(values)} value(s); "
+                    "leaving one group out needs at least 2"
+                )
+            value = values[int(rng_for(cfg.seed, "heldout", key).integers(len(values)))]
+        if (key, value) not in pairs:
+            pairs.append((key, value))
+    return pairs
+
+
+def _scenario_rows(
+    blocks: list[Block], plant: Plant, cfg: OodConfig, reference_blocks: list[Block]
+) -> list[dict[str, Any]]:
+    reference = pool(reference_blocks, cfg.context_length, plant.freq_s, rng_for(cfg.seed, "ref"))
+    by_name: dict[str, list[Block]] = {}
+    for block in blocks:
+        by_name.setdefault(block.scenario, []).append(block)
+    rows = []
+    for name, group in by_name.items():
+        first = group[0]
+        scenario_pool = pool(group, cfg.context_length, plant.freq_s, rng_for(cfg.seed, name))
+        series = np.unique(np.concatenate([b.series for b in group]))
+        rows.append(
+            {
+                "scenario": name,
+                "family": first.family,
+                "kind": first.kind,
+                "severity": first.severity,
+                "params": json.dumps(first.params, sort_keys=True),
+                "n_windows": sum(b.n for b in group),
+                "n_series": len(series),
+                **measure(scenario_pool, reference),
+            }
+        )
+    return rows
+
+
+SCENARIO_SCHEMA = {
+    "scenario": pl.String,
+    "family": pl.String,
+    "kind": pl.String,
+    "severity": pl.Float64,
+    "params": pl.String,
+    "n_windows": pl.Int64,
+    "n_series": pl.Int64,
+    **dict.fromkeys(MEASURES, pl.Float64),
+}
+
+
+def _write_train(
+    writer: StageWriter, series_path: Path, id_start_us: int, heldout_ids: list[str], custom
+) -> int:
+    start = pl.lit(id_start_us, dtype=pl.Int64).cast(pl.Datetime("us", "UTC"))
+    lf = pl.scan_parquet(series_path).filter(pl.col("timestamp") < start)
+    if heldout_ids:
+        lf = lf.filter(~pl.col("series_id").is_in(heldout_ids))
+    if custom:
+        hide = pl.any_horizontal([expr.fill_null(False) for expr in custom.values()])
+        lf = lf.with_columns(
+            observed=pl.col("observed") & ~hide,
+            value=pl.when(hide).then(None).otherwise(pl.col("value")),
+        )
+    path = writer.dir / "train.parquet"
+    lf.sink_parquet(path, compression="zstd")
+    rows = pl.scan_parquet(path).select(pl.len()).collect().item()
+    writer.register("train.parquet", rows=rows)
+    return rows
+
+
+def run_ood_split(
+    inputs: Path | str | list[Path],
+    out_dir: Path | str,
+    config: OodConfig,
+    *,
+    reporter: Reporter | None = None,
+    command: list[str] | None = None,
+    wait_s: float = 0.0,
+    source: RecipeSource | None = None,
+) -> dict[str, Any]:
+    """Build train.parquet, eval.parquet, scenarios.parquet and scenarios.png in `out_dir`."""
+    reporter = reporter or Reporter()
+    source = source or RecipeSource()
+    cfg = config
+    if isinstance(inputs, (list, tuple)):
+        if len(inputs) != 1:
+            raise BadInputError("ood-split reads exactly one ingest directory")
+        inputs = inputs[0]
+    upstream = open_stage(Path(inputs), "ingest")
+    out_dir = Path(out_dir)
+    require_new_output(out_dir, [upstream.path])
+    check_config(cfg, source)
+    series_path = upstream.file("series.parquet")
+    columns = columns_of(series_path)
+    check_columns(series_path, columns)
+    keys = group_keys(columns)
+    for entry in cfg.heldout:
+        key = entry.partition("=")[0]
+        if key not in keys:
+            raise BadInputError(
+                f"{source.where('heldout')}: group key '{key}' is not a column of "
+                f"{series_path} (group keys: {', '.join(keys)})"
+            )
+    custom = {
+        name: custom_expr(name, cond, columns, source.where("custom"))
+        for name, cond in cfg.custom.items()
+    }
+    settings = config_dict(cfg)
+    inputs_desc = [upstream.describe()]
+    fresh = fresh_manifest(out_dir, "ood-split", fingerprint(settings, inputs_desc))
+    if fresh is not None:
+        return {**fresh.get("summary", {}), "out_dir": str(out_dir), "skipped": True}
+
+    heldout_keys = sorted({e.partition("=")[0] for e in cfg.heldout})
+    plant = load_plant(series_path, heldout_keys, custom)
+    if plant.n_series == 0:
+        raise BadInputError(f"{series_path}: no series to split")
+    pairs = _resolve_heldout(plant, cfg, source)
+    splits = split_points(cfg, int(plant.ts.min()), int(plant.ts.max()), source)
+    C = cfg.context_length
+    if cfg.patch_size and (C % cfg.patch_size or any(h % cfg.patch_size for h in cfg.horizons)):
+        reporter.warn(
+            f"context_length {C} or horizons {cfg.horizons} are not multiples of "
+            f"patch_size {cfg.patch_size}; patch models will pad"
+        )
+
+    short = plant.lengths < C + min(cfg.horizons)
+    skipped = [plant.series_ids[i] for i in np.flatnonzero(short)]
+    if skipped:
+        reporter.warn(
+            f"{len(skipped)} series shorter than context + shortest horizon "
+            f"({C + min(cfg.horizons)} points) skipped: {', '.join(skipped[:5])}"
+            + (" …" if len(skipped) > 5 else "")
+        )
+    held = {(k, v): [i for i in range(plant.n_series) if plant.groups[k][i] == v] for k, v in pairs}
+    held_any = {i for members in held.values() for i in members}
+    if held_any and len(held_any) == plant.n_series:
+        raise BadInputError(f"{source.where('heldout')}: holds out every series; nothing to train")
+    seen = [i for i in range(plant.n_series) if i not in held_any and not short[i]]
+    lo = int(plant.ts.min())
+    plan = [
+        Natural("id", "id", "id", seen, splits["id_start"], splits["train_end"]),
+        Natural(
+            "future",
+            "future",
+            "natural",
+            seen,
+            splits["future_start"],
+            None,
+            context_lo_us=splits["train_end"],
+            params={"gap_s": (splits["future_start"] - splits["train_end"]) / 1e6},
+        ),
+    ]
+    for (key, value), members in held.items():
+        plan.append(
+            Natural(
+                f"heldout:{key}={value}",
+                "heldout",
+                "natural",
+                [i for i in members if not short[i]],
+                lo,
+                splits["train_end"],
+                params={"key": key, "value": value},
+            )
+        )
+    for name, condition in cfg.custom.items():
+        plan.append(
+            Natural(
+                f"custom:{name}",
+                "custom",
+                "natural",
+                seen,
+                lo,
+                None,
+                require=plant.custom[name],
+                params={"condition": condition},
+            )
+        )
+    n_steps = (len(plan) + 1 + len(cfg.families) * len(cfg.severities)) * len(cfg.horizons)
+    ids = WindowIds()
+    with reporter.progress("ood-split", total=n_steps, unit="blocks") as task:
+        blocks = natural_blocks(plant, cfg, plan, ids, task.advance)
+        id_blocks = [b for b in blocks if b.scenario == "id"]
+        blocks += synthetic_blocks(plant, cfg, id_blocks, ids, task.advance)
+        reference_plan = [Natural("train", "train", "train", seen, lo, splits["id_start"])]
+        reference = natural_blocks(plant, cfg, reference_plan, None, task.advance)
+        scenario_rows = _scenario_rows(blocks, plant, cfg, reference)
+    for row in scenario_rows:
+        if row["n_windows"] == 0:
+            reporter.warn(f"scenario {row['scenario']} has no windows")
+
+    eval_frame = pl.concat(
+        [block_frame(b, plant, C) for b in blocks] or [pl.DataFrame(schema=EVAL_SCHEMA)]
+    )
+    scenarios = pl.DataFrame(scenario_rows, schema=SCENARIO_SCHEMA)
+    resolved = {
+        "split_points": {k: _iso(v) for k, v in splits.items()},
+        "heldout": [f"{k}={v}" for k, v in pairs],
+        "onset_index": onset_index(cfg),
+        "patch_friendly": not cfg.patch_size
+        or all(x % cfg.patch_size == 0 for x in [C, *cfg.horizons]),
+    }
+    heldout_ids = sorted(plant.series_ids[i] for i in held_any)
+    with StageWriter(
+        out_dir, "ood-split", config=settings, inputs=inputs_desc, command=command, wait_s=wait_s
+    ) as writer:
+        train_rows = _write_train(writer, series_path, splits["id_start"], heldout_ids, custom)
+        writer.write_parquet("eval.parquet", eval_frame)
+        writer.write_parquet("scenarios.parquet", scenarios)
+        severity = max(cfg.severities) if cfg.severities else 1.0
+        base = next((b for b in id_blocks if b.n), None)
+        plot_scenarios(
+            writer.dir / "scenarios.png",
+            base,
+            cfg.families,
+            severity,
+            onset_index(cfg),
+            C,
+            cfg.seed,
+        )
+        writer.register("scenarios.png")
+        summary = {
+            "out_dir": str(out_dir),
+            "skipped": False,
+            "series": plant.n_series,
+            "series_too_short": len(skipped),
+            "too_short_ids": skipped[:SHOWN_SKIPPED],
+            "heldout_series": len(heldout_ids),
+            "train_rows": train_rows,
+            "eval_windows": eval_frame.height,
+            "context_length": C,
+            "horizons": list(cfg.horizons),
+            **resolved,
+            "scenarios": [
+                {k: row[k] for k in ("scenario", "kind", "n_windows", "ks", "wasserstein")}
+                for row in scenario_rows
+            ],
+        }
+        writer.commit(summary=summary, resolved=resolved)
+    return summary
