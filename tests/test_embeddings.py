@@ -194,7 +194,11 @@ def test_time_features_use_timestamps():
     with torch.no_grad():
         base = module(values, observed, stamps)
         later = module(values, observed, stamps + 3 * 3600)
+        # same first time stamp, a longer step: only the next patch's calendar differs
+        slower = stamps[:, :1] + (stamps - stamps[:, :1]) * 4
+        other = module(values, observed, slower)
     assert not torch.allclose(base, later)
+    assert not torch.allclose(base[:, 0], other[:, 0])
 
 
 def test_hidden_width_adds_parameters_and_keeps_contract():
@@ -219,7 +223,7 @@ def test_parameter_counts_reported():
         "lag_features": (2 + 2 * lags + 2) * 8 + p * 8 * d,
         "mask_input": 2 * p * d,
         "missing_token": 2 * p * d + d,
-        "time_features": p * d + 10 * d,
+        "time_features": p * d + 20 * d,
     }
     assert {name: rows[name]["params"] for name in expected} == expected
     assert all(row["description"] for row in rows.values())

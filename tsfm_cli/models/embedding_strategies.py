@@ -337,11 +337,13 @@ def calendar_features(
 
 @register
 class TimeFeaturesEmbedding(Embedding):
-    """Patch embedding plus a linear map of calendar features at each patch's first time stamp.
+    """Patch embedding plus a linear map of calendar features of the patch and of the next one.
 
-    Features: time of day, day of week, weekend, work shift (see `calendar_features`); time stamps
-    are shifted by `utc_offset_h` to plant-local time first. Without time stamps only the patch
-    part remains.
+    Features (see `calendar_features`: time of day, day of week, weekend, work shift) at each
+    patch's first time stamp and at the next patch's (time stamps are known in advance, so this
+    stays causal and tells a decoder token *when* the patch it predicts lies). Time stamps are
+    shifted by `utc_offset_h` to plant-local time first. Without time stamps only the patch part
+    remains.
     """
 
     name = "time_features"
@@ -362,7 +364,7 @@ class TimeFeaturesEmbedding(Embedding):
             raise ValueError("time_features: shift_hours must be in (0, 24]")
         self.shift_hours, self.shift_start_h = float(shift_hours), float(shift_start_h)
         self.utc_offset_s = float(utc_offset_h) * _HOUR
-        self.n_time = 7 + math.ceil(24 / self.shift_hours)
+        self.n_time = 2 * (7 + math.ceil(24 / self.shift_hours))
         self.proj = _projection(patch_size, d_model, hidden)
         self.time_proj = nn.Linear(self.n_time, d_model, bias=False)
 
@@ -371,8 +373,20 @@ class TimeFeaturesEmbedding(Embedding):
         tokens = self.proj(self.patches(_masked(values, observed)))
         if timestamps_s is None:
             return tokens
-        start = timestamps_s[:, :: self.token_length] + self.utc_offset_s  # [B, N]
-        feats = calendar_features(start, self.shift_hours, self.shift_start_h)
+        ts = timestamps_s.to(torch.float64) + self.utc_offset_s
+        if ts.shape[1] > 1:
+            step = ts[:, 1:2] - ts[:, :1]
+        else:
+            step = torch.full_like(ts[:, :1], float(self.freq_s or 0.0))
+        start = ts[:, :: self.token_length]  # [B, N]
+        following = start + step * self.token_length
+        feats = torch.cat(
+            [
+                calendar_features(start, self.shift_hours, self.shift_start_h),
+                calendar_features(following, self.shift_hours, self.shift_start_h),
+            ],
+            dim=-1,
+        )
         return tokens + self.time_proj(feats.to(tokens.dtype))
 
 
