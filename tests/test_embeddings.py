@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 import torch
 
+from tsfm_cli.embed_bench.config import DEFAULT_STRATEGIES
 from tsfm_cli.models.embedding_strategies import (
     calendar_features,
     default_lags,
@@ -17,16 +18,8 @@ from tsfm_cli.models.embedding_strategies import (
 from tsfm_cli.models.embeddings import EMBEDDINGS, build_embedding
 
 D_MODEL, PATCH, FREQ_S, LENGTH, BATCH = 32, 16, 900.0, 128, 3
-NEW = [
-    "pointwise",
-    "multi_patch",
-    "quantised",
-    "lag_features",
-    "mask_input",
-    "missing_token",
-    "time_features",
-]
-ALL = ["patch", *NEW]
+ALL = list(DEFAULT_STRATEGIES)  # patch first, then the seven the bench adds
+NEW = ALL[1:]
 
 
 def _inputs(seed: int = 0, missing: float = 0.3):

@@ -17,10 +17,7 @@ from tsfm_cli.commands.common import (
     WaitOpt,
     run_stage,
 )
-
-
-def _csv(text: str | None) -> list[str] | None:
-    return [part.strip() for part in text.split(",") if part.strip()] if text else None
+from tsfm_cli.commands.train import _csv  # one comma-list parser for both sweeps
 
 
 def embed_bench_cmd(

@@ -57,19 +57,32 @@ def _check_divisible(length: int, token_length: int, name: str) -> None:
         )
 
 
-@register
-class PointwiseEmbedding(Embedding):
-    """One token per time step: a linear map of the (masked) value; the mask is not an input."""
-
-    name = "pointwise"
-    description = "one token per time step, linear in the value"
+class _Projected(Embedding):
+    """Per-token inputs of width ``in_width(token_length)``, then `_projection` to d_model."""
 
     def __init__(
         self, d_model: int, patch_size: int, freq_s: float | None = None, hidden: int = 0
     ) -> None:
         super().__init__(d_model, patch_size, freq_s)
-        self.token_length = 1
-        self.proj = _projection(1, d_model, hidden)
+        self.token_length = self.choose_token_length(patch_size)
+        self.proj = _projection(self.in_width(self.token_length), d_model, hidden)
+
+    def choose_token_length(self, patch_size: int) -> int:
+        return patch_size
+
+    def in_width(self, token_length: int) -> int:
+        return token_length
+
+
+@register
+class PointwiseEmbedding(_Projected):
+    """One token per time step: a linear map of the (masked) value; the mask is not an input."""
+
+    name = "pointwise"
+    description = "one token per time step, linear in the value"
+
+    def choose_token_length(self, patch_size: int) -> int:
+        return 1
 
     def forward(self, values, observed, timestamps_s=None):
         return self.proj(_masked(values, observed).unsqueeze(-1))  # [B, T, d_model]
@@ -255,17 +268,14 @@ class LagFeaturesEmbedding(_StepEmbedding):
 
 
 @register
-class MaskInputEmbedding(Embedding):
+class MaskInputEmbedding(_Projected):
     """`[values·mask ‖ mask]` per patch, one linear projection (Moirai-2, Chronos-Bolt)."""
 
     name = "mask_input"
     description = "[values·mask ‖ mask] per patch, linear (Moirai-2, Chronos-Bolt)"
 
-    def __init__(
-        self, d_model: int, patch_size: int, freq_s: float | None = None, hidden: int = 0
-    ) -> None:
-        super().__init__(d_model, patch_size, freq_s)
-        self.proj = _projection(2 * patch_size, d_model, hidden)
+    def in_width(self, token_length: int) -> int:
+        return 2 * token_length
 
     def forward(self, values, observed, timestamps_s=None):
         _check_divisible(values.shape[1], self.token_length, self.name)
@@ -275,7 +285,7 @@ class MaskInputEmbedding(Embedding):
 
 
 @register
-class MissingTokenEmbedding(Embedding):
+class MissingTokenEmbedding(_Projected):
     """Patch embedding in which each missing point contributes a learned vector instead.
 
     token = W·(x·m) + Σ_j (1 − m_j)·v_j with one learned v_j per position in the patch, so a fully
@@ -289,8 +299,7 @@ class MissingTokenEmbedding(Embedding):
     def __init__(
         self, d_model: int, patch_size: int, freq_s: float | None = None, hidden: int = 0
     ) -> None:
-        super().__init__(d_model, patch_size, freq_s)
-        self.proj = _projection(patch_size, d_model, hidden)
+        super().__init__(d_model, patch_size, freq_s, hidden)
         self.missing = nn.Parameter(torch.randn(patch_size, d_model) * patch_size**-0.5)
         self.empty = nn.Parameter(torch.randn(d_model) * 0.02)
 
@@ -336,7 +345,7 @@ def calendar_features(
 
 
 @register
-class TimeFeaturesEmbedding(Embedding):
+class TimeFeaturesEmbedding(_Projected):
     """Patch embedding plus a linear map of calendar features of the patch and of the next one.
 
     Features (see `calendar_features`: time of day, day of week, weekend, work shift) at each
@@ -359,13 +368,12 @@ class TimeFeaturesEmbedding(Embedding):
         shift_start_h: float = 6.0,
         utc_offset_h: float = 0.0,
     ) -> None:
-        super().__init__(d_model, patch_size, freq_s)
+        super().__init__(d_model, patch_size, freq_s, hidden)
         if not 0 < shift_hours <= 24:
             raise ValueError("time_features: shift_hours must be in (0, 24]")
         self.shift_hours, self.shift_start_h = float(shift_hours), float(shift_start_h)
         self.utc_offset_s = float(utc_offset_h) * _HOUR
         self.n_time = 2 * (7 + math.ceil(24 / self.shift_hours))
-        self.proj = _projection(patch_size, d_model, hidden)
         self.time_proj = nn.Linear(self.n_time, d_model, bias=False)
 
     def forward(self, values, observed, timestamps_s=None):
