@@ -121,52 +121,50 @@ def _fmt(mean: Any, low: Any = None, high: Any = None) -> str:
         return "–"
     if low is None or high is None:
         return f"{mean:.3g}"
-    return f"{mean:.3g} ± {(high - low) / 2:.2g}"
+    return f"{mean:.3g}±{(high - low) / 2:.2g}"
 
 
-def _ties(names: list[str] | None) -> str:
+def _ties(names: list[str] | None, best: bool = False) -> str:
     names = names or []
     if not names:
         return "–"
-    return ", ".join(names) if len(names) <= 2 else f"{len(names)} others"
+    return ", ".join(names) if len(names) <= (2 if best else 1) else f"{len(names)} others"
 
 
 def _render(summary: dict[str, Any], reporter) -> None:
+    from rich import box
     from rich.table import Table
 
     metric = summary.get("metric", "crps")
     if summary.get("skipped"):
         reporter.info("embed-bench: nothing to redo (same inputs and settings)")
     table = Table(
-        title=f"tsfm embed-bench: {metric}, mean ± 95% interval over seeds "
-        "(rank by OOD; tied = intervals overlap)"
+        title=f"{metric}: mean±95% interval over seeds; rank by OOD, equal where intervals overlap",
+        box=box.SIMPLE_HEAD,
     )
-    for name in ("rank", "strategy", "params", "ID", "OOD", "OOD ÷ ID", "tied with"):
-        table.add_column(
-            name,
-            justify="right" if name in ("rank", "params") else "left",
-            no_wrap=name in ("strategy", "ID", "OOD", "OOD ÷ ID"),
-        )
+    for name in ("rank", "strategy", "params", "ID", "OOD", "OOD÷ID", "tied with"):
+        table.add_column(name, justify="right" if name in ("rank", "params") else "left",
+                         no_wrap=name != "tied with")  # fmt: skip
     for row in summary.get("table", []):
         table.add_row(
             str(row.get("rank", "–")),
             row["strategy"],
-            f"{row.get('params_total') or 0:,}",
+            f"{(row.get('params_total') or 0) / 1000:.1f}K",
             _fmt(row.get("id"), row.get("id_low"), row.get("id_high")),
             _fmt(row.get("ood"), row.get("ood_low"), row.get("ood_high")),
             _fmt(row.get("robustness"), row.get("robustness_low"), row.get("robustness_high")),
             _ties(row.get("tied_with")),
         )
     reporter.show(table)
-    best = Table(title=f"best strategy per scenario ({metric})")
-    for name in ("scenario", "best", metric, "tied with"):
-        best.add_column(name, no_wrap=name != "tied with")
+    best = Table(title=f"best strategy per scenario ({metric})", box=box.SIMPLE_HEAD)
+    for name in ("scenario", "best", metric, "not distinguishable from"):
+        best.add_column(name, no_wrap=name != "not distinguishable from")
     for row in summary.get("best_per_scenario", []):
         best.add_row(
             row["scenario"],
             row["strategy"],
             _fmt(row.get("mean"), row.get("ci_low"), row.get("ci_high")),
-            _ties(row.get("tied_with")),
+            _ties(row.get("tied_with"), best=True),
         )
     reporter.show(best)
     reporter.info(

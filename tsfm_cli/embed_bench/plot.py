@@ -16,6 +16,7 @@ def heatmap(summary: pl.DataFrame, metric: str, path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
 
     part = summary.filter((pl.col("metric") == metric) & (pl.col("level") == "scenario"))
     scenarios = _scenario_order(part["group"].unique().to_list())
@@ -39,10 +40,18 @@ def heatmap(summary: pl.DataFrame, metric: str, path: Path) -> Path:
     height = max(3.0, 0.45 * len(strategies) + 1.8)
     fig, ax = plt.subplots(figsize=(width, height), dpi=110)
     shown = np.ma.masked_invalid(relative)
-    image = ax.imshow(shown, cmap="viridis_r", aspect="auto", vmin=1.0)
+    # log colours from the best (1) to at most 4× the best, so one very bad strategy does not
+    # flatten the differences between the others
+    finite = relative[np.isfinite(relative)]
+    top = float(np.clip(finite.max() if finite.size else 2.0, 1.1, 4.0))
+    cmap = plt.get_cmap("viridis_r")
+    norm = LogNorm(vmin=1.0, vmax=top, clip=True)
+    image = ax.imshow(shown, cmap=cmap, norm=norm, aspect="auto")
     for i in range(len(strategies)):
         for j in range(len(scenarios)):
             if np.isfinite(grid[i, j]):
+                r, g, b, _ = cmap(norm(relative[i, j]))
+                dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
                 ax.text(
                     j,
                     i,
@@ -50,7 +59,7 @@ def heatmap(summary: pl.DataFrame, metric: str, path: Path) -> Path:
                     ha="center",
                     va="center",
                     fontsize=7,
-                    color="white" if shown[i, j] > np.nanmedian(relative) else "black",
+                    color="white" if dark else "black",
                 )
             if best[i, j]:
                 ax.add_patch(
@@ -62,7 +71,10 @@ def heatmap(summary: pl.DataFrame, metric: str, path: Path) -> Path:
         f"{metric} per strategy and scenario (mean over seeds; red: best or not distinguishable)",
         fontsize=9,
     )
-    fig.colorbar(image, ax=ax, label=f"{metric} ÷ best of the scenario")
+    bar = fig.colorbar(image, ax=ax, label=f"{metric} ÷ best of the scenario", extend="max")
+    ticks = [t for t in (1.0, 1.25, 1.5, 2.0, 3.0, 4.0) if t <= top]
+    bar.set_ticks(ticks, labels=[f"{t:g}×" for t in ticks])
+    bar.minorticks_off()
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path)
