@@ -144,7 +144,7 @@ def test_cli_json_and_table(tsfm, bench, tmp_path):
     _render(summary, Reporter(quiet=False, console=console))
     text = console.file.getvalue()
     assert "best strategy per scenario" in text and "level_shift:2" in text
-    assert "pointwise/std" in text and "OOD ÷ ID" in text
+    assert "pointwise/std" in text and "OOD÷ID" in text
 
 
 def test_default_protocol_matches_all_eight_strategies():
