@@ -138,3 +138,12 @@ def test_best_per_scenario_and_headline():
     head = headline(summary, "crps")
     assert head["strategy"].to_list()[-1] == "c"
     assert set(head.columns) >= {"id", "ood", "robustness", "rank", "params_total", "n_seeds"}
+
+
+def test_without_ood_scenarios_the_rank_follows_id():
+    bench = _bench(_crps).filter(pl.col("scenario") == "id")
+    summary = summarise(bench, metrics=("crps",))
+    assert set(summary["level"]) == {"id", "scenario"}
+    head = headline(summary, "crps")
+    assert head["strategy"].to_list()[-1] == "c" and head["rank"].to_list() == [1, 1, 3]
+    assert head["ood"].is_null().all()

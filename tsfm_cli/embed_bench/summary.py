@@ -186,23 +186,23 @@ def best_per_scenario(summary: pl.DataFrame, metric: str) -> pl.DataFrame:
 
 
 def headline(summary: pl.DataFrame, metric: str) -> pl.DataFrame:
-    """One row per strategy: params, ID, OOD, robustness (mean and interval), rank by OOD."""
+    """One row per strategy: params, ID, OOD, robustness (mean and interval) and the rank by
+    OOD score (by ID score when the split has no OOD scenario)."""
     part = summary.filter(
         (pl.col("metric") == metric) & pl.col("level").is_in(["id", "ood", "robustness"])
     )
-    wide = None
+    ranked_by = "ood" if (part["level"] == "ood").any() else "id"
+    wide = part.select("strategy").unique(maintain_order=True)
     for level in ("id", "ood", "robustness"):
         cols = part.filter(pl.col("level") == level).select(
             "strategy",
             pl.col("mean").alias(level),
             pl.col("ci_low").alias(f"{level}_low"),
             pl.col("ci_high").alias(f"{level}_high"),
-            *([pl.col("rank"), pl.col("tied_with")] if level == "ood" else []),
+            *([pl.col("rank"), pl.col("tied_with")] if level == ranked_by else []),
         )
-        wide = cols if wide is None else wide.join(cols, on="strategy", how="full", coalesce=True)
-    if wide is None:
-        return pl.DataFrame()
+        wide = wide.join(cols, on="strategy", how="left")
     params = summary.group_by("strategy").agg(
         pl.col("params_total").first(), pl.col("n_seeds").max()
     )
-    return wide.join(params, on="strategy", how="left").sort(["rank", "ood"], nulls_last=True)
+    return wide.join(params, on="strategy", how="left").sort(["rank", ranked_by], nulls_last=True)
