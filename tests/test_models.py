@@ -146,6 +146,12 @@ def test_student_t_mixture_head():
     samples = one.sample(20000)
     assert abs(samples.median().item()) < 0.05
     assert abs(samples.std().item() - 3**0.5) < 0.2
+    # a two-component mixture samples each component by its weight
+    logits = torch.log(torch.tensor([[0.25, 0.75]]))
+    two = type(dist)(
+        logits, torch.tensor([[-100.0, 100.0]]), torch.ones(1, 2), torch.full((1, 2), 5.0)
+    )
+    assert abs((two.sample(8000) > 0).float().mean().item() - 0.75) < 0.03
 
 
 def test_scalers_registry():

@@ -56,10 +56,11 @@ class StudentTMixture:
     def sample(self, n: int) -> torch.Tensor:
         """n samples → [n, ...] (torch's global RNG: callers seed it, e.g. under fork_rng)."""
         shape = (n, *self.loc.shape[:-1])
-        probs = F.softmax(self.logits.float(), dim=-1)
-        flat = probs.reshape(-1, probs.shape[-1])
-        pick = torch.multinomial(flat, n, replacement=True)  # [M, n]
-        pick = pick.T.reshape(shape)[..., None]  # [n, ..., 1]
+        probs = F.softmax(self.logits.float(), dim=-1)  # [..., K]
+        # component by inverse CDF (much faster than torch.multinomial on many small rows)
+        u = torch.rand(shape, device=probs.device)[..., None]  # [n, ..., 1]
+        pick = (probs.cumsum(-1)[None] < u).sum(-1, keepdim=True)  # [n, ..., 1]
+        pick = pick.clamp_max(probs.shape[-1] - 1)
 
         def chosen(p: torch.Tensor) -> torch.Tensor:
             return torch.gather(p.float().expand(n, *p.shape), -1, pick).squeeze(-1)

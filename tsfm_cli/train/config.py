@@ -52,6 +52,7 @@ class TrainConfig:
     strategy: str = "auto"
     precision: str | None = None  # None → bf16-mixed on GPU, 32-true on CPU
     compile: bool = False
+    cpu_threads: int | None = None  # torch intra-op threads on CPU; 1 is fastest for tiny models
     shard: str = "0/1"  # run the i-th of n shares of the grid
     seed: int = 0  # data seed: nested data subsets and the evaluation windows
 

@@ -258,12 +258,10 @@ def load_eval(
         "scenario", "horizon", "series_id", "window_id"
     ).group_by(["scenario", "horizon"], maintain_order=True):
         if part.height > max_windows:
-            pick = np.sort(
-                np.random.default_rng([seed, horizon, len(groups)]).choice(
-                    part.height, max_windows, replace=False
-                )
-            )
-            part = part[pick]
+            # the same windows in every scenario and horizon where they exist (paired comparison)
+            base = "base_window_id" if "base_window_id" in part.columns else "window_id"
+            key = pl.concat_str(pl.col("series_id"), pl.col(base).cast(pl.String), separator="#")
+            part = part.with_columns(_key=key.hash(seed=seed)).sort("_key").head(max_windows)
         context = _list_array(part["context"], np.float32, float("nan"))
         target = _list_array(part["target"], np.float32, float("nan"))
         c_obs = _list_array(part["context_observed"], bool, False) & np.isfinite(context)

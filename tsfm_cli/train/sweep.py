@@ -415,24 +415,6 @@ class _Run:
             )
 
         callback = SweepCallback(eval_at, on_eval, save, config.checkpoint_every_s, report)
-        quiet = _quiet_lightning()
-        quiet.__enter__()
-        trainer = L.Trainer(
-            accelerator=config.accelerator,
-            devices=config.devices,
-            num_nodes=config.num_nodes,
-            strategy=config.strategy,
-            precision=resolve_precision(config),
-            max_steps=self.steps,
-            gradient_clip_val=config.grad_clip,
-            callbacks=[callback],
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            num_sanity_val_steps=0,
-            default_root_dir=str(self.dir),
-        )
         loader = torch.utils.data.DataLoader(
             StepBatches(self.sampler, lambda: int(module.global_step)),
             batch_size=None,
@@ -440,16 +422,35 @@ class _Run:
         )
         started = time.monotonic()
         status, reason = "ok", None
-        try:
-            trainer.fit(module, loader, ckpt_path=ckpt, weights_only=True)
-        except Diverged as exc:
-            status, reason = "failed", str(exc)
-        except (RuntimeError, ValueError, FloatingPointError) as exc:
-            if "nan" not in str(exc).lower() and "inf" not in str(exc).lower():
-                raise
-            status, reason = "failed", f"{type(exc).__name__}: {exc}"
-        finally:
-            quiet.__exit__(None, None, None)
+        with _quiet_lightning():
+            trainer = L.Trainer(
+                accelerator=config.accelerator,
+                devices=config.devices,
+                num_nodes=config.num_nodes,
+                strategy=config.strategy,
+                precision=resolve_precision(config),
+                max_steps=self.steps,
+                gradient_clip_val=config.grad_clip,
+                callbacks=[callback],
+                logger=False,
+                enable_checkpointing=False,
+                enable_progress_bar=False,
+                enable_model_summary=False,
+                num_sanity_val_steps=0,
+                default_root_dir=str(self.dir),
+            )
+            try:
+                trainer.fit(module, loader, ckpt_path=ckpt, weights_only=True)
+            except Diverged as exc:
+                status, reason = "failed", str(exc)
+            except (RuntimeError, ValueError, FloatingPointError) as exc:
+                if "nan" not in str(exc).lower() and "inf" not in str(exc).lower():
+                    raise
+                status, reason = "failed", f"{type(exc).__name__}: {exc}"
+        if status == "ok" and trainer.global_step < self.steps:
+            # Lightning turns Ctrl-C into a "graceful" return: the run is not finished, and
+            # its last checkpoint is where the next invocation resumes.
+            raise KeyboardInterrupt
         elapsed = time.monotonic() - started
         step = int(trainer.global_step)
         if status == "failed" and zero:
@@ -544,6 +545,8 @@ def run_sweep(
     schedule, evaluation, devices). Specs are validated before anything trains.
     """
     reporter = reporter or Reporter()
+    if config.cpu_threads:
+        torch.set_num_threads(config.cpu_threads)
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
     settings = run_settings(config, data)
@@ -558,13 +561,17 @@ def run_sweep(
             run_dir.mkdir(exist_ok=True)
             done_path = run_dir / "done.json"
             trained = False
+            zero = _is_global_zero()
             if not done_path.is_file():
-                with output_lock(run_dir, wait_s=0.0):
+                # one process per run directory; DDP ranks > 0 follow rank 0 without the lock
+                lock = output_lock(run_dir, wait_s=0.0) if zero else contextlib.nullcontext()
+                with lock:
                     if not done_path.is_file():
-                        _write_json_atomic(
-                            {"run_id": run_id, "spec": asdict(spec), "settings": settings},
-                            run_dir / "spec.json",
-                        )
+                        if zero:
+                            _write_json_atomic(
+                                {"run_id": run_id, "spec": asdict(spec), "settings": settings},
+                                run_dir / "spec.json",
+                            )
                         done = _Run(spec, data, config, run_dir, task).run(run_id)
                         trained = True
                         if done["status"] == "failed":
