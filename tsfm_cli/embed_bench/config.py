@@ -49,6 +49,7 @@ class EmbedBenchConfig:
     accelerator: str = "auto"
     devices: int | str = 1
     precision: str | None = None
+    cpu_threads: int | None = 1  # torch threads on CPU (1 is fastest for these small models)
 
     @property
     def seeds(self) -> list[int]:

@@ -71,6 +71,7 @@ def train_config(cfg: EmbedBenchConfig):
         accelerator=cfg.accelerator,
         devices=cfg.devices,
         precision=cfg.precision,
+        cpu_threads=cfg.cpu_threads,
         seed=cfg.seed,
     )
 
