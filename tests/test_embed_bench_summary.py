@@ -138,6 +138,9 @@ def test_best_per_scenario_and_headline():
     head = headline(summary, "crps")
     assert head["strategy"].to_list()[-1] == "c"
     assert set(head.columns) >= {"id", "ood", "robustness", "rank", "params_total", "n_seeds"}
+    a = head.filter(pl.col("strategy") == "a").row(0, named=True)
+    # a: future 1.5 + 0.2 s, level_shift 2.5 + 0.2 s → means over seeds 1.7 and 2.7
+    assert a["ood:future"] == pytest.approx(1.7) and a["ood:level_shift"] == pytest.approx(2.7)
 
 
 def test_without_ood_scenarios_the_rank_follows_id():

@@ -186,8 +186,9 @@ def best_per_scenario(summary: pl.DataFrame, metric: str) -> pl.DataFrame:
 
 
 def headline(summary: pl.DataFrame, metric: str) -> pl.DataFrame:
-    """One row per strategy: params, ID, OOD, robustness (mean and interval) and the rank by
-    OOD score (by ID score when the split has no OOD scenario)."""
+    """One row per strategy: params, ID, OOD, robustness (mean and interval), the mean OOD score
+    of each family (`ood:<family>`) and the rank by OOD score (by ID score when the split has no
+    OOD scenario)."""
     part = summary.filter(
         (pl.col("metric") == metric) & pl.col("level").is_in(["id", "ood", "robustness"])
     )
@@ -202,6 +203,12 @@ def headline(summary: pl.DataFrame, metric: str) -> pl.DataFrame:
             *([pl.col("rank"), pl.col("tied_with")] if level == ranked_by else []),
         )
         wide = wide.join(cols, on="strategy", how="left")
+    families = summary.filter((pl.col("metric") == metric) & (pl.col("level") == "family"))
+    if families.height:
+        per_family = families.pivot(
+            on="group", index="strategy", values="mean", sort_columns=True
+        ).rename(lambda c: c if c == "strategy" else f"ood:{c}")
+        wide = wide.join(per_family, on="strategy", how="left")
     params = summary.group_by("strategy").agg(
         pl.col("params_total").first(), pl.col("n_seeds").max()
     )
