@@ -6,7 +6,8 @@
 Both sides train the same Forecaster from the same seed on the same batches (the sweep's
 BatchSampler), with AdamW, warm-up + cosine and gradient clipping. `tsfm` is measured end to end
 through ``run_sweep`` (Lightning Trainer, data loading, FLOP counting, one final evaluation on a
-single window per scenario × horizon and the checkpoint), so its overhead includes all of that.
+single window per scenario × horizon and the checkpoint), so its overhead includes all of that;
+"lightning" is the same Trainer and data loading without the sweep's evaluation and checkpoints.
 Goal: Lightning + data loading overhead under 15 %. MFU = 6·N-style training FLOPs per token
 (nanoGPT's estimate) × tokens/s ÷ peak: on CPU the peak is *measured* (a large fp32 matmul on
 the same threads), on GPU the bf16 dense peak passed with --peak-tflops (H100/H200: 989).
@@ -79,6 +80,30 @@ def bare_loop(run: _Run, module: ForecastModule, steps: int, device: str) -> tup
     return time.perf_counter() - start, tokens
 
 
+def lightning_loop(run: _Run, module: ForecastModule, steps: int, cfg: TrainConfig) -> float:
+    """Lightning + the sweep's data loading alone (same Trainer flags, no evaluation/checkpoints).
+    Returns seconds."""
+    import pytorch_lightning as L
+
+    from tsfm_cli.train.module import StepBatches
+    from tsfm_cli.train.sweep import _quiet_lightning, resolve_precision
+
+    loader = torch.utils.data.DataLoader(
+        StepBatches(run.sampler, lambda: int(module.global_step)), batch_size=None, num_workers=0
+    )
+    with _quiet_lightning():
+        trainer = L.Trainer(
+            accelerator=cfg.accelerator, devices=1, precision=resolve_precision(cfg),
+            max_steps=steps, gradient_clip_val=cfg.grad_clip, logger=False,
+            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        )  # fmt: skip
+        start = time.perf_counter()
+        trainer.fit(module, loader)
+    if cfg.accelerator == "gpu":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="100K")
@@ -107,7 +132,7 @@ def main() -> None:
         )  # fmt: skip
         data = load_sweep_data(splits, cfg)
         spec = grid(cfg)[0]
-        tsfm_tps, bare_tps = [], []
+        tsfm_tps, bare_tps, lightning_tps = [], [], []
         for repeat in range(args.repeats):
             # tsfm: the real sweep path, end to end (fresh runs dir, so it trains)
             start = time.perf_counter()
@@ -123,12 +148,18 @@ def main() -> None:
             tsfm_tps.append(tokens_per_step * args.steps / seconds)
             bare_seconds, bare_tokens = bare_loop(run, module, args.steps, args.device)
             bare_tps.append(bare_tokens / bare_seconds)
+            module = ForecastModule(
+                run.model(), cfg, args.steps, data.context_length, data.horizons
+            )
+            lightning_tps.append(
+                tokens_per_step * args.steps / lightning_loop(run, module, args.steps, cfg)
+            )
         cfg_model = spec.model_config
         n_params = cfg_model.non_embedding_params()
         seq = data.context_length // cfg.patch_size + data.train_horizon // cfg.patch_size
         peak = args.peak_tflops * 1e12 if args.peak_tflops else measured_peak_flops(args.device)
         per_token = flops_per_token(cfg_model, seq, n_params)
-        best_tsfm, best_bare = max(tsfm_tps), max(bare_tps)
+        best_tsfm, best_bare, best_light = max(tsfm_tps), max(bare_tps), max(lightning_tps)
         figures = {
             "device": args.device if not gpu else torch.cuda.get_device_name(),
             "threads": args.threads,
@@ -140,7 +171,14 @@ def main() -> None:
             "steps": args.steps,
             "tsfm_tokens_per_s": round(best_tsfm),
             "bare_tokens_per_s": round(best_bare),
-            "overhead_pct": round(100 * (best_bare / best_tsfm - 1), 1),
+            "lightning_tokens_per_s": round(best_light),
+            "overhead_pct_end_to_end": round(100 * (best_bare / best_tsfm - 1), 1),
+            "overhead_pct_lightning_and_data": round(100 * (best_bare / best_light - 1), 1),
+            "runs_tsfm_bare_lightning": [
+                [round(x) for x in tsfm_tps],
+                [round(x) for x in bare_tps],
+                [round(x) for x in lightning_tps],
+            ],
             "peak_tflops": round(peak / 1e12, 3),
             "peak_source": "given" if args.peak_tflops else "measured matmul",
             "mfu_tsfm_pct": round(100 * per_token * best_tsfm / peak, 2),

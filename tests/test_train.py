@@ -95,6 +95,7 @@ def test_data_budgets_are_nested(splits):
     assert a["values"].shape == (5, 96)
     assert np.array_equal(a["values"], b["values"])  # batch k is a function of (seed, k)
     assert not np.array_equal(a["values"], sampler.batch(8)["values"])
+    assert not np.array_equal(a["values"], sampler.batch(7, rank=1)["values"])  # DDP ranks differ
     assert not np.isnan(a["values"]).any()
 
 

@@ -136,6 +136,10 @@ def train_cmd(
             splits, out, cfg, reporter=reporter, command=sys.argv, wait_s=wait, runs_dir=runs_dir
         )
 
+    from tsfm_cli.train.config import is_global_zero
+
+    if not is_global_zero():  # a DDP worker process: rank 0 speaks for the run
+        json_mode, quiet = False, True
     run_stage(work, json_mode=json_mode, quiet=quiet, debug=debug, render=_render)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -146,3 +147,19 @@ def shard(specs: list[RunSpec], index: int, count: int) -> list[RunSpec]:
     """The index-th of count shares (round robin, so every shard gets a mix of sizes).
     The shares of 0..count-1 cover ``specs`` exactly once."""
     return specs[index::count]
+
+
+def is_global_zero(config: TrainConfig | None = None) -> bool:
+    """False in the extra processes of a multi-GPU (DDP) run: only rank 0 writes and prints.
+
+    torchrun and Lightning's own launcher set RANK / LOCAL_RANK; under SLURM, SLURM_PROCID counts
+    only when ``config`` asks for several devices or nodes (an array of shards is not DDP).
+    """
+    names = ["RANK", "LOCAL_RANK"]
+    if config is not None and (config.num_nodes > 1 or str(config.devices) not in ("1", "auto")):
+        names.append("SLURM_PROCID")
+    for name in names:
+        value = os.environ.get(name)
+        if value and value.isdigit() and int(value) != 0:
+            return False
+    return True

@@ -208,8 +208,9 @@ class BatchSampler:
     def data_points(self) -> int:
         return int(sum(s.length for s in self.segments))
 
-    def batch(self, step: int) -> dict[str, np.ndarray]:
-        rng = np.random.default_rng([self.seed, step])
+    def batch(self, step: int, rank: int = 0) -> dict[str, np.ndarray]:
+        """Batch ``step`` of this run; each DDP rank draws its own windows."""
+        rng = np.random.default_rng([self.seed, step] if rank == 0 else [self.seed, step, rank])
         seg = rng.choice(len(self._offsets), size=self.batch_size, p=self._weights)
         start = (rng.random(self.batch_size) * self._starts[seg]).astype(np.int64)
         idx = (self._offsets[seg] + start)[:, None] + np.arange(self.window)[None, :]

@@ -28,13 +28,15 @@ class StepBatches(torch.utils.data.IterableDataset):
     iteration begins, i.e. after Lightning restored a checkpoint, so a resumed run continues
     with exactly the batches an uninterrupted one would have used."""
 
-    def __init__(self, sampler: BatchSampler, start: Callable[[], int]) -> None:
-        self.sampler, self.start = sampler, start
+    def __init__(
+        self, sampler: BatchSampler, start: Callable[[], int], rank: Callable[[], int] = lambda: 0
+    ) -> None:
+        self.sampler, self.start, self.rank = sampler, start, rank
 
     def __iter__(self):
-        step = self.start()
+        step, rank = self.start(), self.rank()
         while True:
-            yield self.sampler.batch(step)
+            yield self.sampler.batch(step, rank)
             step += 1
 
 

@@ -10,7 +10,7 @@ import polars as pl
 from tsfm_cli.errors import BadInputError
 from tsfm_cli.recipe import config_dict
 from tsfm_cli.stagedir import StageWriter, fingerprint, fresh_manifest, open_stage
-from tsfm_cli.train.config import TrainConfig, grid, parse_shard, shard
+from tsfm_cli.train.config import TrainConfig, grid, is_global_zero, parse_shard, shard
 from tsfm_cli.train.sweep import load_sweep_data, run_sweep
 from tsfm_cli.ui import Reporter
 
@@ -63,9 +63,7 @@ def run_train(
         f"horizons {data.horizons}, {data.budget.total_points:,} training points"
     )
     rows, runs = run_sweep(specs, data, config, runs_dir, reporter=reporter)
-    from tsfm_cli.train.sweep import _is_global_zero
-
-    if not _is_global_zero():
+    if not is_global_zero(config):
         return {"out_dir": str(out_dir), "rank": "non-zero", "skipped": False}
     rows = rows.sort("run_id", "step", "scenario", "horizon")
     ok = runs.filter(pl.col("status") == "ok").height if runs.height else 0

@@ -37,7 +37,7 @@ from tsfm_cli.errors import BadInputError
 from tsfm_cli.models.config import ModelConfig
 from tsfm_cli.models.forecaster import Forecaster, Window
 from tsfm_cli.stagedir import StageInput, open_stage, output_lock
-from tsfm_cli.train.config import RunSpec, TrainConfig
+from tsfm_cli.train.config import RunSpec, TrainConfig, is_global_zero
 from tsfm_cli.train.data import (
     BatchSampler,
     DataBudget,
@@ -291,13 +291,6 @@ def rows_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
     )
 
 
-def _is_global_zero() -> bool:
-    return (
-        int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")) or 0) == 0
-        and int(os.environ.get("LOCAL_RANK", "0") or 0) == 0
-    )
-
-
 class _Run:
     """Training and evaluation of one RunSpec inside its run directory."""
 
@@ -374,7 +367,7 @@ class _Run:
         if config.compile:
             model.backbone = torch.compile(model.backbone)
         eval_at = set(checkpoint_steps(self.steps, config.checkpoints))
-        zero = _is_global_zero()
+        zero = is_global_zero(config)
 
         def on_eval(trainer, mod, step: int) -> None:
             if not trainer.is_global_zero:
@@ -416,7 +409,9 @@ class _Run:
 
         callback = SweepCallback(eval_at, on_eval, save, config.checkpoint_every_s, report)
         loader = torch.utils.data.DataLoader(
-            StepBatches(self.sampler, lambda: int(module.global_step)),
+            StepBatches(
+                self.sampler, lambda: int(module.global_step), lambda: int(module.global_rank)
+            ),
             batch_size=None,
             num_workers=0,
         )
@@ -561,7 +556,7 @@ def run_sweep(
             run_dir.mkdir(exist_ok=True)
             done_path = run_dir / "done.json"
             trained = False
-            zero = _is_global_zero()
+            zero = is_global_zero(config)
             if not done_path.is_file():
                 # one process per run directory; DDP ranks > 0 follow rank 0 without the lock
                 lock = output_lock(run_dir, wait_s=0.0) if zero else contextlib.nullcontext()
