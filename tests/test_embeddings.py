@@ -6,6 +6,8 @@ import datetime as dt
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tsfm_cli.embed_bench.config import DEFAULT_STRATEGIES
 from tsfm_cli.models.embedding_strategies import (
@@ -231,3 +233,21 @@ def test_variant_with_bound_options_is_registered_once():
     module = build_embedding(label, D_MODEL, PATCH, FREQ_S)
     assert parameter_count(module) == 12 + 12 * D_MODEL
     assert EMBEDDINGS[label].base_name == "pointwise"
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    name=st.sampled_from(ALL),
+    missing=st.floats(0.0, 1.0),
+    seed=st.integers(0, 2**16),
+    hidden=st.sampled_from([0, 8]),
+)
+def test_mask_invariance_holds_for_any_mask(name, missing, seed, hidden):
+    options = {"hidden": hidden} if hidden and name != "patch" else {}
+    module = _build(name, **options)
+    values, observed, stamps = _inputs(seed, missing)
+    noise = torch.randn(values.shape, generator=torch.Generator().manual_seed(seed + 1)) * 1e3
+    with torch.no_grad():
+        tokens = module(values, observed, stamps)
+        assert torch.equal(tokens, module(torch.where(observed, values, noise), observed, stamps))
+    assert torch.isfinite(tokens).all()
