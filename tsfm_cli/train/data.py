@@ -236,6 +236,17 @@ class EvalGroup:
     times: np.ndarray  # [n, Tc + H] float64 seconds
     freq_s: np.ndarray  # [n]
 
+    def describe(self) -> dict[str, object]:
+        """The group's columns in results.parquet."""
+        return {
+            "scenario": self.scenario,
+            "kind": self.kind,
+            "family": self.family,
+            "severity": self.severity,
+            "horizon": self.horizon,
+            "n_windows": len(self.context),
+        }
+
 
 def _list_array(column: pl.Series, dtype, fill) -> np.ndarray:
     filled = column.list.eval(pl.element().fill_null(fill))

@@ -238,14 +238,7 @@ def evaluate(
                             ]
                         )
                     )
-            row = {
-                "scenario": group.scenario,
-                "kind": group.kind,
-                "family": group.family,
-                "severity": group.severity,
-                "horizon": group.horizon,
-                "n_windows": len(group.context),
-            }
+            row = group.describe()
             for name, parts in per_window.items():
                 values = np.concatenate(parts).astype(np.float64)
                 finite = values[np.isfinite(values)]
@@ -453,12 +446,7 @@ class _Run:
                 self.rows.append(
                     {
                         **self.base,
-                        "scenario": group.scenario,
-                        "kind": group.kind,
-                        "family": group.family,
-                        "severity": group.severity,
-                        "horizon": group.horizon,
-                        "n_windows": len(group.context),
+                        **group.describe(),
                         "step": step,
                         "tokens": module.tokens,
                         "flops": 6.0 * n_params * module.tokens,
