@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from tsfm_cli import __version__
+from tsfm_cli.commands.embed_bench import embed_bench_cmd
 from tsfm_cli.commands.fit import fit_cmd
 from tsfm_cli.commands.ingest import ingest_cmd
 from tsfm_cli.commands.inspect import inspect_cmd
@@ -47,6 +48,7 @@ def _root(
 # Subcommands register themselves here, one line each, once they work.
 app.command("ingest")(ingest_cmd)
 app.command("ood-split")(ood_split_cmd)
+app.command("embed-bench")(embed_bench_cmd)
 app.command("train")(train_cmd)
 app.command("fit")(fit_cmd)
 app.command("inspect")(inspect_cmd)

@@ -73,3 +73,7 @@ class PatchEmbedding(Embedding):
     ) -> torch.Tensor:
         masked = values * observed.to(values.dtype)
         return self.proj(self.patches(masked))  # [B, T/P, d_model]
+
+
+# The other strategies (embed-bench's axis) register themselves on import.
+from tsfm_cli.models import embedding_strategies as _strategies  # noqa: E402,F401
