@@ -12,6 +12,7 @@ from tsfm_cli.commands.fit import fit_cmd
 from tsfm_cli.commands.ingest import ingest_cmd
 from tsfm_cli.commands.inspect import inspect_cmd
 from tsfm_cli.commands.ood_split import ood_split_cmd
+from tsfm_cli.commands.run import run_cmd
 from tsfm_cli.commands.train import train_cmd
 
 app = typer.Typer(
@@ -51,6 +52,7 @@ app.command("ood-split")(ood_split_cmd)
 app.command("embed-bench")(embed_bench_cmd)
 app.command("train")(train_cmd)
 app.command("fit")(fit_cmd)
+app.command("run")(run_cmd)
 app.command("inspect")(inspect_cmd)
 
 

@@ -25,8 +25,9 @@ def _ci(lo: float, hi: float) -> str:
 
 
 def _doubling(alpha: float) -> str:
-    """What α means: the % by which the loss falls when X doubles (pure power law)."""
-    return f"{(1 - 2 ** (-alpha)) * 100:.1f}%"
+    """What α means: the signed % change of the loss when X doubles (pure power law)."""
+    change = (2 ** (-alpha) - 1) * 100
+    return f"{'−' if change < 0 else '+'}{abs(change):.1f}%"
 
 
 def render(
@@ -73,7 +74,7 @@ def render(
                 continue
             a = f.coefs["alpha"]
             lo, hi = interval(f.boot["alpha"], level)
-            cells.append(f"−{_doubling(a)} (α {_num(a)} {_ci(lo, hi)})")
+            cells.append(f"{_doubling(a)} (α {_num(a)} {_ci(lo, hi)})")
             if np.isfinite(f.extrap_rel_err) and abs(f.extrap_rel_err) > 0.1:
                 shaky.append(f"{g.label(('scenario',))} L({x}): {_pct(f.extrap_rel_err)}")
         lines.append(f"| {g.label(('scenario',))} | {g.metric} | " + " | ".join(cells) + " |")
@@ -216,9 +217,10 @@ def _in_short(
             span = f" (between {(1 - 10 ** (-lo)) * 100:.0f}% and {(1 - 10 ** (-hi)) * 100:.0f}%)"
         else:
             span = " (no interval)"
+        verb = "lowers" if gain >= 0 else "raises"
         out.append(
-            f"- {g.label(('scenario',))}: a 10× bigger model lowers {g.metric} by about "
-            f"{gain:.0f}%{span}."
+            f"- {g.label(('scenario',))}: a 10× bigger model {verb} {g.metric} by about "
+            f"{abs(gain):.0f}%{span}."
         )
     ood = [c for c in comparisons if c["comparison"] == "ood_vs_id" and c["law"] == law]
     ood = [c for c in ood if c["x"] == "N"]
