@@ -64,6 +64,16 @@ def _ffill(row):
     return row[idx]
 
 
+def preload_plotting() -> None:
+    """Import what `quality_plot` needs (called on a side thread while the data is read)."""
+    try:
+        import matplotlib.backends.backend_agg  # noqa: F401
+        import matplotlib.figure  # noqa: F401
+        import matplotlib.patches  # noqa: F401
+    except Exception:  # noqa: BLE001 - quality_plot reports a real import problem itself
+        pass
+
+
 def quality_plot(grid: pl.DataFrame, report: pl.DataFrame, path: Path) -> None:
     """One row per series over its own time span; colour = worst state in each time bin."""
     import numpy as np
