@@ -93,19 +93,34 @@ def build_grid(
         )
     offsets = np.concatenate([[0], np.cumsum(n)[:-1]])
     total = int(n.sum())
-    sids = np.repeat(np.arange(n_series, dtype=np.uint32), n)
-    kk = np.arange(total, dtype=np.int64) - np.repeat(offsets, n)
     steps_np = step_of.to_numpy()
+    # numpy in place, one temporary at a time: time = origin + (index - series offset) × step
+    stamps = np.arange(total, dtype=np.int64)
+    stamps -= np.repeat(offsets, n)
+    stamps *= np.repeat(steps_np, n)
+    stamps += np.repeat(origin_of.to_numpy(), n)
     pos = pl.Series(offsets, dtype=pl.Int64).gather(df["_sid"]) + df["k"]
 
     def scatter(name: str, dtype, fill=None) -> pl.Series:
         base = pl.repeat(fill, total, dtype=dtype, eager=True).alias(name)
         return base.scatter(pos, df[name].cast(dtype)) if total else base
 
+    # the file of each grid point: that of the reading at or before it in its series, else the
+    # series' first reading (a forward then backward fill per series, without a window)
+    files = np.full(total, -1, dtype=np.int32)
+    files[pos.to_numpy()] = df["_file"].to_numpy()
+    has = n > 0
+    per_sid = np.bincount(df["_sid"].to_numpy(), minlength=n_series)
+    first_row = np.concatenate([[0], np.cumsum(per_sid)[:-1]])
+    files[offsets[has]] = df["_file"].to_numpy()[first_row[has]]
+    carry = np.where(files >= 0, np.arange(total), 0)
+    np.maximum.accumulate(carry, out=carry)
+    files = files[carry]
+    del carry
     grid = pl.DataFrame(
         {
-            "_sid": sids,
-            "timestamp": (np.repeat(origin_of.to_numpy(), n) + kk * np.repeat(steps_np, n)),
+            "_sid": np.repeat(np.arange(n_series, dtype=np.uint32), n),
+            "timestamp": stamps,
             "freq_s": np.repeat(steps_np // 1_000_000, n),
         }
     ).with_columns(
@@ -113,11 +128,11 @@ def build_grid(
         scatter("value", pl.Float32),
         scatter("flags", pl.UInt16, int(Flag.MISSING)),
         scatter("raw_line", pl.Int32),
-        scatter("_file", pl.Int32),
+        _file=pl.Series(files, dtype=pl.Int32),
     )
+    del stamps, files
     grid = grid.with_columns(
         observed=pl.col("value").is_not_null() & ((pl.col("flags") & NOT_A_READING) == 0),
-        _file=pl.col("_file").forward_fill().backward_fill().over("_sid"),
     )
     return grid, dup_rejects
 

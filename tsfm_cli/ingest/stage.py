@@ -24,7 +24,7 @@ from tsfm_cli.ingest.fill import fill_gaps
 from tsfm_cli.ingest.grid import build_grid, series_table
 from tsfm_cli.ingest.groups import keys_from_path
 from tsfm_cli.ingest.reader import read_source
-from tsfm_cli.ingest.report import build_report, preload_plotting, quality_plot
+from tsfm_cli.ingest.report import build_report, preload_modules, quality_plot
 from tsfm_cli.ingest.table import REJECT_SCHEMA
 from tsfm_cli.recipe import config_dict
 from tsfm_cli.schema import Flag
@@ -120,9 +120,9 @@ def run_ingest(
         _gate(summary, config)
         return summary
 
-    # matplotlib (for quality.png) takes a good part of a second to import: do it on a side
-    # thread while the main thread waits on polars, which runs without the GIL
-    threading.Thread(target=preload_plotting, daemon=True).start()
+    # scipy.ndimage and matplotlib take most of a second to import: a side thread imports them
+    # while the main thread waits on polars, which runs without the GIL
+    threading.Thread(target=preload_modules, daemon=True).start()
     with StageWriter(
         out_dir, STAGE, config=cfg, inputs=described, command=command, wait_s=wait_s
     ) as writer:
@@ -175,6 +175,7 @@ def run_ingest(
                             "readings": readings.height,
                         }
                         parts.append((index, file, key, readings))
+                        del readings
                         parsed += 1
                 rows_done += files_meta.get(file, {}).get("lines_data", 0)
                 task.advance(1, status=f"{rows_done:,} lines")
@@ -230,8 +231,10 @@ def _assemble(writer: StageWriter, parts, files_meta, failed, config) -> dict[st
                 key_cols.append(k)
     cols = [*key_cols, "sensor"]
     frames, runs = [], []
-    for index, _, key, frame in parts:
-        # a file parsed in this run is still in memory: its cached part is not read back
+    for n, (index, file, key, frame) in enumerate(parts):
+        # a file parsed in this run is still in memory: its cached part is not read back; the
+        # list lets go of it so that its sensor and key strings are freed once resolved
+        parts[n] = (index, file, key, None)
         lazy = (
             pl.scan_parquet(writer.dir / f"parts/{key}.parquet") if frame is None else frame.lazy()
         )
@@ -242,10 +245,13 @@ def _assemble(writer: StageWriter, parts, files_meta, failed, config) -> dict[st
         )
         frames.append((index, lazy))
         runs.append(_series_runs(lazy, cols))
+        del frame
     names = series_table(pl.concat([r.lazy() for r in runs]), key_cols)
     lookup = names.select("_sid", *cols)
     pieces = []
-    for (index, lazy), run in zip(frames, runs, strict=True):
+    for n, run in enumerate(runs):
+        index, lazy = frames[n]
+        frames[n] = None
         sid = run.join(lookup, on=cols, how="left", nulls_equal=True, maintain_order="left")
         sids = np.repeat(sid["_sid"].to_numpy(), run["_len"].to_numpy())
         pieces.append(
