@@ -238,13 +238,19 @@ def _assemble(writer: StageWriter, parts, files_meta, failed, config) -> dict[st
         lazy = (
             pl.scan_parquet(writer.dir / f"parts/{key}.parquet") if frame is None else frame.lazy()
         )
-        schema = lazy.collect_schema()
-        lazy = lazy.with_columns(
-            [pl.lit(None, pl.String).alias(k) for k in key_cols if k not in schema]
-            + [pl.col(k).cast(pl.String) for k in key_cols if k in schema]
-        )
         frames.append((index, lazy))
-        runs.append(_series_runs(lazy, cols))
+        run = _series_runs(lazy, [c for c in cols if c in lazy.collect_schema()])
+        runs.append(  # keys as strings (a part may hold them as categoricals), missing = null
+            run.select(
+                "_len",
+                *[
+                    pl.col(c).cast(pl.String)
+                    if c in run.columns
+                    else pl.lit(None, pl.String).alias(c)
+                    for c in cols
+                ],
+            )
+        )
         del frame
     names = series_table(pl.concat([r.lazy() for r in runs]), key_cols)
     lookup = names.select("_sid", *cols)
