@@ -216,12 +216,22 @@ def _cell_rejects(
     frame: pl.DataFrame, raw_col: str, flag_col: str, column: pl.Expr
 ) -> pl.DataFrame:
     bad = int(Flag.SENTINEL | Flag.UNPARSEABLE)
-    return frame.filter((pl.col(flag_col) & bad) != 0).select(
-        "line",
-        column.cast(pl.String).alias("column"),
-        pl.col(raw_col).alias("raw"),
-        pl.when((pl.col(flag_col) & int(Flag.SENTINEL)) != 0)
-        .then(pl.lit("sentinel"))
-        .otherwise(pl.lit("unparseable value"))
-        .alias("reason"),
+    # only the columns needed are filtered, not the whole (wide) frame
+    return (
+        frame.select(
+            "line",
+            column.cast(pl.String).alias("column"),
+            pl.col(raw_col).alias("raw"),
+            pl.col(flag_col).alias("_flag"),
+        )
+        .filter((pl.col("_flag") & bad) != 0)
+        .select(
+            "line",
+            "column",
+            "raw",
+            pl.when((pl.col("_flag") & int(Flag.SENTINEL)) != 0)
+            .then(pl.lit("sentinel"))
+            .otherwise(pl.lit("unparseable value"))
+            .alias("reason"),
+        )
     )
