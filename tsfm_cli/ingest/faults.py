@@ -42,18 +42,19 @@ def _rolling_median(grid: pl.DataFrame, window: int) -> pl.Series:
     """
     from scipy.ndimage import median_filter
 
-    values = (
+    # carry the last observed value over gaps (0 before the first): windows see no NaN
+    filled = (
         grid.select(
-            pl.when(pl.col("observed")).then(pl.col("value")).cast(pl.Float32).fill_null(np.nan)
+            pl.when(pl.col("observed"))
+            .then(pl.col("value"))
+            .cast(pl.Float32)
+            .fill_nan(None)
+            .forward_fill()
+            .fill_null(0.0)
         )
         .to_series()
         .to_numpy()
     )
-    valid = ~np.isnan(values)
-    # carry the last observed value over gaps (numpy, no per-group work): windows see no NaN
-    carry = np.where(valid, np.arange(len(values)), 0)
-    np.maximum.accumulate(carry, out=carry)
-    filled = np.where(valid | valid[carry], values[carry], 0.0).astype(np.float32)
     med = median_filter(filled, size=window, mode="nearest")
     sid = grid["_sid"].to_numpy()
     half = window // 2
