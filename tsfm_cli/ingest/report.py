@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import polars as pl
@@ -63,18 +62,6 @@ def _ffill(row):
     idx = np.where(~np.isnan(row), np.arange(len(row)), 0)
     np.maximum.accumulate(idx, out=idx)
     return row[idx]
-
-
-def preload_modules() -> None:
-    """Import what the spike filter and `quality_plot` need (scipy.ndimage and matplotlib take
-    most of a second); called on a side thread while the main thread waits on polars. A real
-    import problem is reported where the module is used, not here."""
-    with contextlib.suppress(Exception):  # needed first (spike filter), so imported first
-        import scipy.ndimage  # noqa: F401
-    with contextlib.suppress(Exception):
-        import matplotlib.backends.backend_agg  # noqa: F401
-        import matplotlib.figure  # noqa: F401
-        import matplotlib.patches  # noqa: F401
 
 
 def quality_plot(grid: pl.DataFrame, report: pl.DataFrame, path: Path) -> None:

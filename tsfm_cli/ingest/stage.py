@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import threading
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -24,7 +23,7 @@ from tsfm_cli.ingest.fill import fill_gaps
 from tsfm_cli.ingest.grid import build_grid, series_table
 from tsfm_cli.ingest.groups import keys_from_path
 from tsfm_cli.ingest.reader import read_source
-from tsfm_cli.ingest.report import build_report, preload_modules, quality_plot
+from tsfm_cli.ingest.report import build_report, quality_plot
 from tsfm_cli.ingest.table import REJECT_SCHEMA
 from tsfm_cli.recipe import config_dict
 from tsfm_cli.schema import Flag
@@ -120,9 +119,6 @@ def run_ingest(
         _gate(summary, config)
         return summary
 
-    # scipy.ndimage and matplotlib take most of a second to import: a side thread imports them
-    # while the main thread waits on polars, which runs without the GIL
-    threading.Thread(target=preload_modules, daemon=True).start()
     with StageWriter(
         out_dir, STAGE, config=cfg, inputs=described, command=command, wait_s=wait_s
     ) as writer:
