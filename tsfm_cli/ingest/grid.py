@@ -3,12 +3,13 @@
 - `series_id` = group keys + sensor ("line1/machine2/temperature"); inside the stage a series is
   the integer `_sid` (its rank in lexical order), so sorting and windows never hash strings;
 - the grid step is `freq` from the recipe or the median spacing of the series (whole seconds);
-- readings snap to the nearest grid point (sampling jitter), rows out of order are sorted;
+- readings snap to the nearest grid point (sampling jitter); rows out of order need no sorting,
+  as each reading is scattered to its computed grid position;
 - several readings for one grid point: identical ones are one reading (the rest → rejects,
   "duplicate timestamp"); different ones follow `duplicates` (first / last in file order, or
   mean), the point is flagged DUPLICATE_CONFLICT and the others go to rejects;
 - grid points without a reading get `flags` MISSING and a null value. The grid is built by
-  scattering readings into preallocated columns (no join).
+  scattering readings into preallocated columns (no join, no sort of the readings).
 """
 
 from __future__ import annotations
