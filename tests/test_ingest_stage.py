@@ -251,3 +251,27 @@ def test_help_lists_options_and_does_not_import_torch():
         capture_output=True, text=True, cwd=REPO_ROOT,
     )  # fmt: skip
     assert probe.stdout.strip() == "False"
+
+
+def test_spike_scales_numpy_and_polars_paths_agree():
+    """The per-series spike scales take a numpy path for few series and a polars group_by for
+    many: both must give the same numbers (nulls, quantised values, one-point series)."""
+    import numpy as np
+
+    from tsfm_cli.ingest.faults import _rolling_median, _series_scales
+
+    rng = np.random.default_rng(3)
+    v = pl.when(pl.col("observed")).then(pl.col("value"))
+    for _ in range(60):
+        n_series = int(rng.integers(1, 6))
+        sid = np.repeat(np.arange(n_series, dtype=np.uint32), rng.integers(1, 40, n_series))
+        values = rng.normal(size=len(sid)) * rng.choice([0.01, 1, 100])
+        values = np.round(values, int(rng.integers(0, 3))).astype(np.float32)
+        observed = rng.random(len(sid)) > rng.choice([0, 0.3, 0.9, 1.0])
+        grid = pl.DataFrame({"_sid": sid, "value": values, "observed": observed})
+        grid = grid.with_columns(_med=_rolling_median(grid, 5))
+        grid = grid.with_columns(_dev=(v - pl.col("_med")).abs())
+        by_polars = _series_scales(grid, v, n_series, use_numpy=False).sort("_sid")
+        by_numpy = _series_scales(grid, v, n_series, use_numpy=True).sort("_sid")
+        assert by_numpy.schema == by_polars.schema
+        assert by_numpy.equals(by_polars)

@@ -42,18 +42,19 @@ def _rolling_median(grid: pl.DataFrame, window: int) -> pl.Series:
     """
     from scipy.ndimage import median_filter
 
-    values = (
+    # carry the last observed value over gaps (0 before the first): windows see no NaN
+    filled = (
         grid.select(
-            pl.when(pl.col("observed")).then(pl.col("value")).cast(pl.Float32).fill_null(np.nan)
+            pl.when(pl.col("observed"))
+            .then(pl.col("value"))
+            .cast(pl.Float32)
+            .fill_nan(None)
+            .forward_fill()
+            .fill_null(0.0)
         )
         .to_series()
         .to_numpy()
     )
-    valid = ~np.isnan(values)
-    # carry the last observed value over gaps (numpy, no per-group work): windows see no NaN
-    carry = np.where(valid, np.arange(len(values)), 0)
-    np.maximum.accumulate(carry, out=carry)
-    filled = np.where(valid | valid[carry], values[carry], 0.0).astype(np.float32)
     med = median_filter(filled, size=window, mode="nearest")
     sid = grid["_sid"].to_numpy()
     half = window // 2
@@ -65,6 +66,67 @@ def _rolling_median(grid: pl.DataFrame, window: int) -> pl.Series:
             edge[np.minimum(starts + offset, ends - 1)] = True
             edge[np.maximum(ends - 1 - offset, starts)] = True
     return pl.Series("_med", med).set(pl.Series(edge), None)
+
+
+NUMPY_SCALES_MAX_SERIES = 1000  # beyond this many series, one polars group_by beats a loop
+
+
+def _series_scales(grid: pl.DataFrame, v: pl.Expr, n_series: int, *, use_numpy=None):
+    """Per `_sid`: `resid` (median of `_dev`), `whole` (MAD of the observed values) and `jump`
+    (median non-zero step between consecutive points), Float32, null for no data.
+
+    The grid is sorted by series, so with few (long) series each one is a slice and numpy's
+    selection-based medians are cheaper than a hashed group_by; both give the same numbers
+    (medians in float64, rounded to float32)."""
+    sid = "_sid"
+    if use_numpy is None:
+        use_numpy = n_series <= NUMPY_SCALES_MAX_SERIES
+    if not use_numpy:
+        step = (v - v.shift(1)).abs()
+        return (
+            grid.with_columns(_step=pl.when(pl.col(sid) == pl.col(sid).shift(1)).then(step))
+            .group_by(sid)
+            .agg(
+                resid=pl.col("_dev").median(),
+                whole=(v - v.median()).abs().median(),
+                # typical size of a change: quantised signals (pressure in a few levels) move
+                # in whole steps, which must not count as spikes
+                jump=pl.col("_step").filter(pl.col("_step") > 0).median(),
+            )
+        )
+    cols = grid.select(
+        sid, _v=v.cast(pl.Float32).fill_null(np.nan), _d=pl.col("_dev").fill_null(np.nan)
+    )
+    ids, values, devs = (cols[c].to_numpy() for c in (sid, "_v", "_d"))
+
+    def median(x: np.ndarray) -> float:
+        x = x[~np.isnan(x)]
+        return float(np.float32(np.median(x.astype(np.float64)))) if len(x) else np.nan
+
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.zeros(0, int)
+    ends = np.r_[starts[1:], len(ids)]
+    rows = []
+    for a, b in zip(starts, ends, strict=True):
+        x = values[a:b]
+        centre = median(x)
+        steps = np.abs(np.diff(x))
+        rows.append(
+            (
+                ids[a],
+                median(devs[a:b]),
+                median(np.abs(x - np.float32(centre))),
+                median(steps[steps > 0]),
+            )
+        )
+    table = np.array(rows, dtype=np.float64).reshape(-1, 4)
+    return pl.DataFrame(
+        {
+            sid: table[:, 0].astype(np.uint32),
+            "resid": table[:, 1].astype(np.float32),
+            "whole": table[:, 2].astype(np.float32),
+            "jump": table[:, 3].astype(np.float32),
+        }
+    ).with_columns(pl.col("resid", "whole", "jump").fill_nan(None))
 
 
 def detect_faults(grid: pl.DataFrame, names: pl.DataFrame, config: IngestConfig) -> pl.DataFrame:
@@ -83,18 +145,7 @@ def detect_faults(grid: pl.DataFrame, names: pl.DataFrame, config: IngestConfig)
         # Hampel with one scale per series: the MAD of the residuals from the rolling median,
         # floored at half the series' own MAD and at its typical step between readings, so
         # that flat or quantised signals are not spikes
-        step = (v - v.shift(1)).abs()
-        per = (
-            grid.with_columns(_step=pl.when(pl.col(sid) == pl.col(sid).shift(1)).then(step))
-            .group_by(sid)
-            .agg(
-                resid=pl.col("_dev").median(),
-                whole=(v - v.median()).abs().median(),
-                # typical size of a change: quantised signals (pressure in a few levels) move in
-                # whole steps, which must not count as spikes
-                jump=pl.col("_step").filter(pl.col("_step") > 0).median(),
-            )
-        )
+        per = _series_scales(grid, v, names.height)
         table = pl.DataFrame({sid: np.arange(names.height, dtype=np.uint32)}).join(
             per, on=sid, how="left"
         )

@@ -3,12 +3,13 @@
 - `series_id` = group keys + sensor ("line1/machine2/temperature"); inside the stage a series is
   the integer `_sid` (its rank in lexical order), so sorting and windows never hash strings;
 - the grid step is `freq` from the recipe or the median spacing of the series (whole seconds);
-- readings snap to the nearest grid point (sampling jitter), rows out of order are sorted;
+- readings snap to the nearest grid point (sampling jitter); rows out of order need no sorting,
+  as each reading is scattered to its computed grid position;
 - several readings for one grid point: identical ones are one reading (the rest → rejects,
   "duplicate timestamp"); different ones follow `duplicates` (first / last in file order, or
   mean), the point is flagged DUPLICATE_CONFLICT and the others go to rejects;
 - grid points without a reading get `flags` MISSING and a null value. The grid is built by
-  scattering readings into preallocated columns (no join).
+  scattering readings into preallocated columns (no join, no sort of the readings).
 """
 
 from __future__ import annotations
@@ -39,11 +40,18 @@ def _steps(df: pl.DataFrame, n_series: int, config: IngestConfig) -> pl.DataFram
     """Per `_sid` (0..n-1, every one present): step_us, origin_us (grid start), readings."""
     if config.freq:
         step = pl.lit(parse_duration(config.freq, "freq") * 1_000_000, pl.Int64)
+        steps = df.group_by("_sid").agg(step_us=step, first=pl.col("_t").min(), readings=pl.len())
     else:
+        # the median spacing needs each series in time order: sort just the two columns
         diffs = pl.col("_t").diff()
         med = diffs.filter(diffs > 0).median()
         step = (med / 1_000_000).round().clip(lower_bound=1).fill_null(1).cast(pl.Int64) * 1_000_000
-    steps = df.group_by("_sid").agg(step_us=step, first=pl.col("_t").min(), readings=pl.len())
+        steps = (
+            df.select("_sid", "_t")
+            .sort(["_sid", "_t"])
+            .group_by("_sid")
+            .agg(step_us=step, first=pl.col("_t").min(), readings=pl.len())
+        )
     steps = pl.DataFrame({"_sid": np.arange(n_series, dtype=np.uint32)}).join(
         steps, on="_sid", how="left"
     )
@@ -58,12 +66,12 @@ def build_grid(
     """readings (_sid, _file, raw_line, timestamp, value, flags) → (grid, duplicate rejects).
 
     The grid has _sid, timestamp, value, flags, observed, freq_s, raw_line, _file; one row per
-    grid point, sorted by _sid then time.
+    grid point, sorted by _sid then time. Readings are not sorted: each one's grid position is
+    computed and the readings are scattered there; only positions hit more than once (rows out
+    of order are not a problem, duplicates are) are resolved separately.
     """
     n_series = names.height
     df = readings.with_columns(_t=pl.col("timestamp").dt.epoch("us")).drop("timestamp")
-    # stable: parts are concatenated in file order and each part is in line order
-    df = df.sort(["_sid", "_t"], maintain_order=True)
     steps = _steps(df, n_series, config)
     step_of = steps["step_us"].fill_null(1_000_000)
     origin_of = steps["origin_us"].fill_null(0)
@@ -72,7 +80,7 @@ def build_grid(
     step = step_of.gather(sid)
     k = ((df["_t"] - origin) / step).round().cast(pl.Int64).clip(lower_bound=0)
     df = df.with_columns(k=k).drop("_t")
-    df, dup_rejects = _duplicates(df, names, config)
+    del origin, step, k
 
     n_per = df.group_by("_sid").agg(n=pl.col("k").max() + 1).sort("_sid")
     n = (
@@ -93,19 +101,45 @@ def build_grid(
         )
     offsets = np.concatenate([[0], np.cumsum(n)[:-1]])
     total = int(n.sum())
-    sids = np.repeat(np.arange(n_series, dtype=np.uint32), n)
-    kk = np.arange(total, dtype=np.int64) - np.repeat(offsets, n)
+    df = df.with_columns(
+        _pos=pl.lit(pl.Series(offsets, dtype=pl.Int64)).gather(pl.col("_sid")) + pl.col("k")
+    ).drop("k")
+    kept, dup_rejects = _duplicates(df, names, config, total)
     steps_np = step_of.to_numpy()
-    pos = pl.Series(offsets, dtype=pl.Int64).gather(df["_sid"]) + df["k"]
+    # numpy in place, one temporary at a time: time = origin + (index - series offset) × step
+    stamps = np.arange(total, dtype=np.int64)
+    stamps -= np.repeat(offsets, n)
+    stamps *= np.repeat(steps_np, n)
+    stamps += np.repeat(origin_of.to_numpy(), n)
+    pos = df["_pos"]
 
     def scatter(name: str, dtype, fill=None) -> pl.Series:
         base = pl.repeat(fill, total, dtype=dtype, eager=True).alias(name)
-        return base.scatter(pos, df[name].cast(dtype)) if total else base
+        if not total:
+            return base
+        base = base.scatter(pos, df[name].cast(dtype))
+        # a point hit more than once holds an arbitrary one of its readings: the kept one wins
+        return base.scatter(kept["_pos"], kept[name].cast(dtype)) if kept is not None else base
 
+    # the file of each grid point: that of the reading at or before it in its series, else the
+    # series' first reading (a forward then backward fill per series, without a window)
+    files = np.full(total, -1, dtype=np.int32)
+    files[pos.to_numpy()] = df["_file"].to_numpy()
+    if kept is not None:
+        files[kept["_pos"].to_numpy()] = kept["_file"].to_numpy()
+    has = n > 0
+    if total:
+        first = np.where(files >= 0, np.arange(total), total)
+        first = np.minimum.reduceat(first, offsets[has])
+        files[offsets[has]] = files[first]
+        carry = np.where(files >= 0, np.arange(total), 0)
+        np.maximum.accumulate(carry, out=carry)
+        files = files[carry]
+        del carry, first
     grid = pl.DataFrame(
         {
-            "_sid": sids,
-            "timestamp": (np.repeat(origin_of.to_numpy(), n) + kk * np.repeat(steps_np, n)),
+            "_sid": np.repeat(np.arange(n_series, dtype=np.uint32), n),
+            "timestamp": stamps,
             "freq_s": np.repeat(steps_np // 1_000_000, n),
         }
     ).with_columns(
@@ -113,34 +147,32 @@ def build_grid(
         scatter("value", pl.Float32),
         scatter("flags", pl.UInt16, int(Flag.MISSING)),
         scatter("raw_line", pl.Int32),
-        scatter("_file", pl.Int32),
+        _file=pl.Series(files, dtype=pl.Int32),
     )
+    del stamps, files
     grid = grid.with_columns(
         observed=pl.col("value").is_not_null() & ((pl.col("flags") & NOT_A_READING) == 0),
-        _file=pl.col("_file").forward_fill().backward_fill().over("_sid"),
     )
     return grid, dup_rejects
 
 
-def _duplicates(df: pl.DataFrame, names: pl.DataFrame, config: IngestConfig):
-    """Resolve readings that share a grid point, touching only those rows (no re-sort)."""
-    same = (pl.col("_sid") == pl.col("_sid").shift(1)) & (pl.col("k") == pl.col("k").shift(1))
-    dup = df.select(d=same.fill_null(False))["d"]
-    dup = dup | dup.shift(-1).fill_null(False)
-    if not dup.any():
-        return df, _empty_rejects()
-    df = df.with_row_index("_row")
+def _duplicates(df: pl.DataFrame, names: pl.DataFrame, config: IngestConfig, total: int):
+    """Readings that share a grid point (`_pos`), touching only those rows: (the reading kept
+    for each such point or None, rejects for the others)."""
+    hits = np.bincount(df["_pos"].to_numpy(), minlength=total) if total else np.zeros(0)
+    if not len(hits) or hits.max() <= 1:
+        return None, _empty_rejects()
+    dup = pl.Series(hits > 1).gather(df["_pos"])
     late = config.duplicates == "last"
     sub = df.filter(dup).sort(
-        ["_sid", "k", pl.col("value").is_null(), "_file", "raw_line"],
-        descending=[False, False, False, late, late],
+        ["_pos", pl.col("value").is_null(), "_file", "raw_line"],
+        descending=[False, False, late, late],
     )
-    group = ["_sid", "k"]
+    group = ["_pos"]
     sub = sub.with_columns(
         _rank=pl.int_range(pl.len()).over(group),
         _conflict=(pl.col("value").drop_nulls().n_unique().over(group) > 1),
         _mean=pl.col("value").mean().over(group),
-        _pos=pl.col("_row").min().over(group),  # the group's first row keeps the result
     )
     kept = sub.filter(pl.col("_rank") == 0).with_columns(
         value=pl.when(pl.col("_conflict") & pl.lit(config.duplicates == "mean"))
@@ -152,16 +184,9 @@ def _duplicates(df: pl.DataFrame, names: pl.DataFrame, config: IngestConfig):
         .otherwise(pl.col("flags"))
         .cast(pl.UInt16),
     )
-    pos = kept["_pos"]
-    columns = {
-        name: df[name].scatter(pos, kept[name].cast(df[name].dtype))
-        for name in ("value", "flags", "_file", "raw_line")
-    }
-    drop = pl.repeat(False, df.height, dtype=pl.Boolean, eager=True)
-    drop = drop.scatter(sub["_row"], True).scatter(pos, False)
-    df = df.with_columns(**columns).filter(~drop).drop("_row")
+    kept = kept.select(df.columns)
     dropped = sub.filter(pl.col("_rank") > 0).join(
-        names.select("_sid", "sensor"), on="_sid", how="left"
+        names.select("_sid", "sensor"), on="_sid", how="left", maintain_order="left"
     )
     rejects = dropped.select(
         pl.col("_file"),
@@ -173,7 +198,7 @@ def _duplicates(df: pl.DataFrame, names: pl.DataFrame, config: IngestConfig):
         .otherwise(pl.lit("duplicate timestamp"))
         .alias("reason"),
     )
-    return df, rejects
+    return kept, rejects
 
 
 def _empty_rejects() -> pl.DataFrame:

@@ -183,7 +183,8 @@ def _readings(names, units, cells: pl.DataFrame, sn, keys, config):
             frames.append(
                 cleaned.select(
                     pl.col("line").cast(pl.Int32).alias("raw_line"),
-                    pl.lit(sensor, pl.String).alias("sensor"),
+                    # categorical: one dictionary entry, not a string per reading
+                    pl.lit(sensor, pl.Categorical).alias("sensor"),
                     *[pl.col(raw_name(c)).alias(c) for c in group_cols],
                     "timestamp",
                     pl.col(f"_v{i}").cast(pl.Float32).alias("value"),
@@ -198,7 +199,7 @@ def _readings(names, units, cells: pl.DataFrame, sn, keys, config):
     if cleaned.height == 0 and time_rejects.height == 0:
         raise BadInputError("no data lines")
     readings = readings.with_columns(
-        [pl.lit(v, pl.String).alias(k) for k, v in keys.items() if k not in group_cols]
+        [pl.lit(v, pl.Categorical).alias(k) for k, v in keys.items() if k not in group_cols]
         + [pl.col(c).cast(pl.String) for c in group_cols]
     )
     stats = {
@@ -215,12 +216,22 @@ def _cell_rejects(
     frame: pl.DataFrame, raw_col: str, flag_col: str, column: pl.Expr
 ) -> pl.DataFrame:
     bad = int(Flag.SENTINEL | Flag.UNPARSEABLE)
-    return frame.filter((pl.col(flag_col) & bad) != 0).select(
-        "line",
-        column.cast(pl.String).alias("column"),
-        pl.col(raw_col).alias("raw"),
-        pl.when((pl.col(flag_col) & int(Flag.SENTINEL)) != 0)
-        .then(pl.lit("sentinel"))
-        .otherwise(pl.lit("unparseable value"))
-        .alias("reason"),
+    # only the columns needed are filtered, not the whole (wide) frame
+    return (
+        frame.select(
+            "line",
+            column.cast(pl.String).alias("column"),
+            pl.col(raw_col).alias("raw"),
+            pl.col(flag_col).alias("_flag"),
+        )
+        .filter((pl.col("_flag") & bad) != 0)
+        .select(
+            "line",
+            "column",
+            "raw",
+            pl.when((pl.col("_flag") & int(Flag.SENTINEL)) != 0)
+            .then(pl.lit("sentinel"))
+            .otherwise(pl.lit("unparseable value"))
+            .alias("reason"),
+        )
     )

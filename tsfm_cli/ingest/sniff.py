@@ -233,7 +233,9 @@ def sniff(path: Path, config: IngestConfig) -> Sniffed:
     """Decode `path` and work out its table layout (overridable by the recipe)."""
     text, encoding = read_text(path, config)
     ends_with_newline = text.endswith("\n")
-    lines = pl.Series("raw", [text]).str.split("\n").explode().str.strip_chars_end("\r")
+    lines = pl.Series("raw", [text]).str.split("\n").explode()
+    if "\r" in text:  # CRLF (or stray CR) line ends; a plain scan is much cheaper than a strip
+        lines = lines.str.strip_chars_end("\r")
     del text
     if ends_with_newline:
         lines = lines.slice(0, len(lines) - 1)

@@ -125,7 +125,8 @@ def run_ingest(
         previous = (writer.previous_manifest() or {}).get("files", {})
         files_meta: dict[str, dict] = {}
         failed: list[dict[str, str]] = []
-        parts: list[tuple[int, str, str]] = []  # (file index, file, part key)
+        # (file index, file, part key, readings of a file parsed now, None for a reused part)
+        parts: list[tuple[int, str, str, pl.DataFrame | None]] = []
         parsed = reused = rows_done = 0
         with reporter.progress("ingest", total=len(sources), unit="files") as task:
             for index, ((path, rel), desc) in enumerate(zip(sources, described, strict=True)):
@@ -142,7 +143,7 @@ def run_ingest(
                     writer.register(part)
                     writer.register(part_rejects)
                     files_meta[file] = old
-                    parts.append((index, file, key))
+                    parts.append((index, file, key, None))
                     reused += 1
                 else:
                     keys = keys_from_path(rel, file_config.group_pattern)
@@ -169,7 +170,8 @@ def run_ingest(
                             "keys": keys,
                             "readings": readings.height,
                         }
-                        parts.append((index, file, key))
+                        parts.append((index, file, key, readings))
+                        del readings
                         parsed += 1
                 rows_done += files_meta.get(file, {}).get("lines_data", 0)
                 task.advance(1, status=f"{rows_done:,} lines")
@@ -199,63 +201,100 @@ def _gate(summary: dict, config: IngestConfig) -> None:
     summary["quality_gate"] = "passed"
 
 
+def _series_runs(frame: pl.LazyFrame, cols: list[str]) -> pl.DataFrame:
+    """Runs of equal (keys, sensor) in file order: `_len` and the columns (no hashing of rows).
+
+    A wide file has one run per sensor column, so the series of millions of readings are
+    resolved by a join of a few rows instead of one join per reading.
+    """
+    return (
+        frame.select(pl.struct(cols).rle().alias("_r"))
+        .collect()
+        .unnest("_r")
+        .rename({"len": "_len"})
+        .unnest("value")
+    )
+
+
 def _assemble(writer: StageWriter, parts, files_meta, failed, config) -> dict[str, Any]:
-    frames = []
     key_cols: list[str] = []
-    files = [""] * (max((i for i, _, _ in parts), default=-1) + 1)
-    for index, file, key in parts:
+    files = [""] * (max((i for i, _, _, _ in parts), default=-1) + 1)
+    for index, file, _, _ in parts:
         meta = files_meta[file]
         files[index] = file
         for k in list(meta.get("keys", {})) + list(meta.get("group_columns", [])):
             if k not in key_cols:
                 key_cols.append(k)
-        frames.append(
-            pl.scan_parquet(writer.dir / f"parts/{key}.parquet").with_columns(
-                _file=pl.lit(index, pl.Int32)
+    cols = [*key_cols, "sensor"]
+    frames, runs = [], []
+    for n, (index, file, key, frame) in enumerate(parts):
+        # a file parsed in this run is still in memory: its cached part is not read back; the
+        # list lets go of it so that its sensor and key strings are freed once resolved
+        parts[n] = (index, file, key, None)
+        lazy = (
+            pl.scan_parquet(writer.dir / f"parts/{key}.parquet") if frame is None else frame.lazy()
+        )
+        frames.append((index, lazy))
+        run = _series_runs(lazy, [c for c in cols if c in lazy.collect_schema()])
+        runs.append(  # keys as strings (a part may hold them as categoricals), missing = null
+            run.select(
+                "_len",
+                *[
+                    pl.col(c).cast(pl.String)
+                    if c in run.columns
+                    else pl.lit(None, pl.String).alias(c)
+                    for c in cols
+                ],
             )
         )
-    lazy = pl.concat(frames, how="diagonal_relaxed")
-    for k in key_cols:
-        if k not in lazy.collect_schema():
-            lazy = lazy.with_columns(pl.lit(None, pl.String).alias(k))
-    names = series_table(lazy, key_cols)
-    readings = (
-        lazy.join(names.lazy().select("_sid", *key_cols, "sensor"), on=[*key_cols, "sensor"],
-                  how="left", nulls_equal=True)
-        .select("_sid", "_file", "raw_line", "timestamp", "value", "flags")
-        .collect()
-    )  # fmt: skip
+        del frame
+    names = series_table(pl.concat([r.lazy() for r in runs]), key_cols)
+    lookup = names.select("_sid", *cols)
+    pieces = []
+    for n, run in enumerate(runs):
+        index, lazy = frames[n]
+        frames[n] = None
+        sid = run.join(lookup, on=cols, how="left", nulls_equal=True, maintain_order="left")
+        sids = np.repeat(sid["_sid"].to_numpy(), run["_len"].to_numpy())
+        pieces.append(
+            lazy.select("raw_line", "timestamp", "value", "flags")
+            .collect()
+            .with_columns(_sid=pl.Series(sids, dtype=pl.UInt32), _file=pl.lit(index, pl.Int32))
+        )
+    readings = pl.concat(pieces).select("_sid", "_file", "raw_line", "timestamp", "value", "flags")
+    del pieces, frames
     grid, dup_rejects = build_grid(readings, names, config)
     del readings
     grid = detect_faults(grid, names, config)
     grid = fill_gaps(grid, config)
 
     file_names = pl.Series("source", files, dtype=pl.String)
-    sources = pl.DataFrame({"_file": range(len(files)), "source": file_names}).with_columns(
-        pl.col("_file").cast(pl.Int32)
-    )
     series_path = writer.dir / "series.parquet"
+
+    def by_sid(column: str) -> pl.Expr:  # the series' own column, by position (no join)
+        return pl.lit(names[column].cast(pl.String)).gather(pl.col("_sid")).alias(column)
+
     (
         grid.lazy()
-        .join(names.lazy(), on="_sid", how="left", maintain_order="left")
-        .join(sources.lazy(), on="_file", how="left", maintain_order="left")
         .select(
-            pl.col("series_id").cast(pl.String),
-            pl.col("source"),
-            pl.col("sensor").cast(pl.String),
+            by_sid("series_id"),
+            pl.lit(file_names).gather(pl.col("_file")).alias("source"),
+            by_sid("sensor"),
             "timestamp",
             pl.col("value").cast(pl.Float32),
             "observed",
             pl.col("flags").cast(pl.UInt16),
             "freq_s",
             pl.col("raw_line").cast(pl.Int32),
-            *[pl.col(k).cast(pl.String) for k in key_cols],
+            *[by_sid(k) for k in key_cols],
         )
         .sink_parquet(series_path, compression="zstd")
     )
     writer.register("series.parquet", rows=grid.height)
 
-    rejects = [pl.scan_parquet(writer.dir / f"parts/{key}.rejects.parquet") for _, _, key in parts]
+    rejects = [
+        pl.scan_parquet(writer.dir / f"parts/{key}.rejects.parquet") for _, _, key, _ in parts
+    ]
     failed_rows = pl.DataFrame(
         {
             "file": [f["file"] for f in failed],

@@ -52,14 +52,15 @@ SAMPLE = 500
 EPOCH_RANGES = {"s": (3e8, 5e9), "ms": (3e11, 5e12)}
 
 
-def _normalise(col: pl.Expr) -> pl.Expr:
-    """Z → +00:00 so that %z reads it; AM/PM in one spelling."""
-    return (
-        col.str.strip_chars()
-        .str.replace(r"(?i)z$", "+00:00")
-        .str.replace(r"(?i)\s*a\.?m\.?$", " AM")
-        .str.replace(r"(?i)\s*p\.?m\.?$", " PM")
-    )
+def _normalise(col: pl.Expr, fmt: str | None = None) -> pl.Expr:
+    """Z → +00:00 so that %z reads it; AM/PM in one spelling. Given the format, only the
+    rewrites it can use (a format without a z or p fails on such a value either way)."""
+    col = col.str.strip_chars()
+    if fmt is None or "z" in fmt.lower():
+        col = col.str.replace(r"(?i)z$", "+00:00")
+    if fmt is None or "p" in fmt.lower():
+        col = col.str.replace(r"(?i)\s*a\.?m\.?$", " AM").str.replace(r"(?i)\s*p\.?m\.?$", " PM")
+    return col
 
 
 def _best_format(sample: pl.Series, formats: list[str], aware: bool) -> tuple[str | None, int]:
@@ -76,14 +77,21 @@ def _best_format(sample: pl.Series, formats: list[str], aware: bool) -> tuple[st
     return best, hits
 
 
+def _first_non_empty(values: pl.Series, count: int) -> pl.Series:
+    """The first `count` non-blank values, looking at no more of the column than needed."""
+    n = count * 4
+    while True:
+        head = values.head(n)
+        found = head.filter(head.str.strip_chars().str.len_bytes() > 0)
+        if len(found) >= count or n >= len(values):
+            return found.head(count)
+        n *= 8
+
+
 def detect_format(values: pl.Series) -> tuple[str | None, bool, float]:
     """(format, aware, fraction parsed) on a sample of non-empty values."""
     sample = (
-        values.filter(values.str.strip_chars().str.len_bytes() > 0)
-        .head(SAMPLE)
-        .to_frame("v")
-        .select(_normalise(pl.col("v")))
-        .to_series()
+        _first_non_empty(values, SAMPLE).to_frame("v").select(_normalise(pl.col("v"))).to_series()
     )
     if len(sample) == 0:
         return None, False, 0.0
@@ -172,7 +180,8 @@ def parse_times(
         if fmt is None:
             raise BadInputError(f"column '{columns[0]}': no timestamp format fits its values")
     kwargs = {"time_zone": "UTC"} if aware else {}
-    return _normalise(text).str.to_datetime(fmt, strict=False, time_unit="us", **kwargs), aware
+    parsed = _normalise(text, fmt).str.to_datetime(fmt, strict=False, time_unit="us", **kwargs)
+    return parsed, aware
 
 
 def _aware_if(ts: pl.Expr, config: IngestConfig) -> tuple[pl.Expr, bool]:
