@@ -106,6 +106,11 @@ def test_degraded_training_data_keeps_masks_honest(splits):
         assert not (after & ~before).any()  # never observed where it was not
     rate = lambda s: 1 - np.mean(np.concatenate(s.observed))  # noqa: E731
     assert rate(worse) > rate(series) + 0.1
+    for severity in (1, 3, 5):  # bursts remove 0.1 × severity of the points, independently
+        degraded = degrade(series, f"missing_bursts:{severity}", seed=0)
+        for before, after in zip(series.observed, degraded.observed, strict=True):
+            stated = 1 - (1 - 0.1 * severity) * np.mean(before)
+            assert abs((1 - np.mean(after)) - stated) < 0.02
     noisy = degrade(series, "noise_increase:2", seed=0)
     assert not np.allclose(np.nan_to_num(noisy.values[0]), np.nan_to_num(series.values[0]))
     assert degrade(series, "clean", seed=0) is series
