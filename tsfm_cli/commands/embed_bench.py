@@ -78,8 +78,11 @@ def embed_bench_cmd(
     debug: DebugOpt = False,
     wait: WaitOpt = 0.0,
 ) -> None:
-    """Train the same backbone with each input embedding (and normalisation) under the same
-    budget and compare them on every scenario → bench.parquet, summary.parquet, bench.png."""
+    """Compare input embeddings under one budget on every scenario → bench.parquet, bench.png.
+
+    The same backbone is trained with each embedding (and normalisation), same data and steps,
+    several seeds; summary.parquet ranks them with intervals over seeds.
+    """
 
     def work(reporter) -> dict[str, Any]:
         from tsfm_cli.embed_bench import EmbedBenchConfig, run_embed_bench

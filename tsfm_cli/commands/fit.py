@@ -155,8 +155,11 @@ def fit_cmd(
     debug: DebugOpt = False,
     wait: WaitOpt = 0.0,
 ) -> None:
-    """Fit scaling laws L(N), L(D), L(C) and L(N, D) with bootstrap intervals, compare ID vs
-    OOD and architectures, and plan the compute-optimal model (--budget-flops / --target-loss)."""
+    """Fit scaling laws with bootstrap intervals, ID vs OOD → laws.parquet, report.md, plots.
+
+    Laws L(N), L(D), L(C) and L(N, D); exponent differences ID vs OOD and encoder vs decoder;
+    the compute-optimal model for --budget-flops / --target-loss.
+    """
 
     def work(reporter):
         from tsfm_cli.fit import FitConfig, run_fit

@@ -97,8 +97,11 @@ def train_cmd(
     debug: DebugOpt = False,
     wait: WaitOpt = 0.0,
 ) -> None:
-    """Train a sweep of encoder/decoder forecasters (arch × size × data × seed × data quality)
-    and evaluate them on every scenario × horizon → results.parquet."""
+    """Train a sweep of forecasters and evaluate them on every scenario → results.parquet.
+
+    The grid is arch × size × data budget × seed × training-data quality; every run is
+    evaluated at log-spaced checkpoints on every scenario × horizon of SPLITS.
+    """
 
     def work(reporter) -> dict[str, Any]:
         from tsfm_cli.errors import BadInputError
