@@ -54,3 +54,30 @@ def test_an_x_without_a_fitted_law_gets_no_empty_row(laws_dir):
     (loss_png,) = laws_dir.glob("loss_*.png")
     height_in = mpimg.imread(loss_png).shape[0] / 90  # saved at 90 dpi; 3.6 inches per row
     assert height_in < 2.5 * 3.6, f"{height_in:.1f} in: a row for D, which has no law"
+
+
+@pytest.mark.parametrize(("lo", "hi"), [(0.6, 0.9), (0.55, 1.2), (0.3, 4.0), (1e-3, 10.0)])
+def test_a_narrow_log_axis_still_has_labelled_ticks(lo, hi):
+    """A CRPS between 0.6 and 0.9 (SKAB) holds no decade and no 2/3/5 tick: the y axis had no
+    numbers at all."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tsfm_cli.fit.plots import _log_axes
+
+    fig, ax = plt.subplots()
+    ax.set_yscale("log")
+    ax.set_xscale("log")
+    ax.set_ylim(lo, hi)
+    ax.set_xlim(1e3, 1e5)
+    _log_axes(ax)
+    fig.canvas.draw()
+    labels = [
+        t.get_text()
+        for t in ax.yaxis.get_ticklabels(which="both")
+        if t.get_text() and lo <= t.get_position()[1] <= hi
+    ]
+    plt.close(fig)
+    assert len(labels) >= 2, labels
