@@ -199,6 +199,14 @@ def _gate(summary: dict, config: IngestConfig) -> None:
     summary["quality_gate"] = "passed"
 
 
+def sensor_globs(patterns: list[str]) -> str:
+    """One case-insensitive regex matching a sensor name against any of the globs."""
+    import fnmatch
+
+    parts = [fnmatch.translate(p).replace(r"\Z", "$") for p in patterns]
+    return "(?i)^(?:" + "|".join(parts) + ")"
+
+
 def _assemble(writer: StageWriter, parts, files_meta, failed, config) -> dict[str, Any]:
     frames = []
     key_cols: list[str] = []
@@ -215,6 +223,8 @@ def _assemble(writer: StageWriter, parts, files_meta, failed, config) -> dict[st
             )
         )
     lazy = pl.concat(frames, how="diagonal_relaxed")
+    if config.exclude_sensors:
+        lazy = lazy.filter(~pl.col("sensor").str.contains(sensor_globs(config.exclude_sensors)))
     for k in key_cols:
         if k not in lazy.collect_schema():
             lazy = lazy.with_columns(pl.lit(None, pl.String).alias(k))
