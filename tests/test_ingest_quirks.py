@@ -394,3 +394,19 @@ def test_per_file_settings_reject_non_parse_keys(tmp_path):
     config = IngestConfig(files={"*.csv": {"fill": "linear"}})
     with pytest.raises(BadInputError, match="'fill', which is not a per-file setting"):
         validate(config, lambda key: f"r.yaml: key '{key}'")
+
+
+def test_label_columns_are_left_out_by_glob(tmp_path):
+    """SKAB-style exports carry `anomaly`/`changepoint` label columns next to the sensors; they
+    are not signals to forecast (constant 0, then 1). `exclude_sensors` leaves them out."""
+    times = minutes(40)
+    rows = ["datetime;Current;Volume Flow RateRMS;anomaly;changepoint"]
+    rows += [
+        f"{t};{1 + i % 3};{30 + i % 5};{float(i > 30)};{float(i == 31)}"
+        for i, t in enumerate(times)
+    ]
+    source = {"valve1/0.csv": "\r\n".join(rows) + "\r\n"}
+    summary, series, _, report = ingest(tmp_path, source, exclude_sensors=["ANOMALY", "change*"])
+    assert set(series["sensor"]) == {"current", "volume_flow_raterms"}
+    assert report.height == 2 and summary["lines_unaccounted"] == 0
+    assert one(series, "current")["observed"].all()

@@ -48,3 +48,20 @@ def test_inspect_rejects_non_stage_directory(tmp_path, tsfm):
     assert result.returncode == 2
     assert "not a tsfm stage directory" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_wide_file_is_previewed_one_line_per_column(tmp_path, tsfm, monkeypatch):
+    """results.parquet has 33 columns: side by side in 80 characters each was one letter wide
+    (names folded to nothing). Then the preview turns: one line per column, names whole."""
+    out = tmp_path / "results"
+    frame = pl.DataFrame({f"measure_{i:02d}": [float(i), 2.0 * i] for i in range(30)})
+    with StageWriter(out, "train", config={}, inputs=[], command=["tsfm"]) as w:
+        w.write_parquet("results.parquet", frame)
+        w.commit(summary={})
+    monkeypatch.setenv("COLUMNS", "80")
+    human = tsfm("inspect", out)
+    assert human.returncode == 0, human.stderr
+    lines = human.stderr.splitlines()
+    for i in (0, 17, 29):
+        (line,) = [ln for ln in lines if f"measure_{i:02d}" in ln]
+        assert "Float64" in line and f"{2.0 * i}" in line

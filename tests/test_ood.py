@@ -401,3 +401,35 @@ def test_timestamps_as_split_points_are_one_calendar(plant, tmp_path):
     evals = pl.read_parquet(tmp_path / "s" / "eval.parquet")
     future = evals.filter(pl.col("scenario") == "future")
     assert future["target_start"].min() >= dt.datetime(2026, 1, 15, 12, tzinfo=dt.timezone.utc)
+
+
+def test_windows_with_a_constant_context_are_left_out(tmp_path):
+    """A label column (0, then 1 from some point on: SKAB's `anomaly`) or a sensor parked at 0 has
+    no spread to instance-scale by: such windows would weigh every wrong point ×1e5 (SKAB's
+    held-out CRPS was 3200 instead of ~0.7). They are not cut; varying contexts still are."""
+    frame = plant_frame(lines=1, machines=2, short=None)
+    n = frame.filter(pl.col("series_id") == "line1/m1/pressure").height
+    step = np.zeros(n, np.float32)
+    step[int(0.9 * n) :] = 1.0  # constant before 0.9: every ID context; a jump in `future`
+    frame = frame.with_columns(
+        value=pl.when(pl.col("series_id") == "line1/m1/pressure")
+        .then(pl.Series(np.tile(step, frame["series_id"].n_unique())))
+        .otherwise(pl.col("value")),
+        observed=pl.when(pl.col("series_id") == "line1/m1/pressure")
+        .then(True)
+        .otherwise(pl.col("observed")),
+    )
+    clean = _ingest_with(frame, tmp_path / "clean")
+    run_ood_split(clean, tmp_path / "s", OodConfig(families=["level_shift"], severities=[2.0]))
+    evals = pl.read_parquet(tmp_path / "s" / "eval.parquet")
+    contexts = evals.select(
+        "series_id",
+        spread=pl.col("context").list.max() - pl.col("context").list.min(),
+    )
+    assert contexts["spread"].min() > 0
+    ids = evals.filter(pl.col("scenario") == "id")["series_id"]
+    assert "line1/m1/pressure" not in set(ids) and ids.n_unique() == 3
+    future = evals.filter(pl.col("scenario") == "future")["series_id"]
+    assert "line1/m1/pressure" in set(future)  # contexts that hold the jump vary: kept
+    shift = pl.read_parquet(tmp_path / "s" / "scenarios.parquet")
+    assert shift["wasserstein"].max() < 100

@@ -60,3 +60,18 @@ def test_invalid_yaml_and_missing_file(tmp_path):
         load_section(recipe, "ingest")
     with pytest.raises(BadInputError, match="recipe not found"):
         load_section(tmp_path / "missing.yaml", "ingest")
+
+
+def test_exponent_floats_without_a_dot_are_numbers(tmp_path):
+    """`lr: 1e-3` and `[-1.0e6, 1e6]` are floats (PyYAML's YAML 1.1 rules made them strings,
+    so `lr: 1e-3` was refused as 'expected float, got '1e-3'')."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "ingest:\n  max_missing: 1e-1\n  ranges:\n    '*': [-1.0e6, 1E6]\n"
+        "  sentinels: ['1e3', v1e3, 1.2.3]\n"
+    )
+    values, source = load_section(recipe, "ingest")
+    config = build_config(Settings, values, source)
+    assert config.max_missing == pytest.approx(0.1)
+    assert config.ranges == {"*": [-1.0e6, 1.0e6]}
+    assert config.sentinels == ["1e3", "v1e3", "1.2.3"]  # quoted and non-numbers stay text

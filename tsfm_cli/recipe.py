@@ -10,6 +10,7 @@ the file, the line and the key.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -23,6 +24,30 @@ from tsfm_cli.errors import BadInputError
 SECTIONS = ("run", "ingest", "ood-split", "train", "embed-bench", "fit")
 
 ConfigT = TypeVar("ConfigT")
+
+
+class RecipeLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that reads `1e-3` and `1.0e6` as floats (YAML 1.2), as people write them;
+    PyYAML's YAML 1.1 rules want a dot and a signed exponent (`1.0e-3`) and return a string."""
+
+
+RecipeLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:float"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+RecipeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
 
 
 @dataclass
@@ -55,14 +80,14 @@ def _key_lines(node: yaml.Node, prefix: tuple[str, ...] = ()) -> dict[tuple[str,
 
 
 def read_recipe(path: Path | str) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
-    """Parse a recipe file with `yaml.safe_load`; returns the mapping and each key's line."""
+    """Parse a recipe file safely (`RecipeLoader`); returns the mapping and each key's line."""
     path = Path(path)
     if not path.is_file():
         raise BadInputError(f"{path}: recipe not found")
     try:
         text = path.read_text(encoding="utf-8")
-        data = yaml.safe_load(text)
-        lines = _key_lines(yaml.compose(text)) if data else {}
+        data = yaml.load(text, Loader=RecipeLoader)  # noqa: S506 (a SafeLoader)
+        lines = _key_lines(yaml.compose(text, Loader=RecipeLoader)) if data else {}
     except UnicodeDecodeError as exc:
         raise BadInputError(f"{path}: recipe is not UTF-8 text ({exc.reason})") from exc
     except yaml.YAMLError as exc:

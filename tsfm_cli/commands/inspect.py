@@ -11,6 +11,8 @@ import typer
 from tsfm_cli.commands.common import DebugOpt, JsonOpt, run_stage
 from tsfm_cli.ui import Reporter
 
+WIDE_COLUMN = 14  # terminal characters a preview column needs to stay readable
+
 
 def inspect_cmd(
     directory: Annotated[Path, typer.Argument(help="A stage directory (clean/, splits/, …).")],
@@ -59,12 +61,27 @@ def _render(info: dict[str, Any], reporter: Reporter) -> None:
         )
     reporter.show(files)
 
+    width = reporter.console.width if reporter.console is not None else 100
     for name, entry in info["files"].items():
         if "schema" not in entry:
             continue
-        preview = Table(title=f"{name}: first {len(entry['preview'])} of {entry['rows']} rows")
-        for column, dtype in entry["schema"].items():
-            preview.add_column(f"{column}\n[dim]{dtype}[/dim]", overflow="fold")
-        for row in entry["preview"]:
-            preview.add_row(*(json.dumps(v, default=str, ensure_ascii=False) for v in row.values()))
+        title = f"{name}: first {len(entry['preview'])} of {entry['rows']} rows"
+        cells = [
+            [json.dumps(v, default=str, ensure_ascii=False) for v in row.values()]
+            for row in entry["preview"]
+        ]
+        if len(entry["schema"]) <= max(3, width // WIDE_COLUMN):
+            preview = Table(title=title)
+            for column, dtype in entry["schema"].items():
+                preview.add_column(f"{column}\n[dim]{dtype}[/dim]", overflow="fold")
+            for row in cells:
+                preview.add_row(*row)
+        else:  # too many columns to fit side by side (results.parquet: 33): one line per column
+            preview = Table(title=f"{title} (one line per column)")
+            preview.add_column("column", no_wrap=True)
+            preview.add_column("type", style="dim", no_wrap=True)
+            for i in range(len(cells)):
+                preview.add_column(f"row {i + 1}", overflow="fold")
+            for j, (column, dtype) in enumerate(entry["schema"].items()):
+                preview.add_row(column, dtype, *(row[j] for row in cells))
         reporter.show(preview)

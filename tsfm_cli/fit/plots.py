@@ -41,14 +41,27 @@ def _minor_tick(v: float, _pos: object = None) -> str:
 
 def _log_axes(ax, y: bool = True) -> None:
     """Log axes with plain tick labels (mathtext labels made saving ~10× slower); minor labels
-    on an axis that spans less than a decade and a half, which would otherwise have none."""
+    on an axis that spans less than a decade and a half, which would otherwise have none: at
+    2, 3 and 5, or every one when the span is under 3× (a CRPS between 0.6 and 0.9 has neither
+    a decade nor a 2/3/5 tick inside)."""
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
     axes = [(ax.xaxis, ax.get_xlim())] + ([(ax.yaxis, ax.get_ylim())] if y else [])
     for axis, (lo, hi) in axes:
         axis.set_major_formatter(FuncFormatter(_tick))
-        narrow = lo > 0 and hi / lo < 30
-        axis.set_minor_formatter(FuncFormatter(_minor_tick) if narrow else NullFormatter())
+        lo, hi = min(lo, hi), max(lo, hi)
+        if lo > 0 and hi / lo < 3:
+            axis.set_minor_formatter(FuncFormatter(_tick))
+        elif lo > 0 and hi / lo < 30:
+            axis.set_minor_formatter(FuncFormatter(_minor_tick))
+        else:
+            axis.set_minor_formatter(NullFormatter())
+
+
+def _save(fig, path: Path, dpi: int) -> None:
+    """Save with the canvas grown to every label and title (long scenario names or a narrow
+    one-architecture figure would otherwise be cut off at the border)."""
+    fig.savefig(path, dpi=dpi, bbox_inches="tight", pad_inches=0.15)
 
 
 def _slug(text: str) -> str:
@@ -65,17 +78,17 @@ def loss_plots(groups: list[Group], out: Path, law: str, level: float, factor: f
     plt = _plt()
     written = []
     combos = sorted({(g.metric, _extra_key(g)) for g in groups}, key=str)
-    xs = [
-        x for x in ("N", "D", "C") if any(f.x == x and f.law == law for g in groups for f in g.fits)
-    ]
     colors = plt.cm.tab10(np.linspace(0, 1, 10))
     for metric, extra in combos:
         members = [g for g in groups if g.metric == metric and _extra_key(g) == extra]
         archs = sorted({str(g.keys.get("arch", "all")) for g in members})
+        # a row only for an X with at least one fitted law here (no empty panels for an X that
+        # has too few distinct values, e.g. a sweep with two data budgets)
+        xs = [x for x in ("N", "D", "C") if any(g.get(x, law) is not None for g in members)]
         if not xs:
             continue
         fig, axes = plt.subplots(
-            len(xs), len(archs), figsize=(4.8 * len(archs), 3.6 * len(xs)), squeeze=False
+            len(xs), len(archs), figsize=(max(6.4, 4.8 * len(archs)), 3.6 * len(xs)), squeeze=False
         )
         drew = False
         for row, x in enumerate(xs):
@@ -115,7 +128,7 @@ def loss_plots(groups: list[Group], out: Path, law: str, level: float, factor: f
         fig.suptitle(f"{metric}: {law} law with {level:.0%} bands {suffix.replace('_', ' ')}")
         fig.subplots_adjust(left=0.08, right=0.98, bottom=0.07, top=0.93, hspace=0.45, wspace=0.3)
         name = _slug(f"loss_{metric}{suffix}") + ".png"
-        fig.savefig(out / name, dpi=90)
+        _save(fig, out / name, dpi=90)
         plt.close(fig)
         written.append(name)
     return written
@@ -151,7 +164,7 @@ def forest_plot(groups: list[Group], out: Path, law: str, level: float) -> list[
     fig.subplots_adjust(
         left=2.5 / fig.get_figwidth(), right=0.98, top=1 - 0.6 / height, bottom=0.5 / height
     )
-    fig.savefig(out / "exponents.png", dpi=110)
+    _save(fig, out / "exponents.png", dpi=110)
     plt.close(fig)
     return ["exponents.png"]
 
@@ -190,6 +203,6 @@ def horizon_plot(groups: list[Group], out: Path, law: str, level: float) -> list
         ax.legend(fontsize=6)
     fig.suptitle(f"α of L(N) vs horizon ({law} law, {level:.0%} intervals; solid ID, dashed OOD)")
     fig.subplots_adjust(left=0.1, right=0.98, bottom=0.13, top=0.85, wspace=0.3)
-    fig.savefig(out / "horizon.png", dpi=110)
+    _save(fig, out / "horizon.png", dpi=110)
     plt.close(fig)
     return ["horizon.png"]

@@ -89,6 +89,8 @@ class IngestConfig:
     # values
     sentinels: list[str] = field(default_factory=lambda: list(DEFAULT_SENTINELS))
     extra_sentinels: list[str] = field(default_factory=list)
+    # columns that are not sensors (labels, counters, ids): globs on the sensor name, left out
+    exclude_sensors: list[str] = field(default_factory=list)
     # grid
     freq: str | None = None  # grid step; None: median spacing per series
     duplicates: Literal["first", "last", "mean"] = "first"

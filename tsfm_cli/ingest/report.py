@@ -64,6 +64,31 @@ def _ffill(row):
     return row[idx]
 
 
+def bin_states(states, bins: int):
+    """Per-point states (0 observed, 1 filled, 2 missing, 3 fault) → one colour index per time
+    bin: 4 a fault anywhere in the bin (rare and worth seeing), 3 half or more of it missing,
+    2 some of it missing, 1 some of it filled, 0 observed. A bin narrower than a point repeats
+    the previous point's state. (Worst-state-wins painted a series with 5% scattered one-point
+    gaps, as clock jitter leaves, entirely as missing.)"""
+    import numpy as np
+
+    out = np.full(bins, np.nan)
+    if len(states) == 0:
+        return out
+    edges = np.unique(np.linspace(0, len(states), bins + 1).astype(np.int64)[:-1])
+    size = np.diff(np.append(edges, len(states)))
+
+    def count(state: int):
+        return np.add.reduceat((states == state).astype(np.int64), edges)
+
+    missing, filled, fault = count(2), count(1), count(3)
+    colour = np.select(
+        [fault > 0, 2 * missing >= size, missing > 0, filled > 0], [4, 3, 2, 1], default=0
+    )
+    out[(edges * bins // len(states)).astype(np.int64)] = colour
+    return _ffill(out)
+
+
 def quality_plot(grid: pl.DataFrame, report: pl.DataFrame, path: Path) -> None:
     """One row per series over its own time span; colour = worst state in each time bin."""
     import numpy as np
@@ -73,7 +98,7 @@ def quality_plot(grid: pl.DataFrame, report: pl.DataFrame, path: Path) -> None:
     from matplotlib.patches import Patch
 
     shown = report.head(PLOT_MAX_SERIES)
-    state = (  # the worst state in a bin wins: fault > missing > filled > observed
+    state = (  # per point: 0 observed, 1 filled, 2 missing, 3 fault
         pl.when((pl.col("flags") & FAULT_BITS) != 0)
         .then(3)
         .when(~pl.col("observed") & ((pl.col("flags") & int(Flag.FILLED)) == 0))
@@ -88,33 +113,25 @@ def quality_plot(grid: pl.DataFrame, report: pl.DataFrame, path: Path) -> None:
     offsets = np.concatenate([[0], np.cumsum(points)[:-1]])
     matrix = np.full((shown.height, PLOT_BINS), np.nan)
     for row in range(shown.height):
-        seg = states[offsets[row] : offsets[row] + points[row]]
-        if len(seg) == 0:
-            continue
-        edges = np.unique(np.linspace(0, len(seg), PLOT_BINS + 1).astype(np.int64)[:-1])
-        worst = np.maximum.reduceat(seg, edges)
-        cols = (edges * PLOT_BINS // len(seg)).astype(np.int64)
-        filled = np.full(PLOT_BINS, np.nan)
-        filled[cols] = worst
-        # bins narrower than a point repeat the previous point's state
-        matrix[row] = _ffill(filled)
+        matrix[row] = bin_states(states[offsets[row] : offsets[row] + points[row]], PLOT_BINS)
     row_of = {sid: i for i, sid in enumerate(shown["series_id"].to_list())}
     span_of = {
-        r["series_id"]: (r["start"], r["end"])
-        for r in shown.select("series_id", "start", "end").iter_rows(named=True)
+        r["series_id"]: (r["start"], r["end"], r["missing_frac"])
+        for r in shown.select("series_id", "start", "end", "missing_frac").iter_rows(named=True)
     }
-    colours = ListedColormap(["#cfe8cf", "#7fb3e6", "#d03030", "#f0a030"])
+    colours = ListedColormap(["#cfe8cf", "#7fb3e6", "#f2b8b8", "#d03030", "#f0a030"])
     height = 1.6 + 0.22 * len(row_of)
     fig = Figure(figsize=(13, height))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    ax.imshow(matrix, aspect="auto", interpolation="nearest", cmap=colours, vmin=-0.5, vmax=3.5)
+    ax.imshow(matrix, aspect="auto", interpolation="nearest", cmap=colours, vmin=-0.5, vmax=4.5)
     ax.set_yticks(range(len(row_of)), list(row_of), fontsize=7)
     ax.set_xticks([])
     fmt = "%Y-%m-%d %H:%M"
     for sid, row in row_of.items():
-        start, end = span_of[sid]
-        ax.text(PLOT_BINS + 4, row, f"{start:{fmt}} → {end:{fmt}} UTC", va="center", fontsize=6)
+        start, end, missing = span_of[sid]
+        text = f"{start:{fmt}} → {end:{fmt}} UTC, {missing:.1%} missing"
+        ax.text(PLOT_BINS + 4, row, text, va="center", fontsize=6)
     ax.set_xlabel("each row spans its series' own time range (shown on the right)", fontsize=8)
     ax.set_title("tsfm ingest: missing and flagged points per series", fontsize=10)
     legend = [
@@ -124,13 +141,14 @@ def quality_plot(grid: pl.DataFrame, report: pl.DataFrame, path: Path) -> None:
             [
                 "observed",
                 "filled (not observed)",
-                "missing / not usable",
+                "some points missing",
+                "half or more missing",
                 "fault (range, spike, stuck, conflict)",
             ],
             strict=True,
         )
     ]
-    ax.legend(handles=legend, loc="upper center", bbox_to_anchor=(0.5, -0.04), ncol=4, fontsize=7)
+    ax.legend(handles=legend, loc="upper center", bbox_to_anchor=(0.5, -0.04), ncol=5, fontsize=7)
     inch = 1 / fig.get_figheight()
     fig.subplots_adjust(left=0.2, right=0.8, top=1 - 0.4 * inch, bottom=0.7 * inch)
     fig.savefig(path, dpi=100)

@@ -216,6 +216,14 @@ def _series_runs(frame: pl.LazyFrame, cols: list[str]) -> pl.DataFrame:
     )
 
 
+def sensor_globs(patterns: list[str]) -> str:
+    """One case-insensitive regex matching a sensor name against any of the globs."""
+    import fnmatch
+
+    parts = [fnmatch.translate(p).replace(r"\Z", "$") for p in patterns]
+    return "(?i)^(?:" + "|".join(parts) + ")"
+
+
 def _assemble(writer: StageWriter, parts, files_meta, failed, config) -> dict[str, Any]:
     key_cols: list[str] = []
     files = [""] * (max((i for i, _, _, _ in parts), default=-1) + 1)
@@ -234,6 +242,10 @@ def _assemble(writer: StageWriter, parts, files_meta, failed, config) -> dict[st
         lazy = (
             pl.scan_parquet(writer.dir / f"parts/{key}.parquet") if frame is None else frame.lazy()
         )
+        if config.exclude_sensors:
+            lazy = lazy.filter(
+                ~pl.col("sensor").cast(pl.String).str.contains(sensor_globs(config.exclude_sensors))
+            )
         frames.append((index, lazy))
         run = _series_runs(lazy, [c for c in cols if c in lazy.collect_schema()])
         runs.append(  # keys as strings (a part may hold them as categoricals), missing = null

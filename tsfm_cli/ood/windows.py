@@ -104,7 +104,27 @@ def target_starts(
     if require is not None:
         matched = np.concatenate([[0], np.cumsum(require[rows], dtype=np.int64)])
         ok &= (matched[starts + horizon] - matched[starts]) == horizon
-    return starts[ok]
+    starts = starts[ok]
+    return starts[context_varies(plant.values[rows], plant.observed[rows], starts, context)]
+
+
+def context_varies(
+    values: np.ndarray, observed: np.ndarray, starts: np.ndarray, context: int
+) -> np.ndarray:
+    """[len(starts)] bool: the observed context before each start holds two different values.
+
+    Metrics and shift measures are instance-scaled by the context's std; a constant context
+    (a label column, a closed valve, a sensor stuck at 0) makes that scale the 1e-5 floor, so
+    one wrong point weighs 1e5 and a handful of such windows outweigh all others."""
+    if len(starts) == 0:
+        return np.zeros(0, dtype=bool)
+    index = starts[:, None] + np.arange(-context, 0)[None, :]
+    vals = values[index].astype(np.float64)
+    obs = observed[index] & np.isfinite(vals)
+    hi = np.where(obs, vals, -np.inf).max(axis=1)
+    lo = np.where(obs, vals, np.inf).min(axis=1)
+    magnitude = np.maximum(np.abs(hi), np.abs(lo))
+    return (hi > lo) & (hi - lo > 1e-6 * np.where(np.isfinite(magnitude), magnitude, 0.0))
 
 
 def subsample(starts: np.ndarray, limit: int, rng: np.random.Generator) -> np.ndarray:
