@@ -31,6 +31,14 @@ DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the full traceback
 SeedOpt = Annotated[
     int | None, typer.Option("--seed", help="Seed for every random choice.", show_default=False)
 ]
+RunsDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--runs-dir",
+        help="Per-run state (checkpoints, rows) (default: OUTPUT.runs/ next to OUTPUT).",
+        show_default=False,
+    ),
+]
 WaitOpt = Annotated[
     float,
     typer.Option(

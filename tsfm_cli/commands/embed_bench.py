@@ -13,6 +13,7 @@ from tsfm_cli.commands.common import (
     DebugOpt,
     JsonOpt,
     QuietOpt,
+    RunsDirOpt,
     SeedOpt,
     WaitOpt,
     run_stage,
@@ -65,13 +66,7 @@ def embed_bench_cmd(
             help="Multiply steps and evaluation windows (default: 1).", show_default=False
         ),
     ] = None,
-    runs_dir: Annotated[
-        Path | None,
-        typer.Option(
-            help="Per-run state (checkpoints, rows) (default: OUTPUT.runs/ next to OUTPUT).",
-            show_default=False,
-        ),
-    ] = None,
+    runs_dir: RunsDirOpt = None,
     seed: SeedOpt = None,
     json_mode: JsonOpt = False,
     quiet: QuietOpt = False,

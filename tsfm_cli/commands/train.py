@@ -13,6 +13,7 @@ from tsfm_cli.commands.common import (
     DebugOpt,
     JsonOpt,
     QuietOpt,
+    RunsDirOpt,
     SeedOpt,
     WaitOpt,
     run_stage,
@@ -84,13 +85,7 @@ def train_cmd(
             show_default=False,
         ),
     ] = None,
-    runs_dir: Annotated[
-        Path | None,
-        typer.Option(
-            help="Per-run state (checkpoints, rows) (default: OUTPUT.runs/ next to OUTPUT).",
-            show_default=False,
-        ),
-    ] = None,
+    runs_dir: RunsDirOpt = None,
     seed: SeedOpt = None,
     json_mode: JsonOpt = False,
     quiet: QuietOpt = False,
