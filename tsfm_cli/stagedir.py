@@ -176,6 +176,14 @@ def fresh_manifest(out_dir: Path, stage: str, fp: str) -> dict[str, Any] | None:
     return manifest
 
 
+def reuse_summary(out_dir: Path, stage: str, fp: str) -> dict[str, Any] | None:
+    """The summary a stage returns when `out_dir` is already fresh: nothing is redone."""
+    manifest = fresh_manifest(out_dir, stage, fp)
+    if manifest is None:
+        return None
+    return {**manifest.get("summary", {}), "out_dir": str(out_dir), "skipped": True}
+
+
 # --------------------------------------------------------------------------------------------
 # Writing
 

@@ -19,7 +19,7 @@ from tsfm_cli.embed_bench.config import EmbedBenchConfig, check_config
 from tsfm_cli.embed_bench.protocol import Strategy, match_parameters, strategy_grid
 from tsfm_cli.embed_bench.summary import best_per_scenario, headline, summarise
 from tsfm_cli.recipe import RecipeSource, config_dict
-from tsfm_cli.stagedir import StageWriter, fingerprint, fresh_manifest, open_stage
+from tsfm_cli.stagedir import StageWriter, fingerprint, open_stage, reuse_summary
 from tsfm_cli.ui import Reporter
 
 BENCH_COLUMNS = (
@@ -191,9 +191,9 @@ def run_embed_bench(
     cfg = config_dict(config)
     input_desc = [stage.describe()]
     fp = fingerprint(cfg, input_desc)
-    fresh = fresh_manifest(out_dir, "embed-bench", fp)
-    if fresh is not None:
-        return {**fresh.get("summary", {}), "out_dir": str(out_dir), "skipped": True}
+    reused = reuse_summary(out_dir, "embed-bench", fp)
+    if reused is not None:
+        return reused
     if config.n_seeds < 3:
         reporter.warn(f"embed-bench: {config.n_seeds} seeds; the protocol asks for 3 or more")
 

@@ -12,7 +12,7 @@ from tsfm_cli.fit.config import FitConfig
 from tsfm_cli.fit.fitting import interval
 from tsfm_cli.fit.load import read_results
 from tsfm_cli.recipe import config_dict
-from tsfm_cli.stagedir import StageWriter, fingerprint, fresh_manifest, require_new_output
+from tsfm_cli.stagedir import StageWriter, fingerprint, require_new_output, reuse_summary
 from tsfm_cli.ui import Reporter
 
 STAGE = "fit"
@@ -37,9 +37,9 @@ def run_fit(
     loaded = read_results(paths, config.metrics)
     cfg = config_dict(config)
     fp = fingerprint(cfg, loaded.inputs)
-    done = fresh_manifest(out_dir, STAGE, fp)
-    if done is not None:
-        return {**done["summary"], "out_dir": str(out_dir), "skipped": True}
+    reused = reuse_summary(out_dir, STAGE, fp)
+    if reused is not None:
+        return reused
     frame = loaded.frame
     specs = analysis.law_specs(frame, config)
     if not specs:

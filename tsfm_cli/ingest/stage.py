@@ -32,8 +32,8 @@ from tsfm_cli.stagedir import (
     canonical_json,
     describe_file,
     fingerprint,
-    fresh_manifest,
     require_new_output,
+    reuse_summary,
 )
 from tsfm_cli.ui import Reporter
 
@@ -112,12 +112,11 @@ def run_ingest(
     described = [describe_file(p) for p, _ in sources]
     cfg = config_dict(config)
     fp = fingerprint(cfg, described)
-    fresh = fresh_manifest(out_dir, STAGE, fp)
-    if fresh is not None:
-        summary = dict(fresh.get("summary", {}))
-        summary.update(out_dir=str(out_dir), skipped=True, files_parsed=0)
-        _gate(summary, config)
-        return summary
+    reused = reuse_summary(out_dir, STAGE, fp)
+    if reused is not None:
+        reused["files_parsed"] = 0
+        _gate(reused, config)
+        return reused
 
     with StageWriter(
         out_dir, STAGE, config=cfg, inputs=described, command=command, wait_s=wait_s

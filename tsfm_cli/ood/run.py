@@ -34,9 +34,9 @@ from tsfm_cli.recipe import RecipeSource, config_dict
 from tsfm_cli.stagedir import (
     StageWriter,
     fingerprint,
-    fresh_manifest,
     open_stage,
     require_new_output,
+    reuse_summary,
 )
 from tsfm_cli.ui import Reporter
 
@@ -188,9 +188,9 @@ def run_ood_split(
     }
     settings = config_dict(cfg)
     inputs_desc = [upstream.describe()]
-    fresh = fresh_manifest(out_dir, "ood-split", fingerprint(settings, inputs_desc))
-    if fresh is not None:
-        return {**fresh.get("summary", {}), "out_dir": str(out_dir), "skipped": True}
+    reused = reuse_summary(out_dir, "ood-split", fingerprint(settings, inputs_desc))
+    if reused is not None:
+        return reused
 
     heldout_keys = sorted({e.partition("=")[0] for e in cfg.heldout})
     plant = load_plant(series_path, heldout_keys, custom)

@@ -9,7 +9,7 @@ import polars as pl
 
 from tsfm_cli.errors import BadInputError
 from tsfm_cli.recipe import config_dict
-from tsfm_cli.stagedir import StageWriter, fingerprint, fresh_manifest, open_stage
+from tsfm_cli.stagedir import StageWriter, fingerprint, open_stage, reuse_summary
 from tsfm_cli.train.config import (
     TrainConfig,
     check_config,
@@ -61,9 +61,9 @@ def run_train(
     cfg = config_dict(config)
     input_desc = [stage.describe()]
     fp = fingerprint(cfg, input_desc)
-    fresh = fresh_manifest(out_dir, "train", fp)
-    if fresh is not None:
-        return {**fresh.get("summary", {}), "out_dir": str(out_dir), "skipped": True}
+    reused = reuse_summary(out_dir, "train", fp)
+    if reused is not None:
+        return reused
     specs = shard(grid(config), index, count)
     if not specs:
         raise BadInputError(f"train: shard {index}/{count} of {len(grid(config))} runs is empty")
