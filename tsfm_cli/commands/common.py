@@ -48,6 +48,11 @@ WaitOpt = Annotated[
 ]
 
 
+def comma_list(text: str | None) -> list[str] | None:
+    """`--archs encoder,decoder` → ["encoder", "decoder"]; None when the option was not given."""
+    return [part.strip() for part in text.split(",") if part.strip()] if text else None
+
+
 def emit_json(summary: Any) -> None:
     sys.stdout.write(json.dumps(summary, indent=None, default=str) + "\n")
     sys.stdout.flush()

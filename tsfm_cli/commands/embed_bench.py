@@ -16,9 +16,9 @@ from tsfm_cli.commands.common import (
     RunsDirOpt,
     SeedOpt,
     WaitOpt,
+    comma_list,
     run_stage,
 )
-from tsfm_cli.commands.train import _csv  # one comma-list parser for both sweeps
 
 
 def embed_bench_cmd(
@@ -90,8 +90,8 @@ def embed_bench_cmd(
             values,
             source,
             overrides={
-                "strategies": _csv(strategies),
-                "normalisations": _csv(normalisations),
+                "strategies": comma_list(strategies),
+                "normalisations": comma_list(normalisations),
                 "n_seeds": seeds,
                 "steps": steps,
                 "metric": metric,

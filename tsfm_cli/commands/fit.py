@@ -9,7 +9,15 @@ from typing import Annotated, Any
 
 import typer
 
-from tsfm_cli.commands.common import ConfigOpt, DebugOpt, JsonOpt, QuietOpt, SeedOpt, WaitOpt
+from tsfm_cli.commands.common import (
+    ConfigOpt,
+    DebugOpt,
+    JsonOpt,
+    QuietOpt,
+    SeedOpt,
+    WaitOpt,
+    comma_list,
+)
 from tsfm_cli.commands.common import run_stage as _run_stage
 
 
@@ -169,7 +177,7 @@ def fit_cmd(
         values, source = load_section(config, "fit")
         overrides = {
             "metrics": metric or None,
-            "group_by": [c.strip() for c in group_by.split(",") if c.strip()] if group_by else None,
+            "group_by": comma_list(group_by),
             "budget_flops": budget_flops,
             "target_loss": target_loss,
             "n_boot": n_boot,

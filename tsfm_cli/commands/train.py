@@ -16,12 +16,9 @@ from tsfm_cli.commands.common import (
     RunsDirOpt,
     SeedOpt,
     WaitOpt,
+    comma_list,
     run_stage,
 )
-
-
-def _csv(text: str | None) -> list[str] | None:
-    return [part.strip() for part in text.split(",") if part.strip()] if text else None
 
 
 def train_cmd(
@@ -113,8 +110,8 @@ def train_cmd(
             values,
             source,
             overrides={
-                "archs": _csv(archs),
-                "sizes": _csv(sizes),
+                "archs": comma_list(archs),
+                "sizes": comma_list(sizes),
                 "steps": steps,
                 "batch_size": batch_size,
                 "devices": device_value,
