@@ -52,6 +52,7 @@ PARSE_KEYS = (
     "comment_prefixes",
     "headerless",
     "columns",
+    "transposed",
     "start",
     "interval",
     "group_pattern",
@@ -83,6 +84,8 @@ class IngestConfig:
     comment_prefixes: list[str] = field(default_factory=lambda: ["#", "//"])
     headerless: bool | None = None  # None: detected (first row all numbers)
     columns: list[str] | None = None  # names for a headerless file's columns
+    # one line per variable and one column per sample (TEP's d00.dat); times from start/interval
+    transposed: bool = False
     # group keys (line, machine) from the path, or from columns
     group_pattern: str | None = None  # regex with named groups on the path
     group_columns: list[str] = field(default_factory=list)

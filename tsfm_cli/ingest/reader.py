@@ -15,7 +15,7 @@ from tsfm_cli.errors import BadInputError
 from tsfm_cli.ingest.config import IngestConfig
 from tsfm_cli.ingest.groups import sensor_name
 from tsfm_cli.ingest.sniff import sniff
-from tsfm_cli.ingest.table import raw_name, rejects_frame, split_table
+from tsfm_cli.ingest.table import raw_name, read_cells, rejects_frame, transpose_cells
 from tsfm_cli.ingest.timestamps import find_time_columns, localize, parse_times, start_times
 from tsfm_cli.ingest.values import clean_column, clean_series, sentinel_sets
 from tsfm_cli.schema import Flag
@@ -49,8 +49,14 @@ def read_source(
     file = str(path)
     try:
         sn = sniff(path, config)
-        cells, bad_lines, counts = split_table(sn, config.comment_prefixes)
-        readings, cell_rejects, stats = _readings(sn.names, sn.units, cells, sn, keys, config)
+        cells, bad_lines, counts = read_cells(sn, config.comment_prefixes)
+        names, units, line_of = sn.names, sn.units, None
+        if config.transposed:
+            if not (config.start and config.interval):
+                raise BadInputError("a transposed file has no times: set start and interval")
+            cells, names, line_of = transpose_cells(cells, names, config.columns)
+            units = [None] * len(names)
+        readings, cell_rejects, stats = _readings(names, units, cells, sn, keys, config, line_of)
     except BadInputError as exc:
         message = str(exc)
         if not message.startswith(file):
@@ -60,7 +66,7 @@ def read_source(
     if sn.preamble:
         pre = pl.DataFrame({"line": sn.preamble}).with_columns(
             column=pl.lit(None, pl.String),
-            raw=sn.lines.gather([i - 1 for i in sn.preamble]),
+            raw=pl.Series([sn.head[i - 1] for i in sn.preamble], dtype=pl.String),
             reason=pl.lit("preamble line"),
         )
         rejects.insert(0, rejects_frame(file, pre))
@@ -75,7 +81,8 @@ def read_source(
     return readings, pl.concat(rejects), stats
 
 
-def _readings(names, units, cells: pl.DataFrame, sn, keys, config):
+def _readings(names, units, cells: pl.DataFrame, sn, keys, config, line_of=None):
+    """`line_of`: the line of each column's values where a column is not a line's (transposed)."""
     if len(names) < 2 and not (config.start and config.interval):
         raise BadInputError(
             "only one column found (delimiter not recognised?); set `delimiter` in the recipe"
@@ -108,8 +115,9 @@ def _readings(names, units, cells: pl.DataFrame, sn, keys, config):
             raise BadInputError(f"no column '{col}' (recipe key group_columns); columns: {names}")
     sensor_col = _pick(names, config.sensor_column, SENSOR_COLUMN)
     value_col = _pick(names, config.value_column, VALUE_COLUMN)
-    long = config.layout == "long" or (
-        config.layout == "auto" and sensor_col is not None and value_col is not None
+    long = line_of is None and (
+        config.layout == "long"
+        or (config.layout == "auto" and sensor_col is not None and value_col is not None)
     )
     if long and (sensor_col is None or value_col is None):
         raise BadInputError("layout long needs sensor_column and value_column")
@@ -180,9 +188,10 @@ def _readings(names, units, cells: pl.DataFrame, sn, keys, config):
                 ignored.append(name)
                 unit_of.pop(sensor, None)
                 continue
+            line = pl.lit(line_of[name], pl.Int64) if line_of else pl.col("line")
             frames.append(
                 cleaned.select(
-                    pl.col("line").cast(pl.Int32).alias("raw_line"),
+                    line.cast(pl.Int32).alias("raw_line"),
                     # categorical: one dictionary entry, not a string per reading
                     pl.lit(sensor, pl.Categorical).alias("sensor"),
                     *[pl.col(raw_name(c)).alias(c) for c in group_cols],
@@ -191,7 +200,9 @@ def _readings(names, units, cells: pl.DataFrame, sn, keys, config):
                     pl.col(f"_f{i}").alias("flags"),
                 )
             )
-            rejects.append(_cell_rejects(cleaned, raw_name(name), f"_f{i}", column=pl.lit(name)))
+            rejects.append(
+                _cell_rejects(cleaned, raw_name(name), f"_f{i}", column=pl.lit(name), line=line)
+            )
         if not frames:
             raise BadInputError(f"no numeric sensor column (columns: {', '.join(names[:8])})")
         readings = pl.concat(frames)
@@ -213,13 +224,17 @@ def _readings(names, units, cells: pl.DataFrame, sn, keys, config):
 
 
 def _cell_rejects(
-    frame: pl.DataFrame, raw_col: str, flag_col: str, column: pl.Expr
+    frame: pl.DataFrame,
+    raw_col: str,
+    flag_col: str,
+    column: pl.Expr,
+    line: pl.Expr | None = None,
 ) -> pl.DataFrame:
     bad = int(Flag.SENTINEL | Flag.UNPARSEABLE)
     # only the columns needed are filtered, not the whole (wide) frame
     return (
         frame.select(
-            "line",
+            pl.col("line") if line is None else line.alias("line"),
             column.cast(pl.String).alias("column"),
             pl.col(raw_col).alias("raw"),
             pl.col(flag_col).alias("_flag"),

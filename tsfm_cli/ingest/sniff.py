@@ -3,11 +3,12 @@
 Decompresses gzip, refuses binary files, detects the encoding (UTF-8 with or without BOM,
 UTF-16 with BOM, else cp1252/Latin-1), the delimiter, preamble lines, the header, a units row
 under the header and the decimal/thousands convention. Only a small sample of lines is looked at
-in Python; the whole file becomes one polars string column of lines.
+in Python; `table` reads the rest.
 """
 
 from __future__ import annotations
 
+import csv
 import gzip
 import re
 import zlib
@@ -91,7 +92,9 @@ class Sniffed:
     """A decoded file and the shape of its table."""
 
     path: Path
-    lines: pl.Series  # every physical line (no line ending), index 0 = line 1
+    text: str  # the whole decoded file
+    head: list[str]  # its first lines (no line ending), index 0 = line 1
+    total_lines: int  # physical lines, a last line without newline included
     encoding: str
     delimiter: str
     names: list[str]  # column names as written (headerless: col1.. or config.columns)
@@ -102,6 +105,27 @@ class Sniffed:
     decimal: str = "."
     thousands: str | None = None
     ends_with_newline: bool = True
+
+    def lines(self) -> pl.Series:
+        """Every physical line as one polars string column (index 0 = line 1)."""
+        lines = pl.Series("raw", [self.text]).str.split("\n").explode()
+        if "\r" in self.text:  # CRLF (or stray CR) line ends; a plain scan beats a strip
+            lines = lines.str.strip_chars_end("\r")
+        return lines.slice(0, self.total_lines)
+
+    def body(self) -> bytes:
+        """The data part (from line `data_start` + 1 on) as UTF-8 bytes."""
+        return self.text[_line_offset(self.text, self.data_start) :].encode("utf-8")
+
+
+def _line_offset(text: str, line_index: int) -> int:
+    """Character offset where the 0-based line `line_index` starts."""
+    pos = 0
+    for _ in range(line_index):
+        pos = text.find("\n", pos) + 1
+        if pos == 0:
+            return len(text)
+    return pos
 
 
 def read_text(path: Path, config: IngestConfig) -> tuple[str, str]:
@@ -147,9 +171,13 @@ def read_text(path: Path, config: IngestConfig) -> tuple[str, str]:
 
 
 def split_fields(line: str, delimiter: str) -> list[str]:
+    """The cells of one line; a quoted cell may hold the delimiter ("12,5" in a CSV)."""
     if delimiter == WHITESPACE:
         return line.split()
-    return [cell.strip().strip('"').strip() for cell in line.split(delimiter)]
+    cells = (
+        next(csv.reader([line], delimiter=delimiter), []) if '"' in line else line.split(delimiter)
+    )
+    return [cell.strip().strip('"').strip() for cell in cells] or [""]
 
 
 def _is_comment(line: str, prefixes: list[str]) -> bool:
@@ -201,7 +229,7 @@ def _is_units(cells: list[str]) -> bool:
     return unitlike >= max(1, len(filled) / 2)
 
 
-def _unique_names(names: list[str]) -> list[str]:
+def unique_names(names: list[str]) -> list[str]:
     seen: Counter[str] = Counter()
     out = []
     for i, name in enumerate(names):
@@ -211,18 +239,15 @@ def _unique_names(names: list[str]) -> list[str]:
     return out
 
 
-def _detect_numbers(cells: list[str], delimiter: str) -> tuple[str, str | None]:
+def _detect_numbers(cells: list[str]) -> tuple[str, str | None]:
     comma_dec = sum(1 for c in cells if re.fullmatch(r"[+-]?\d+,\d+", c))
     point_dec = sum(1 for c in cells if re.fullmatch(r"[+-]?\d+\.\d+", c))
-    decimal = "," if delimiter != "," and comma_dec > point_dec else "."
+    # with ',' as the delimiter a cell holds a comma only when quoted: "12,5"
+    decimal = "," if comma_dec > point_dec else "."
     thousands = None
     if decimal == "," and any(re.fullmatch(r"[+-]?\d{1,3}(\.\d{3})+(,\d+)?", c) for c in cells):
         thousands = "."
-    elif (
-        decimal == "."
-        and delimiter != ","
-        and any(re.fullmatch(r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?", c) for c in cells)
-    ):
+    elif decimal == "." and any(re.fullmatch(r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?", c) for c in cells):
         thousands = ","
     if any(re.fullmatch(r"[+-]?\d{1,3}( \d{3})+([.,]\d+)?", c) for c in cells):
         thousands = " "
@@ -233,13 +258,9 @@ def sniff(path: Path, config: IngestConfig) -> Sniffed:
     """Decode `path` and work out its table layout (overridable by the recipe)."""
     text, encoding = read_text(path, config)
     ends_with_newline = text.endswith("\n")
-    lines = pl.Series("raw", [text]).str.split("\n").explode()
-    if "\r" in text:  # CRLF (or stray CR) line ends; a plain scan is much cheaper than a strip
-        lines = lines.str.strip_chars_end("\r")
-    del text
-    if ends_with_newline:
-        lines = lines.slice(0, len(lines) - 1)
-    head = lines.head(SAMPLE_LINES).to_list()
+    total_lines = text.count("\n") + (0 if ends_with_newline else 1)
+    head = text[: _line_offset(text, SAMPLE_LINES)].split("\n")[: min(SAMPLE_LINES, total_lines)]
+    head = [line.rstrip("\r") for line in head]
     prefixes = config.comment_prefixes
     content = [
         (i, line) for i, line in enumerate(head) if line.strip() and not _is_comment(line, prefixes)
@@ -307,19 +328,21 @@ def sniff(path: Path, config: IngestConfig) -> Sniffed:
         units = [
             (unit_cells[i] or None) if i < len(unit_cells) else None for i in range(len(names))
         ]
-    names = _unique_names(names)
+    names = unique_names(names)
     sample_cells: list[str] = []
     for i, cells in split:
         if i >= start:
             sample_cells.extend(cells[1:])
-    decimal, thousands = _detect_numbers(sample_cells, delimiter)
+    decimal, thousands = _detect_numbers(sample_cells)
     if config.decimal:
         decimal = config.decimal
     if config.thousands is not None:
         thousands = config.thousands or None
     return Sniffed(
         path=path,
-        lines=lines,
+        text=text,
+        head=head,
+        total_lines=total_lines,
         encoding=encoding,
         delimiter=delimiter,
         names=names,

@@ -1,18 +1,25 @@
-"""Lines → a table of string cells, one column per header name.
+"""The data lines of a file → a table of string cells, one column per header name.
 
-Everything is vectorised over a polars column of lines: comment and blank lines are recognised
-with string ops, fields are counted with `count_matches`, and well-formed lines are split with
-`split_exact`. Lines with the wrong number of fields (a file still being written, a ragged export)
-become line rejects with their line number.
+Lines with the wrong number of fields (a file still being written, a ragged export), comment
+lines and blank lines are told apart first, each with its line number; well-formed lines become
+cells. Two ways, same result:
+
+- `read_fast`: fields are counted per line over the raw bytes with numpy (quote-aware), only the
+  few odd lines are looked at in Python, and polars' CSV reader splits the cells (quoted cells
+  with the delimiter inside work);
+- `split_table`: everything vectorised over a polars column of lines (`count_matches`,
+  `split_exact`), for what the fast way does not take: whitespace-separated files, a line break
+  inside quotes, a single column, very many odd lines.
 """
 
 from __future__ import annotations
 
 import re
 
+import numpy as np
 import polars as pl
 
-from tsfm_cli.ingest.sniff import WHITESPACE, Sniffed
+from tsfm_cli.ingest.sniff import WHITESPACE, Sniffed, unique_names
 
 REJECT_SCHEMA = {
     "file": pl.String,
@@ -41,16 +48,157 @@ def rejects_frame(file: str, frame: pl.DataFrame | None = None) -> pl.DataFrame:
     )
 
 
-def split_table(
+def read_cells(
     sniffed: Sniffed, comment_prefixes: list[str]
 ) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
     """(cells with a `line` column, line rejects, counts) for the data part of a file."""
+    fast = read_fast(sniffed, comment_prefixes)
+    return fast if fast is not None else split_table(sniffed, comment_prefixes)
+
+
+MAX_ODD_LINES = 10_000  # lines looked at one by one before the vectorised split is cheaper
+QUOTE = ord('"')
+
+
+def read_fast(
+    sniffed: Sniffed, comment_prefixes: list[str]
+) -> tuple[pl.DataFrame, pl.DataFrame, dict] | None:
+    """`read_cells` with polars' CSV reader, or None where the file needs `split_table`."""
+    n_fields, delim = len(sniffed.names), sniffed.delimiter
+    if delim == WHITESPACE or len(delim.encode()) != 1 or n_fields < 2:
+        return None
+    body = sniffed.body()
+    raw = np.frombuffer(body, dtype=np.uint8)
+    ends = np.flatnonzero(raw == ord("\n"))
+    if body and not body.endswith(b"\n"):
+        ends = np.append(ends, len(body))
+    if not len(ends) or len(ends) != sniffed.total_lines - sniffed.data_start:
+        return None
+    starts = np.r_[0, ends[:-1] + 1]
+    delims = np.flatnonzero(raw == ord(delim))
+    quoted = b'"' in body
+    if quoted:
+        quotes = np.flatnonzero(raw == QUOTE)
+        if (np.searchsorted(quotes, ends) % 2).any():
+            return None  # a line break inside quotes: records are not lines
+        delims = delims[np.searchsorted(quotes, delims) % 2 == 0]
+    counts = np.searchsorted(delims, ends) - np.searchsorted(delims, starts) + 1
+    del delims
+    last = np.maximum(ends - 1, 0)
+    last = last - ((raw[last] == ord("\r")) & (last > starts))
+    # one trailing delimiter on a line is an empty extra column of the export, not a field
+    trailing = (counts == n_fields + 1) & (ends > starts) & (raw[last] == ord(delim))
+    lead = np.frombuffer(b" \t\r" + "".join(p[:1] for p in comment_prefixes).encode(), np.uint8)
+    first = raw[np.minimum(starts, max(len(raw) - 1, 0))]
+    odd = ((counts != n_fields) & ~trailing) | (ends == starts) | np.isin(first, lead)
+    odd_idx = np.flatnonzero(odd)
+    if len(odd_idx) > MAX_ODD_LINES:
+        return None
+    try:
+        frame = pl.read_csv(
+            (delim.join(f"c{i}" for i in range(n_fields)) + "\n").encode() + body,
+            separator=delim,
+            quote_char='"' if quoted else None,
+            infer_schema=False,
+            truncate_ragged_lines=True,
+            empty_string_is_null=False,
+        )
+    except pl.exceptions.PolarsError:
+        return None
+    if frame.height != len(ends):
+        return None
+    keep = np.ones(len(ends), dtype=bool)
+    first_line = sniffed.data_start + 1
+    last_line = sniffed.total_lines
+    blank, bad = 0, []
+    for i in odd_idx.tolist():
+        text = body[starts[i] : ends[i]].decode("utf-8").rstrip("\r")
+        line = first_line + i
+        stripped = text.strip()
+        reason = None
+        if not stripped:
+            blank += 1
+        elif any(stripped.startswith(p) for p in comment_prefixes if p):
+            reason = "comment line"
+        elif not _width_ok(text, int(counts[i]), n_fields, delim):
+            count = int(counts[i])
+            if line == last_line and not sniffed.ends_with_newline:
+                reason = (
+                    f"truncated last line ({count} of {n_fields} fields; file still being written?)"
+                )
+            else:
+                reason = f"wrong number of fields ({count} of {n_fields})"
+        else:
+            continue
+        keep[i] = False
+        if reason:
+            bad.append((line, text, reason))
+    fields = [f"c{i}" for i in range(n_fields)]
+    cells = frame.with_columns(
+        line=pl.int_range(first_line, first_line + frame.height, dtype=pl.Int64)
+    ).filter(pl.Series(keep))
+    if quoted or _padded(raw, delim):
+        cleanup = pl.col(fields).str.strip_chars().str.strip_chars('"').str.strip_chars()
+        cells = cells.with_columns(cleanup)
+    cells = cells.select(
+        "line", *[pl.col(f).alias(raw_name(n)) for f, n in zip(fields, sniffed.names, strict=True)]
+    )
+    bad_lines = pl.DataFrame(
+        {
+            "line": [b[0] for b in bad],
+            "column": [None] * len(bad),
+            "raw": [b[1] for b in bad],
+            "reason": [b[2] for b in bad],
+        },
+        schema={"line": pl.Int64, "column": pl.String, "raw": pl.String, "reason": pl.String},
+    )
+    counts_out = _counts(sniffed, data_lines=len(ends) - blank, blank=blank)
+    return cells, bad_lines, counts_out
+
+
+def _padded(raw: np.ndarray, delim: str) -> bool:
+    """Whether some cell starts or ends with a blank (next to a delimiter or a line end)."""
+    edges = np.frombuffer(f"{delim}\n\r".encode(), np.uint8)
+    for blank in {" ", "\t"} - {delim}:
+        at = np.flatnonzero(raw == ord(blank))
+        if len(at) and (
+            at[0] == 0
+            or at[-1] == len(raw) - 1
+            or np.isin(raw[at - 1], edges).any()
+            or np.isin(raw[np.minimum(at + 1, len(raw) - 1)], edges).any()
+        ):
+            return True
+    return False
+
+
+def _width_ok(text: str, count: int, n_fields: int, delim: str) -> bool:
+    """The right number of fields, trailing empty ones (delimiters, blanks) not counted."""
+    if count == n_fields:
+        return True
+    trailing = re.escape(delim) + r"[\s" + re.escape(delim) + r"]*$"
+    return count > n_fields and re.sub(trailing, "", text).count(delim) + 1 <= n_fields
+
+
+def _counts(sniffed: Sniffed, data_lines: int, blank: int) -> dict:
+    return {
+        "lines_total": sniffed.total_lines,
+        "lines_header": sniffed.data_start - len(sniffed.preamble),
+        "lines_preamble": len(sniffed.preamble),
+        "lines_blank": blank,
+        "lines_data": data_lines,
+    }
+
+
+def split_table(
+    sniffed: Sniffed, comment_prefixes: list[str]
+) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
+    """`read_cells` over a polars column of lines."""
     n_fields = len(sniffed.names)
-    total = len(sniffed.lines)
+    total = sniffed.total_lines
     body = pl.DataFrame(
         {
             "line": pl.int_range(sniffed.data_start + 1, total + 1, dtype=pl.Int64, eager=True),
-            "raw": sniffed.lines.slice(sniffed.data_start),
+            "raw": sniffed.lines().slice(sniffed.data_start),
         }
     )
     stripped = pl.col("raw").str.strip_chars()
@@ -113,11 +261,30 @@ def split_table(
         cleanup = pl.col(fields).str.strip_chars().str.strip_chars('"').str.strip_chars()
         cells = cells.with_columns(cleanup)
     cells = cells.rename({f: raw_name(n) for f, n in zip(fields, sniffed.names, strict=True)})
-    counts = {
-        "lines_total": total,
-        "lines_header": sniffed.data_start - len(sniffed.preamble),
-        "lines_preamble": len(sniffed.preamble),
-        "lines_blank": int(total - sniffed.data_start - body.height),
-        "lines_data": body.height,
-    }
+    counts = _counts(
+        sniffed, data_lines=body.height, blank=int(total - sniffed.data_start - body.height)
+    )
     return cells, bad, counts
+
+
+def transpose_cells(
+    cells: pl.DataFrame, names: list[str], variable_names: list[str] | None
+) -> tuple[pl.DataFrame, list[str], dict[str, int]]:
+    """A file stored one line per variable → one row per sample: (cells, names, the line each
+    variable came from). A first field that is text on every line is the variable's name."""
+    raw_cols = [raw_name(n) for n in names]
+    first = cells[raw_cols[0]].str.strip_chars()
+    named = len(first) > 0 and first.cast(pl.Float64, strict=False).is_null().all()
+    if named:
+        labels, raw_cols = first.to_list(), raw_cols[1:]
+    elif variable_names:
+        labels = list(variable_names)[: cells.height]
+    else:
+        labels = [f"col{i + 1}" for i in range(cells.height)]
+    labels += [f"col{i + 1}" for i in range(len(labels), cells.height)]
+    labels = unique_names(labels)
+    samples = cells.select(raw_cols).transpose(column_names=[raw_name(n) for n in labels])
+    samples = samples.with_columns(line=pl.lit(None, pl.Int64)).select(
+        "line", *[raw_name(n) for n in labels]
+    )
+    return samples, labels, dict(zip(labels, cells["line"].to_list(), strict=True))
