@@ -126,6 +126,52 @@ def test_changed_setting_redoes_the_work(tmp_path):
     assert ts.hour == 6  # 08:00 in Berlin summer time
 
 
+def test_plot_error_fails_the_stage_and_keeps_the_old_output(tmp_path, monkeypatch):
+    """quality.png is drawn in a thread: its error is the stage's, and nothing is committed."""
+    import tsfm_cli.ingest.stage as stage
+
+    src = write_files(tmp_path / "src", {"m.csv": wide_csv([1, 2, 3])})
+    out = tmp_path / "clean"
+    run_ingest([src], out, _config(), command=["t"])
+    before = (out / "manifest.json").read_bytes()
+
+    def broken_plot(grid, report, path):
+        raise RuntimeError("no fonts")
+
+    monkeypatch.setattr(stage, "quality_plot", broken_plot)
+    with pytest.raises(RuntimeError, match="no fonts"):
+        run_ingest([src], out, _config(timezone="Europe/Berlin"), command=["t"])
+    assert (out / "manifest.json").read_bytes() == before
+    assert not [p for p in tmp_path.iterdir() if "tmp" in p.name]
+
+
+def test_write_error_waits_for_the_plot_before_discarding(tmp_path, monkeypatch):
+    """An error while the plot is being drawn: the drawing ends before the new directory is
+    removed, so no file is written into it afterwards and no directory is left behind."""
+    import time
+
+    import tsfm_cli.ingest.stage as stage
+
+    drawn = []
+
+    def slow_plot(grid, report, path):
+        time.sleep(0.3)
+        path.write_bytes(b"png")
+        drawn.append(path)
+
+    def broken_write(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(stage, "quality_plot", slow_plot)
+    monkeypatch.setattr(stage, "_write_series", broken_write)
+    src = write_files(tmp_path / "src", {"m.csv": wide_csv([1, 2, 3])})
+    with pytest.raises(OSError, match="disk full"):
+        run_ingest([src], tmp_path / "clean", _config(), command=["t"])
+    assert drawn and not drawn[0].exists()
+    assert not (tmp_path / "clean").exists()
+    assert not [p for p in tmp_path.iterdir() if "tmp" in p.name]
+
+
 # --- CLI -----------------------------------------------------------------------------------
 
 

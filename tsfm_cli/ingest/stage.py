@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -279,12 +280,26 @@ def _assemble(writer: StageWriter, parts, files_meta, failed, config) -> dict[st
     grid = detect_faults(grid, names, config)
     grid = fill_gaps(grid, config)
 
-    file_names = pl.Series("source", files, dtype=pl.String)
-    series_path = writer.dir / "series.parquet"
+    report = build_report(grid, names, key_cols, files, _units(files_meta))
+    # quality.png is drawn (holding the GIL) while the parquet files are written and hashed
+    # (polars and hashlib release it). Leaving the block waits for the drawing, on errors too,
+    # so that nothing writes into the directory once it is discarded.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tsfm-plot") as pool:
+        plot = pool.submit(quality_plot, grid, report, writer.dir / "quality.png")
+        _write_series(writer, grid, names, files, key_cols)
+        all_rejects = _write_rejects(writer, parts, dup_rejects, failed, files)
+        writer.write_parquet("report.parquet", report.drop("_sid"))
+        summary = _summary(grid, all_rejects, report, files, files_meta, failed)
+        plot.result()  # the drawing's error, if any, is the stage's error
+    writer.register("quality.png")
+    return summary
 
+
+def _write_series(writer: StageWriter, grid, names, files, key_cols) -> None:
     def by_sid(column: str) -> pl.Expr:  # the series' own column, by position (no join)
         return pl.lit(names[column].cast(pl.String)).gather(pl.col("_sid")).alias(column)
 
+    file_names = pl.Series("source", files, dtype=pl.String)
     (
         grid.lazy()
         .select(
@@ -299,10 +314,14 @@ def _assemble(writer: StageWriter, parts, files_meta, failed, config) -> dict[st
             pl.col("raw_line").cast(pl.Int32),
             *[by_sid(k) for k in key_cols],
         )
-        .sink_parquet(series_path, compression="zstd")
+        .sink_parquet(writer.dir / "series.parquet", compression="zstd")
     )
     writer.register("series.parquet", rows=grid.height)
 
+
+def _write_rejects(writer: StageWriter, parts, dup_rejects, failed, files) -> pl.DataFrame:
+    """rejects.parquet: the parse rejects of every file, duplicate readings, files not read."""
+    file_names = pl.Series("file", files, dtype=pl.String)
     rejects = [
         pl.scan_parquet(writer.dir / f"parts/{key}.rejects.parquet") for _, _, key, _ in parts
     ]
@@ -327,18 +346,18 @@ def _assemble(writer: StageWriter, parts, files_meta, failed, config) -> dict[st
     )
     all_rejects = pl.concat([*[r.collect() for r in rejects], dup_rows, failed_rows])
     writer.write_parquet("rejects.parquet", all_rejects)
+    return all_rejects
 
+
+def _units(files_meta: dict[str, dict]) -> dict[str, str]:
+    """series_id → unit, from the units found in the files' headers."""
     units = {}
     for meta in files_meta.values():
         prefix = "/".join(str(v) for v in meta.get("keys", {}).values())
         for sensor, unit in (meta.get("units") or {}).items():
             if unit:
                 units[f"{prefix}/{sensor}" if prefix else sensor] = unit
-    report = build_report(grid, names, key_cols, files, units)
-    writer.write_parquet("report.parquet", report.drop("_sid"))
-    quality_plot(grid, report, writer.dir / "quality.png")
-    writer.register("quality.png")
-    return _summary(grid, all_rejects, report, files, files_meta, failed)
+    return units
 
 
 def _summary(grid, rejects, report, files, files_meta, failed) -> dict[str, Any]:
