@@ -314,7 +314,8 @@ def _write_series(writer: StageWriter, grid, names, files, key_cols) -> None:
             pl.col("raw_line").cast(pl.Int32),
             *[by_sid(k) for k in key_cols],
         )
-        .sink_parquet(writer.dir / "series.parquet", compression="zstd")
+        # zstd level 2, not the default 3: ~15% faster here and no larger on sensor data
+        .sink_parquet(writer.dir / "series.parquet", compression="zstd", compression_level=2)
     )
     writer.register("series.parquet", rows=grid.height)
 
