@@ -34,6 +34,11 @@ def run_lengths(run_id: pl.Series) -> pl.Series:
     return lengths.gather(run_id - run_id[0]) if len(run_id) else run_id
 
 
+def run_lengths_expr(run_id: pl.Expr) -> pl.Expr:
+    """`run_lengths` as an expression, for lazy plans."""
+    return run_id.rle().struct.field("len").gather(run_id - run_id.first())
+
+
 def _rolling_median(grid: pl.DataFrame, window: int) -> pl.Series:
     """Centred rolling median of the observed values of each series (null near series ends).
 
@@ -169,14 +174,18 @@ def detect_faults(grid: pl.DataFrame, names: pl.DataFrame, config: IngestConfig)
             MAD_TO_SIGMA * resid, 0.5 * MAD_TO_SIGMA * whole, jump, pl.lit(1e-9)
         )
         found["spike"] = (pl.col("_dev") > config.spike_threshold * scale).fill_null(False)
+    # the rest in one lazy plan: polars runs the passes over the grid without materialising
+    # every intermediate frame
+    lazy = grid.lazy()
     if config.stuck_points > 0:
         new_sid = (pl.col(sid) != pl.col(sid).shift(1)).fill_null(True)
         change = (v != v.shift(1)).fill_null(True) | new_sid
-        grid = grid.with_columns(_run=change.cum_sum())
-        grid = grid.with_columns(_runlen=run_lengths(grid["_run"]))
+        lazy = lazy.with_columns(_run=change.cum_sum()).with_columns(
+            _runlen=run_lengths_expr(pl.col("_run"))
+        )
         found["stuck"] = pl.col("observed") & (pl.col("_runlen") >= config.stuck_points)
     bits = {"out_of_range": Flag.OUT_OF_RANGE, "spike": Flag.SPIKE, "stuck": Flag.STUCK}
-    grid = grid.with_columns(**{f"_{name}": expr for name, expr in found.items()})
+    lazy = lazy.with_columns(**{f"_{name}": expr for name, expr in found.items()})
     flag = pl.lit(0, pl.UInt16)
     mask = pl.lit(False)
     for name in found:
@@ -184,10 +193,10 @@ def detect_faults(grid: pl.DataFrame, names: pl.DataFrame, config: IngestConfig)
         flag = flag | pl.when(hit).then(pl.lit(int(bits[name]), pl.UInt16)).otherwise(0)
         if name in config.mask_faults:
             mask = mask | hit
-    grid = grid.with_columns(flags=(pl.col("flags") | flag).cast(pl.UInt16), _mask=mask)
-    grid = grid.with_columns(
+    lazy = lazy.with_columns(flags=(pl.col("flags") | flag).cast(pl.UInt16), _mask=mask)
+    lazy = lazy.with_columns(
         observed=pl.col("observed") & ~pl.col("_mask"),
         value=pl.when(pl.col("_mask")).then(None).otherwise(pl.col("value")),
     )
     temp = ["_med", "_dev", "_run", "_runlen", "_mask", *[f"_{name}" for name in found]]
-    return grid.drop([c for c in temp if c in grid.columns])
+    return lazy.drop(temp, strict=False).collect()
