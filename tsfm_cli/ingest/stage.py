@@ -361,38 +361,46 @@ def _units(files_meta: dict[str, dict]) -> dict[str, str]:
     return units
 
 
+def _line_bitmap(file_index: np.ndarray, lines: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """The lines of all files in one bitmap, file i's `sizes[i]` lines after those of the files
+    before it: True where a (file, line) occurs. Negative files or lines are none."""
+    base = np.concatenate([[0], np.cumsum(sizes)])
+    size = np.where(file_index >= 0, sizes[file_index], 0)
+    ok = (lines >= 0) & (lines < size)
+    bits = np.zeros(base[-1], dtype=bool)
+    bits[base[file_index[ok]] + lines[ok]] = True
+    return bits
+
+
+def _per_file(bits: np.ndarray, sizes: np.ndarray) -> list[int]:
+    """True lines per file of a `_line_bitmap`."""
+    ends = np.concatenate([[0], np.cumsum(bits, dtype=np.int64)])[np.cumsum(sizes)]
+    return np.diff(ends, prepend=0).tolist()
+
+
 def _summary(grid, rejects, report, files, files_meta, failed) -> dict[str, Any]:
     # used lines per file as bitmaps over line numbers: no hashing of millions of rows
-    used_rows = grid.filter(pl.col("raw_line").is_not_null()).select("_file", "raw_line")
     index_of = {file: i for i, file in enumerate(files)}
+    sizes = np.array(
+        [files_meta[f].get("lines_total", 0) + 2 if f in files_meta else 0 for f in files],
+        dtype=np.int64,
+    )
+    used = _line_bitmap(grid["_file"].to_numpy(), grid["raw_line"].fill_null(-1).to_numpy(), sizes)
     line_rejects = rejects.filter(
         pl.col("line").is_not_null() & (pl.col("reason") != "preamble line")
     ).select(
         pl.col("file").replace_strict(index_of, default=-1, return_dtype=pl.Int32).alias("_file"),
         pl.col("line").cast(pl.Int64),
     )
-    used_by = used_rows.partition_by("_file", as_dict=True, include_key=False)
-    rejected_by = line_rejects.partition_by("_file", as_dict=True, include_key=False)
-    empty = np.zeros(0, dtype=np.int64)
-    used_count, rejected_count = {}, {}
-    for i, file in enumerate(files):
-        if file not in files_meta:
-            continue
-        size = files_meta[file].get("lines_total", 0) + 2
-        used = np.zeros(size, dtype=bool)
-        part = used_by.get((i,))
-        lines = part["raw_line"].to_numpy() if part is not None else empty
-        used[lines[lines < size]] = True
-        rejected = np.zeros(size, dtype=bool)
-        part = rejected_by.get((i,))
-        lines = part["line"].to_numpy() if part is not None else empty
-        rejected[lines[(lines >= 0) & (lines < size)]] = True
-        used_count[i] = int(used.sum())
-        rejected_count[i] = int((rejected & ~used).sum())
+    rejected = _line_bitmap(
+        line_rejects["_file"].to_numpy(), line_rejects["line"].to_numpy(), sizes
+    )
+    rejected &= ~used
+    used_count, rejected_count = _per_file(used, sizes), _per_file(rejected, sizes)
     lines_data = lines_used = lines_rejected = 0
     for file, meta in files_meta.items():
         i = index_of[file]
-        u, r = int(used_count.get(i, 0)), int(rejected_count.get(i, 0))
+        u, r = used_count[i], rejected_count[i]
         meta.update(lines_used=u, lines_rejected=r, unaccounted=meta["lines_data"] - u - r)
         lines_data += meta["lines_data"]
         lines_used += u
