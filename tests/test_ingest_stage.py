@@ -321,3 +321,26 @@ def test_spike_scales_numpy_and_polars_paths_agree():
         by_numpy = _series_scales(grid, v, n_series, use_numpy=True).sort("_sid")
         assert by_numpy.schema == by_polars.schema
         assert by_numpy.equals(by_polars)
+
+
+def test_spike_scales_in_threads_match_the_polars_path(monkeypatch):
+    """Long grids compute the per-series scales in threads: same numbers as one at a time."""
+    import numpy as np
+
+    from tsfm_cli.ingest import faults
+    from tsfm_cli.ingest.faults import _rolling_median, _series_scales
+
+    monkeypatch.setattr(faults, "SCALES_THREADS_MIN_POINTS", 0)
+    rng = np.random.default_rng(4)
+    v = pl.when(pl.col("observed")).then(pl.col("value"))
+    for _ in range(20):
+        n_series = int(rng.integers(1, 8))
+        sid = np.repeat(np.arange(n_series, dtype=np.uint32), rng.integers(1, 400, n_series))
+        values = np.round(rng.normal(size=len(sid)), int(rng.integers(0, 3))).astype(np.float32)
+        observed = rng.random(len(sid)) > rng.choice([0, 0.3, 1.0])
+        grid = pl.DataFrame({"_sid": sid, "value": values, "observed": observed})
+        grid = grid.with_columns(_med=_rolling_median(grid, 5))
+        grid = grid.with_columns(_dev=(v - pl.col("_med")).abs())
+        by_polars = _series_scales(grid, v, n_series, use_numpy=False).sort("_sid")
+        in_threads = _series_scales(grid, v, n_series, use_numpy=True).sort("_sid")
+        assert in_threads.equals(by_polars)

@@ -7,6 +7,8 @@ in `mask_faults` make the point unobserved (value null); the others are only fla
 from __future__ import annotations
 
 import fnmatch
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import polars as pl
@@ -91,6 +93,7 @@ def _median_f32(x: np.ndarray) -> float:
 
 
 NUMPY_SCALES_MAX_SERIES = 1000  # beyond this many series, one polars group_by beats a loop
+SCALES_THREADS_MIN_POINTS = 1_000_000  # below this, threads cost more than they save
 
 
 def _series_scales(grid: pl.DataFrame, v: pl.Expr, n_series: int, *, use_numpy=None):
@@ -123,19 +126,24 @@ def _series_scales(grid: pl.DataFrame, v: pl.Expr, n_series: int, *, use_numpy=N
     median = _median_f32
     starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.zeros(0, int)
     ends = np.r_[starts[1:], len(ids)]
-    rows = []
-    for a, b in zip(starts, ends, strict=True):
+
+    def scales(a: int, b: int) -> tuple:
         x = values[a:b]
         centre = median(x)
         steps = np.abs(np.diff(x))
-        rows.append(
-            (
-                ids[a],
-                median(devs[a:b]),
-                median(np.abs(x - np.float32(centre))),
-                median(steps[steps > 0]),
-            )
+        return (
+            ids[a],
+            median(devs[a:b]),
+            median(np.abs(x - np.float32(centre))),
+            median(steps[steps > 0]),
         )
+
+    # numpy's selection releases the GIL: long series are worth a thread each
+    if len(ids) >= SCALES_THREADS_MIN_POINTS:
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            rows = list(pool.map(scales, starts, ends))
+    else:
+        rows = [scales(a, b) for a, b in zip(starts, ends, strict=True)]
     table = np.array(rows, dtype=np.float64).reshape(-1, 4)
     return pl.DataFrame(
         {
