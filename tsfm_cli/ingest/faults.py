@@ -159,11 +159,15 @@ def detect_faults(grid: pl.DataFrame, names: pl.DataFrame, config: IngestConfig)
     sid = "_sid"
     v = pl.when(pl.col("observed")).then(pl.col("value"))
     found: dict[str, pl.Expr] = {}
+
+    def per_series(values: pl.Series) -> pl.Expr:  # one value per `_sid` → one per point
+        return pl.lit(values).gather(pl.col(sid))
+
     if config.ranges:
         ids = names["series_id"].to_list()
         low, high = range_bounds(ids, names["sensor"].cast(pl.String).to_list(), config.ranges)
-        lo = pl.Series([low.get(i) for i in ids], dtype=pl.Float64).gather(grid[sid])
-        hi = pl.Series([high.get(i) for i in ids], dtype=pl.Float64).gather(grid[sid])
+        lo = per_series(pl.Series([low.get(i) for i in ids], dtype=pl.Float64))
+        hi = per_series(pl.Series([high.get(i) for i in ids], dtype=pl.Float64))
         found["out_of_range"] = (v < lo).fill_null(False) | (v > hi).fill_null(False)
     if config.spike_threshold > 0:
         grid = grid.with_columns(_med=_rolling_median(grid, config.spike_window))
@@ -175,9 +179,9 @@ def detect_faults(grid: pl.DataFrame, names: pl.DataFrame, config: IngestConfig)
         table = pl.DataFrame({sid: np.arange(names.height, dtype=np.uint32)}).join(
             per, on=sid, how="left"
         )
-        resid = table["resid"].gather(grid[sid])
-        whole = table["whole"].gather(grid[sid])
-        jump = table["jump"].gather(grid[sid]).fill_null(0.0)
+        resid = per_series(table["resid"])
+        whole = per_series(table["whole"])
+        jump = per_series(table["jump"]).fill_null(0.0)
         scale = pl.max_horizontal(
             MAD_TO_SIGMA * resid, 0.5 * MAD_TO_SIGMA * whole, jump, pl.lit(1e-9)
         )
