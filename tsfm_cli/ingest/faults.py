@@ -123,19 +123,18 @@ def _series_scales(grid: pl.DataFrame, v: pl.Expr, n_series: int, *, use_numpy=N
         sid, _v=v.cast(pl.Float32).fill_null(np.nan), _d=pl.col("_dev").fill_null(np.nan)
     )
     ids, values, devs = (cols[c].to_numpy() for c in (sid, "_v", "_d"))
-    median = _median_f32
     starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.zeros(0, int)
     ends = np.r_[starts[1:], len(ids)]
 
     def scales(a: int, b: int) -> tuple:
         x = values[a:b]
-        centre = median(x)
+        centre = _median_f32(x)
         steps = np.abs(np.diff(x))
         return (
             ids[a],
-            median(devs[a:b]),
-            median(np.abs(x - np.float32(centre))),
-            median(steps[steps > 0]),
+            _median_f32(devs[a:b]),
+            _median_f32(np.abs(x - np.float32(centre))),
+            _median_f32(steps[steps > 0]),
         )
 
     # numpy's selection releases the GIL: long series are worth a thread each

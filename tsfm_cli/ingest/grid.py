@@ -93,9 +93,9 @@ def build_grid(
     steps = _steps(df, n_series, config)
     step_of = steps["step_us"].fill_null(1_000_000).to_numpy()
     origin_of = steps["origin_us"].fill_null(0).to_numpy()
-    last = steps["last"].fill_null(origin_of).to_numpy()
-    n = np.where(steps["readings"].is_null(), 0, _grid_index(last, origin_of, step_of) + 1)
     readings_per = steps["readings"].fill_null(0).to_numpy()
+    last = steps["last"].fill_null(0).to_numpy()
+    n = np.where(readings_per > 0, _grid_index(last, origin_of, step_of) + 1, 0)
     bad = np.nonzero(n > readings_per * MAX_GRID_FACTOR + MAX_GRID_SLACK)[0]
     if len(bad):
         i = int(bad[0])
@@ -148,7 +148,14 @@ def build_grid(
     return grid, dup_rejects
 
 
-def _point_files(df, kept, steps, n, offsets, pos) -> np.ndarray:
+def _point_files(
+    df: pl.DataFrame,
+    kept: pl.DataFrame | None,
+    steps: pl.DataFrame,
+    n: np.ndarray,
+    offsets: np.ndarray,
+    pos: np.ndarray,
+) -> np.ndarray:
     """The file of each grid point: that of the reading at or before it in its series, else the
     series' first reading (a forward then backward fill per series, without a window)."""
     lo = steps["file_lo"].fill_null(-1).to_numpy()
