@@ -149,6 +149,52 @@ def test_changed_setting_redoes_the_work(tmp_path):
     assert ts.hour == 6  # 08:00 in Berlin summer time
 
 
+def test_plot_error_fails_the_stage_and_keeps_the_old_output(tmp_path, monkeypatch):
+    """quality.png is drawn in a thread: its error is the stage's, and nothing is committed."""
+    import tsfm_cli.ingest.stage as stage
+
+    src = write_files(tmp_path / "src", {"m.csv": wide_csv([1, 2, 3])})
+    out = tmp_path / "clean"
+    run_ingest([src], out, _config(), command=["t"])
+    before = (out / "manifest.json").read_bytes()
+
+    def broken_plot(grid, report, path):
+        raise RuntimeError("no fonts")
+
+    monkeypatch.setattr(stage, "quality_plot", broken_plot)
+    with pytest.raises(RuntimeError, match="no fonts"):
+        run_ingest([src], out, _config(timezone="Europe/Berlin"), command=["t"])
+    assert (out / "manifest.json").read_bytes() == before
+    assert not [p for p in tmp_path.iterdir() if "tmp" in p.name]
+
+
+def test_write_error_waits_for_the_plot_before_discarding(tmp_path, monkeypatch):
+    """An error while the plot is being drawn: the drawing ends before the new directory is
+    removed, so no file is written into it afterwards and no directory is left behind."""
+    import time
+
+    import tsfm_cli.ingest.stage as stage
+
+    drawn = []
+
+    def slow_plot(grid, report, path):
+        time.sleep(0.3)
+        path.write_bytes(b"png")
+        drawn.append(path)
+
+    def broken_write(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(stage, "quality_plot", slow_plot)
+    monkeypatch.setattr(stage, "_write_series", broken_write)
+    src = write_files(tmp_path / "src", {"m.csv": wide_csv([1, 2, 3])})
+    with pytest.raises(OSError, match="disk full"):
+        run_ingest([src], tmp_path / "clean", _config(), command=["t"])
+    assert drawn and not drawn[0].exists()
+    assert not (tmp_path / "clean").exists()
+    assert not [p for p in tmp_path.iterdir() if "tmp" in p.name]
+
+
 # --- CLI -----------------------------------------------------------------------------------
 
 
@@ -298,3 +344,26 @@ def test_spike_scales_numpy_and_polars_paths_agree():
         by_numpy = _series_scales(grid, v, n_series, use_numpy=True).sort("_sid")
         assert by_numpy.schema == by_polars.schema
         assert by_numpy.equals(by_polars)
+
+
+def test_spike_scales_in_threads_match_the_polars_path(monkeypatch):
+    """Long grids compute the per-series scales in threads: same numbers as one at a time."""
+    import numpy as np
+
+    from tsfm_cli.ingest import faults
+    from tsfm_cli.ingest.faults import _rolling_median, _series_scales
+
+    monkeypatch.setattr(faults, "SCALES_THREADS_MIN_POINTS", 0)
+    rng = np.random.default_rng(4)
+    v = pl.when(pl.col("observed")).then(pl.col("value"))
+    for _ in range(20):
+        n_series = int(rng.integers(1, 8))
+        sid = np.repeat(np.arange(n_series, dtype=np.uint32), rng.integers(1, 400, n_series))
+        values = np.round(rng.normal(size=len(sid)), int(rng.integers(0, 3))).astype(np.float32)
+        observed = rng.random(len(sid)) > rng.choice([0, 0.3, 1.0])
+        grid = pl.DataFrame({"_sid": sid, "value": values, "observed": observed})
+        grid = grid.with_columns(_med=_rolling_median(grid, 5))
+        grid = grid.with_columns(_dev=(v - pl.col("_med")).abs())
+        by_polars = _series_scales(grid, v, n_series, use_numpy=False).sort("_sid")
+        in_threads = _series_scales(grid, v, n_series, use_numpy=True).sort("_sid")
+        assert in_threads.equals(by_polars)

@@ -7,6 +7,8 @@ in `mask_faults` make the point unobserved (value null); the others are only fla
 from __future__ import annotations
 
 import fnmatch
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import polars as pl
@@ -32,6 +34,11 @@ def run_lengths(run_id: pl.Series) -> pl.Series:
     """Length of the run each row is in, for a sorted run id 1, 1, 2, 3, 3, 3, … (no hashing)."""
     lengths = run_id.rle().struct.field("len")
     return lengths.gather(run_id - run_id[0]) if len(run_id) else run_id
+
+
+def run_lengths_expr(run_id: pl.Expr) -> pl.Expr:
+    """`run_lengths` as an expression, for lazy plans."""
+    return run_id.rle().struct.field("len").gather(run_id - run_id.first())
 
 
 def _rolling_median(grid: pl.DataFrame, window: int) -> pl.Series:
@@ -68,7 +75,25 @@ def _rolling_median(grid: pl.DataFrame, window: int) -> pl.Series:
     return pl.Series("_med", med).set(pl.Series(edge), None)
 
 
+def _median_f32(x: np.ndarray) -> float:
+    """The median of the non-NaN values as np.median gives it in float64, rounded to float32
+    (NaN for none). Only the middle one or two values are selected, in place in the copy that
+    drops NaNs: no float64 copy and no second partition copy, as np.median would make."""
+    x = x[~np.isnan(x)]
+    if not len(x):
+        return np.nan
+    half = len(x) // 2
+    if len(x) % 2:
+        x.partition(half)
+        middle = np.float64(x[half])
+    else:
+        x.partition((half - 1, half))
+        middle = (np.float64(x[half - 1]) + np.float64(x[half])) / 2
+    return float(np.float32(middle))
+
+
 NUMPY_SCALES_MAX_SERIES = 1000  # beyond this many series, one polars group_by beats a loop
+SCALES_THREADS_MIN_POINTS = 1_000_000  # below this, threads cost more than they save
 
 
 def _series_scales(grid: pl.DataFrame, v: pl.Expr, n_series: int, *, use_numpy=None):
@@ -98,26 +123,26 @@ def _series_scales(grid: pl.DataFrame, v: pl.Expr, n_series: int, *, use_numpy=N
         sid, _v=v.cast(pl.Float32).fill_null(np.nan), _d=pl.col("_dev").fill_null(np.nan)
     )
     ids, values, devs = (cols[c].to_numpy() for c in (sid, "_v", "_d"))
-
-    def median(x: np.ndarray) -> float:
-        x = x[~np.isnan(x)]
-        return float(np.float32(np.median(x.astype(np.float64)))) if len(x) else np.nan
-
     starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.zeros(0, int)
     ends = np.r_[starts[1:], len(ids)]
-    rows = []
-    for a, b in zip(starts, ends, strict=True):
+
+    def scales(a: int, b: int) -> tuple:
         x = values[a:b]
-        centre = median(x)
+        centre = _median_f32(x)
         steps = np.abs(np.diff(x))
-        rows.append(
-            (
-                ids[a],
-                median(devs[a:b]),
-                median(np.abs(x - np.float32(centre))),
-                median(steps[steps > 0]),
-            )
+        return (
+            ids[a],
+            _median_f32(devs[a:b]),
+            _median_f32(np.abs(x - np.float32(centre))),
+            _median_f32(steps[steps > 0]),
         )
+
+    # numpy's selection releases the GIL: long series are worth a thread each
+    if len(ids) >= SCALES_THREADS_MIN_POINTS:
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            rows = list(pool.map(scales, starts, ends))
+    else:
+        rows = [scales(a, b) for a, b in zip(starts, ends, strict=True)]
     table = np.array(rows, dtype=np.float64).reshape(-1, 4)
     return pl.DataFrame(
         {
@@ -133,11 +158,15 @@ def detect_faults(grid: pl.DataFrame, names: pl.DataFrame, config: IngestConfig)
     sid = "_sid"
     v = pl.when(pl.col("observed")).then(pl.col("value"))
     found: dict[str, pl.Expr] = {}
+
+    def per_series(values: pl.Series) -> pl.Expr:  # one value per `_sid` → one per point
+        return pl.lit(values).gather(pl.col(sid))
+
     if config.ranges:
         ids = names["series_id"].to_list()
         low, high = range_bounds(ids, names["sensor"].cast(pl.String).to_list(), config.ranges)
-        lo = pl.Series([low.get(i) for i in ids], dtype=pl.Float64).gather(grid[sid])
-        hi = pl.Series([high.get(i) for i in ids], dtype=pl.Float64).gather(grid[sid])
+        lo = per_series(pl.Series([low.get(i) for i in ids], dtype=pl.Float64))
+        hi = per_series(pl.Series([high.get(i) for i in ids], dtype=pl.Float64))
         found["out_of_range"] = (v < lo).fill_null(False) | (v > hi).fill_null(False)
     if config.spike_threshold > 0:
         grid = grid.with_columns(_med=_rolling_median(grid, config.spike_window))
@@ -149,21 +178,25 @@ def detect_faults(grid: pl.DataFrame, names: pl.DataFrame, config: IngestConfig)
         table = pl.DataFrame({sid: np.arange(names.height, dtype=np.uint32)}).join(
             per, on=sid, how="left"
         )
-        resid = table["resid"].gather(grid[sid])
-        whole = table["whole"].gather(grid[sid])
-        jump = table["jump"].gather(grid[sid]).fill_null(0.0)
+        resid = per_series(table["resid"])
+        whole = per_series(table["whole"])
+        jump = per_series(table["jump"]).fill_null(0.0)
         scale = pl.max_horizontal(
             MAD_TO_SIGMA * resid, 0.5 * MAD_TO_SIGMA * whole, jump, pl.lit(1e-9)
         )
         found["spike"] = (pl.col("_dev") > config.spike_threshold * scale).fill_null(False)
+    # the rest in one lazy plan: polars runs the passes over the grid without materialising
+    # every intermediate frame
+    lazy = grid.lazy()
     if config.stuck_points > 0:
         new_sid = (pl.col(sid) != pl.col(sid).shift(1)).fill_null(True)
         change = (v != v.shift(1)).fill_null(True) | new_sid
-        grid = grid.with_columns(_run=change.cum_sum())
-        grid = grid.with_columns(_runlen=run_lengths(grid["_run"]))
+        lazy = lazy.with_columns(_run=change.cum_sum()).with_columns(
+            _runlen=run_lengths_expr(pl.col("_run"))
+        )
         found["stuck"] = pl.col("observed") & (pl.col("_runlen") >= config.stuck_points)
     bits = {"out_of_range": Flag.OUT_OF_RANGE, "spike": Flag.SPIKE, "stuck": Flag.STUCK}
-    grid = grid.with_columns(**{f"_{name}": expr for name, expr in found.items()})
+    lazy = lazy.with_columns(**{f"_{name}": expr for name, expr in found.items()})
     flag = pl.lit(0, pl.UInt16)
     mask = pl.lit(False)
     for name in found:
@@ -171,10 +204,10 @@ def detect_faults(grid: pl.DataFrame, names: pl.DataFrame, config: IngestConfig)
         flag = flag | pl.when(hit).then(pl.lit(int(bits[name]), pl.UInt16)).otherwise(0)
         if name in config.mask_faults:
             mask = mask | hit
-    grid = grid.with_columns(flags=(pl.col("flags") | flag).cast(pl.UInt16), _mask=mask)
-    grid = grid.with_columns(
+    lazy = lazy.with_columns(flags=(pl.col("flags") | flag).cast(pl.UInt16), _mask=mask)
+    lazy = lazy.with_columns(
         observed=pl.col("observed") & ~pl.col("_mask"),
         value=pl.when(pl.col("_mask")).then(None).otherwise(pl.col("value")),
     )
     temp = ["_med", "_dev", "_run", "_runlen", "_mask", *[f"_{name}" for name in found]]
-    return grid.drop([c for c in temp if c in grid.columns])
+    return lazy.drop(temp, strict=False).collect()

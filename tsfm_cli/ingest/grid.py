@@ -37,20 +37,28 @@ def series_table(readings: pl.LazyFrame, key_cols: list[str]) -> pl.DataFrame:
 
 
 def _steps(df: pl.DataFrame, n_series: int, config: IngestConfig) -> pl.DataFrame:
-    """Per `_sid` (0..n-1, every one present): step_us, origin_us (grid start), readings."""
+    """Per `_sid` (0..n-1, every one present): step_us, origin_us (grid start), last (the
+    latest reading's time), readings, and the lowest and highest file of its readings."""
+    per_series = dict(
+        first=pl.col("_t").min(),
+        last=pl.col("_t").max(),
+        readings=pl.len(),
+        file_lo=pl.col("_file").min(),
+        file_hi=pl.col("_file").max(),
+    )
     if config.freq:
         step = pl.lit(parse_duration(config.freq, "freq") * 1_000_000, pl.Int64)
-        steps = df.group_by("_sid").agg(step_us=step, first=pl.col("_t").min(), readings=pl.len())
+        steps = df.group_by("_sid").agg(step_us=step, **per_series)
     else:
-        # the median spacing needs each series in time order: sort just the two columns
+        # the median spacing needs each series in time order: sort just the three columns
         diffs = pl.col("_t").diff()
         med = diffs.filter(diffs > 0).median()
         step = (med / 1_000_000).round().clip(lower_bound=1).fill_null(1).cast(pl.Int64) * 1_000_000
         steps = (
-            df.select("_sid", "_t")
+            df.select("_sid", "_t", "_file")
             .sort(["_sid", "_t"])
             .group_by("_sid")
-            .agg(step_us=step, first=pl.col("_t").min(), readings=pl.len())
+            .agg(step_us=step, **per_series)
         )
     steps = pl.DataFrame({"_sid": np.arange(n_series, dtype=np.uint32)}).join(
         steps, on="_sid", how="left"
@@ -58,6 +66,16 @@ def _steps(df: pl.DataFrame, n_series: int, config: IngestConfig) -> pl.DataFram
     # the grid starts at the first reading rounded to a whole step (jittered clocks)
     aligned = (pl.col("first") / pl.col("step_us")).round() * pl.col("step_us")
     return steps.with_columns(origin_us=aligned.cast(pl.Int64)).drop("first")
+
+
+def _grid_index(t: np.ndarray, origin: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """Nearest grid index (int64, ≥ 0) of times `t` (µs) on grids `origin + i × step`.
+
+    Rounding is monotonic, so the index of a series' latest reading is its largest index."""
+    k = (t - origin) / step  # float64, like polars' true division of integers
+    np.rint(k, out=k)  # half to even, polars' default `round`
+    k = k.astype(np.int64)
+    return np.maximum(k, 0, out=k)
 
 
 def build_grid(
@@ -73,24 +91,11 @@ def build_grid(
     n_series = names.height
     df = readings.with_columns(_t=pl.col("timestamp").dt.epoch("us")).drop("timestamp")
     steps = _steps(df, n_series, config)
-    step_of = steps["step_us"].fill_null(1_000_000)
-    origin_of = steps["origin_us"].fill_null(0)
-    sid = df["_sid"]
-    origin = origin_of.gather(sid)
-    step = step_of.gather(sid)
-    k = ((df["_t"] - origin) / step).round().cast(pl.Int64).clip(lower_bound=0)
-    df = df.with_columns(k=k).drop("_t")
-    del origin, step, k
-
-    n_per = df.group_by("_sid").agg(n=pl.col("k").max() + 1).sort("_sid")
-    n = (
-        pl.DataFrame({"_sid": np.arange(n_series, dtype=np.uint32)})
-        .join(n_per, on="_sid", how="left")["n"]
-        .fill_null(0)
-        .to_numpy()
-        .astype(np.int64)
-    )
+    step_of = steps["step_us"].fill_null(1_000_000).to_numpy()
+    origin_of = steps["origin_us"].fill_null(0).to_numpy()
     readings_per = steps["readings"].fill_null(0).to_numpy()
+    last = steps["last"].fill_null(0).to_numpy()
+    n = np.where(readings_per > 0, _grid_index(last, origin_of, step_of) + 1, 0)
     bad = np.nonzero(n > readings_per * MAX_GRID_FACTOR + MAX_GRID_SLACK)[0]
     if len(bad):
         i = int(bad[0])
@@ -101,46 +106,33 @@ def build_grid(
         )
     offsets = np.concatenate([[0], np.cumsum(n)[:-1]])
     total = int(n.sum())
-    df = df.with_columns(
-        _pos=pl.lit(pl.Series(offsets, dtype=pl.Int64)).gather(pl.col("_sid")) + pl.col("k")
-    ).drop("k")
-    kept, dup_rejects = _duplicates(df, names, config, total)
-    steps_np = step_of.to_numpy()
+    sid = df["_sid"].to_numpy()
+    pos = _grid_index(df["_t"].to_numpy(), origin_of[sid], step_of[sid])
+    pos += offsets[sid]
+    del sid
+    df = df.drop("_t").with_columns(_pos=pl.Series(pos))
+    kept, dup_rejects = _duplicates(df, pos, names, config, total)
     # numpy in place, one temporary at a time: time = origin + (index - series offset) × step
     stamps = np.arange(total, dtype=np.int64)
     stamps -= np.repeat(offsets, n)
-    stamps *= np.repeat(steps_np, n)
-    stamps += np.repeat(origin_of.to_numpy(), n)
-    pos = df["_pos"]
+    stamps *= np.repeat(step_of, n)
+    stamps += np.repeat(origin_of, n)
 
     def scatter(name: str, dtype, fill=None) -> pl.Series:
         base = pl.repeat(fill, total, dtype=dtype, eager=True).alias(name)
         if not total:
             return base
-        base = base.scatter(pos, df[name].cast(dtype))
+        base = base.scatter(df["_pos"], df[name].cast(dtype))
         # a point hit more than once holds an arbitrary one of its readings: the kept one wins
         return base.scatter(kept["_pos"], kept[name].cast(dtype)) if kept is not None else base
 
-    # the file of each grid point: that of the reading at or before it in its series, else the
-    # series' first reading (a forward then backward fill per series, without a window)
-    files = np.full(total, -1, dtype=np.int32)
-    files[pos.to_numpy()] = df["_file"].to_numpy()
-    if kept is not None:
-        files[kept["_pos"].to_numpy()] = kept["_file"].to_numpy()
-    has = n > 0
-    if total:
-        first = np.where(files >= 0, np.arange(total), total)
-        first = np.minimum.reduceat(first, offsets[has])
-        files[offsets[has]] = files[first]
-        carry = np.where(files >= 0, np.arange(total), 0)
-        np.maximum.accumulate(carry, out=carry)
-        files = files[carry]
-        del carry, first
+    files = _point_files(df, kept, steps, n, offsets, pos)
+    del pos
     grid = pl.DataFrame(
         {
             "_sid": np.repeat(np.arange(n_series, dtype=np.uint32), n),
             "timestamp": stamps,
-            "freq_s": np.repeat(steps_np // 1_000_000, n),
+            "freq_s": np.repeat(step_of // 1_000_000, n),
         }
     ).with_columns(
         pl.col("timestamp").cast(pl.Datetime("us", "UTC")),
@@ -156,10 +148,39 @@ def build_grid(
     return grid, dup_rejects
 
 
-def _duplicates(df: pl.DataFrame, names: pl.DataFrame, config: IngestConfig, total: int):
-    """Readings that share a grid point (`_pos`), touching only those rows: (the reading kept
-    for each such point or None, rejects for the others)."""
-    hits = np.bincount(df["_pos"].to_numpy(), minlength=total) if total else np.zeros(0)
+def _point_files(
+    df: pl.DataFrame,
+    kept: pl.DataFrame | None,
+    steps: pl.DataFrame,
+    n: np.ndarray,
+    offsets: np.ndarray,
+    pos: np.ndarray,
+) -> np.ndarray:
+    """The file of each grid point: that of the reading at or before it in its series, else the
+    series' first reading (a forward then backward fill per series, without a window)."""
+    lo = steps["file_lo"].fill_null(-1).to_numpy()
+    if (lo == steps["file_hi"].fill_null(-1).to_numpy()).all():
+        return np.repeat(lo.astype(np.int32), n)  # each series read from one file: no fill
+    total = int(n.sum())
+    files = np.full(total, -1, dtype=np.int32)
+    files[pos] = df["_file"].to_numpy()
+    if kept is not None:
+        files[kept["_pos"].to_numpy()] = kept["_file"].to_numpy()
+    has = n > 0
+    first = np.where(files >= 0, np.arange(total), total)
+    first = np.minimum.reduceat(first, offsets[has])
+    files[offsets[has]] = files[first]
+    carry = np.where(files >= 0, np.arange(total), 0)
+    np.maximum.accumulate(carry, out=carry)
+    return files[carry]
+
+
+def _duplicates(
+    df: pl.DataFrame, pos: np.ndarray, names: pl.DataFrame, config: IngestConfig, total: int
+):
+    """Readings that share a grid point (`_pos`, also given as `pos`), touching only those rows:
+    (the reading kept for each such point or None, rejects for the others)."""
+    hits = np.bincount(pos, minlength=total) if total else np.zeros(0)
     if not len(hits) or hits.max() <= 1:
         return None, _empty_rejects()
     dup = pl.Series(hits > 1).gather(df["_pos"])

@@ -23,14 +23,20 @@ def build_report(
         for flag in Flag
     ]
     file_names = pl.Series(files, dtype=pl.String)
-    per = grid.group_by("_sid").agg(
-        pl.col("_file").unique().alias("_files"),
-        pl.len().cast(pl.Int64).alias("points"),
-        pl.col("observed").sum().cast(pl.Int64).alias("observed"),
-        *counts,
-        pl.col("freq_s").first(),
-        pl.col("timestamp").min().alias("start"),
-        pl.col("timestamp").max().alias("end"),
+    # lazy: the streaming group_by is faster than the eager one over millions of points
+    per = (
+        grid.lazy()
+        .group_by("_sid")
+        .agg(
+            pl.col("_file").unique().alias("_files"),
+            pl.len().cast(pl.Int64).alias("points"),
+            pl.col("observed").sum().cast(pl.Int64).alias("observed"),
+            *counts,
+            pl.col("freq_s").first(),
+            pl.col("timestamp").min().alias("start"),
+            pl.col("timestamp").max().alias("end"),
+        )
+        .collect()
     )
     per = per.with_columns(
         sources=pl.Series(
