@@ -116,29 +116,6 @@ def test_incremental_rerun_adds_only_new_and_changed_files(tmp_path):
     assert len(parts) == 8  # 4 files × (readings + rejects); the old part is gone
 
 
-def test_cached_parts_are_complete_and_a_failed_cache_write_commits_nothing(tmp_path, monkeypatch):
-    import tsfm_cli.ingest.stage as stage
-
-    src = write_files(tmp_path / "src", {"m1.csv": wide_csv([1, 2, 3])})
-    out = tmp_path / "clean"
-    run_ingest([src], out, _config(), command=["t"])
-    manifest = json.loads((out / "manifest.json").read_text())
-    parts = [name for name in manifest["outputs"] if name.endswith(".parquet") and "/" in name]
-    readings = [name for name in parts if not name.endswith(".rejects.parquet")]
-    assert len(readings) == 1  # written in the background, registered with its real size
-    assert manifest["outputs"][readings[0]]["bytes"] == (out / readings[0]).stat().st_size
-    assert pl.read_parquet(out / readings[0])["value"].to_list() == [1, 2, 3]
-
-    def disk_full(readings, path):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(stage, "_write_part", disk_full)
-    write_files(src, {"m2.csv": wide_csv([4, 5, 6])})
-    with pytest.raises(OSError, match="No space left"):
-        run_ingest([src], out, _config(), command=["t"])
-    assert json.loads((out / "manifest.json").read_text()) == manifest  # the old output stays
-
-
 def test_changed_setting_redoes_the_work(tmp_path):
     src = write_files(tmp_path / "src", {"m.csv": wide_csv([1, 2, 3])})
     out = tmp_path / "clean"

@@ -267,16 +267,6 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def output_entry(path: Path, rows: int | None = None) -> dict[str, Any]:
-    """The manifest's record of one written output: hash, size and rows."""
-    if not path.is_file():
-        raise RuntimeError(f"{path.name} was registered but not written")
-    entry: dict[str, Any] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
-    if rows is not None:
-        entry["rows"] = int(rows)
-    return entry
-
-
 @dataclass
 class StageWriter:
     """Builds a stage directory in a temporary sibling and swaps it in on `commit`.
@@ -351,10 +341,15 @@ class StageWriter:
         self.register(name, rows=frame.height)
         return path
 
-    def register(self, name: str, rows: int | None = None, entry: dict | None = None) -> None:
-        """Record a file already written under `dir` (a plot, a report, a parquet); `entry`:
-        its `output_entry`, when that was made elsewhere (in a background thread)."""
-        self.outputs[name] = entry or output_entry(self.dir / name, rows)
+    def register(self, name: str, rows: int | None = None) -> None:
+        """Record a file already written under `dir` (a plot, a report, a parquet)."""
+        path = self.dir / name
+        if not path.is_file():
+            raise RuntimeError(f"{name} was registered but not written")
+        entry: dict[str, Any] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+        if rows is not None:
+            entry["rows"] = int(rows)
+        self.outputs[name] = entry
 
     def carry_over(self, name: str) -> Path:
         """Reuse an unchanged file of the previous directory (hard link when possible)."""

@@ -33,7 +33,6 @@ from tsfm_cli.stagedir import (
     canonical_json,
     describe_file,
     fingerprint,
-    output_entry,
     require_new_output,
     reuse_summary,
 )
@@ -120,15 +119,9 @@ def run_ingest(
         _gate(reused, config)
         return reused
 
-    # the per-file cache is only read by a later run: it is written in a background thread
-    # (polars writes without the GIL) while this run goes on; leaving the block waits for it
-    with (
-        StageWriter(
-            out_dir, STAGE, config=cfg, inputs=described, command=command, wait_s=wait_s
-        ) as writer,
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="tsfm-cache") as background,
-    ):
-        cache_writes = []
+    with StageWriter(
+        out_dir, STAGE, config=cfg, inputs=described, command=command, wait_s=wait_s
+    ) as writer:
         previous = (writer.previous_manifest() or {}).get("files", {})
         files_meta: dict[str, dict] = {}
         failed: list[dict[str, str]] = []
@@ -166,10 +159,10 @@ def run_ingest(
                             }
                         )
                     else:
+                        # the cache is rewritten often and read once: fast lz4, not zstd
                         (writer.dir / "parts").mkdir(exist_ok=True)
-                        cache_writes.append(
-                            (part, background.submit(_write_part, readings, writer.dir / part))
-                        )
+                        readings.write_parquet(writer.dir / part, compression="lz4")
+                        writer.register(part, rows=readings.height)
                         writer.write_parquet(part_rejects, rejects)
                         files_meta[file] = {
                             **stats,
@@ -188,18 +181,10 @@ def run_ingest(
             reporter.warn(item["reason"])
         summary = _assemble(writer, parts, files_meta, failed, config)
         summary.update(files=len(sources), files_parsed=parsed, files_reused=reused)
-        for part, done in cache_writes:  # a failed cache write fails the run before the commit
-            writer.register(part, entry=done.result())
         writer.commit(summary=summary, files=files_meta)
     summary.update(out_dir=str(out_dir), skipped=False)
     _gate(summary, config)
     return summary
-
-
-def _write_part(readings: pl.DataFrame, path: Path) -> dict[str, Any]:
-    """The cache of one parsed file (rewritten often, read once: fast lz4, not zstd)."""
-    readings.write_parquet(path, compression="lz4")
-    return output_entry(path, rows=readings.height)
 
 
 def _gate(summary: dict, config: IngestConfig) -> None:
