@@ -226,6 +226,7 @@ def test_cli_bad_file_among_good_ones(tmp_path):
         ("binary", "binary file"),
         ("no_time", "no timestamp column"),
         ("recipe", "unknown key"),
+        ("all_excluded", "no sensor readings left in any file after exclude_sensors"),
     ],
 )
 def test_cli_bad_input_exit_2_one_line_output_untouched(tmp_path, case, expected):
@@ -243,6 +244,10 @@ def test_cli_bad_input_exit_2_one_line_output_untouched(tmp_path, case, expected
         args = [write_files(bad, {"b.csv": bytes(range(256)) * 8}) / "b.csv"]
     elif case == "no_time":
         args = [write_files(bad, {"n.csv": "a,b\n1,2\n3,4\n"}) / "n.csv"]
+    elif case == "all_excluded":
+        recipe = tmp_path / "r.yaml"
+        recipe.write_text("ingest:\n  exclude_sensors: ['temp*']\n")
+        args = [good, "--config", recipe]
     else:
         recipe = tmp_path / "r.yaml"
         recipe.write_text("ingest:\n  timezone: UTC\n  tiemzone: x\n")

@@ -261,6 +261,13 @@ def _assemble(writer: StageWriter, parts, files_meta, failed, config) -> dict[st
         )
         del frame
     names = series_table(pl.concat([r.lazy() for r in runs]), key_cols)
+    if names.height == 0:
+        used = [f for f in files if f]
+        where = used[0] + (f" (and {len(used) - 1} more files)" if len(used) > 1 else "")
+        excluded = (
+            f" after exclude_sensors {config.exclude_sensors}" if config.exclude_sensors else ""
+        )
+        raise BadInputError(f"no sensor readings left in any file{excluded}: {where}")
     lookup = names.select("_sid", *cols)
     pieces = []
     for n, run in enumerate(runs):
