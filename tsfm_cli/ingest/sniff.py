@@ -8,6 +8,7 @@ in Python; `table` reads the rest.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import re
@@ -93,6 +94,7 @@ class Sniffed:
 
     path: Path
     text: str  # the whole decoded file
+    utf8: bytes | None  # the file's own bytes when they are UTF-8 (no BOM): no re-encoding
     head: list[str]  # its first lines (no line ending), index 0 = line 1
     total_lines: int  # physical lines, a last line without newline included
     encoding: str
@@ -115,21 +117,24 @@ class Sniffed:
 
     def body(self) -> bytes:
         """The data part (from line `data_start` + 1 on) as UTF-8 bytes."""
+        if self.utf8 is not None:
+            return self.utf8[_line_offset(self.utf8, self.data_start) :]
         return self.text[_line_offset(self.text, self.data_start) :].encode("utf-8")
 
 
-def _line_offset(text: str, line_index: int) -> int:
-    """Character offset where the 0-based line `line_index` starts."""
+def _line_offset(text: str | bytes, line_index: int) -> int:
+    """Offset where the 0-based line `line_index` starts."""
     pos = 0
     for _ in range(line_index):
-        pos = text.find("\n", pos) + 1
+        pos = text.find("\n" if isinstance(text, str) else b"\n", pos) + 1
         if pos == 0:
             return len(text)
     return pos
 
 
-def read_text(path: Path, config: IngestConfig) -> tuple[str, str]:
-    """The file's text and the encoding used; BadInputError for empty, binary, corrupt files."""
+def read_text(path: Path, config: IngestConfig) -> tuple[str, str, bytes | None]:
+    """The file's text, the encoding used and, when the file is UTF-8 already, its bytes (BOM
+    removed); BadInputError for empty, binary, corrupt files."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -143,12 +148,14 @@ def read_text(path: Path, config: IngestConfig) -> tuple[str, str]:
         raise BadInputError(f"{path}: empty file")
     if config.encoding:
         try:
-            return raw.decode(config.encoding), config.encoding
+            text = raw.decode(config.encoding)
+            utf8 = codecs.lookup(config.encoding).name == "utf-8"
+            return text, config.encoding, raw if utf8 else None
         except (UnicodeDecodeError, LookupError) as exc:
             raise BadInputError(f"{path}: cannot decode as {config.encoding} ({exc})") from None
     if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
         try:
-            return raw.decode("utf-16"), "utf-16"
+            return raw.decode("utf-16"), "utf-16", None
         except UnicodeDecodeError:
             pass
     head = raw[:65536]
@@ -157,17 +164,17 @@ def read_text(path: Path, config: IngestConfig) -> tuple[str, str]:
         raise BadInputError(f"{path}: binary file, not a text export")
     if raw[:3] == b"\xef\xbb\xbf":
         try:
-            return raw[3:].decode("utf-8"), "utf-8-sig"
+            return raw[3:].decode("utf-8"), "utf-8-sig", raw[3:]
         except UnicodeDecodeError:
             pass
     try:
-        return raw.decode("utf-8"), "utf-8"
+        return raw.decode("utf-8"), "utf-8", raw
     except UnicodeDecodeError:
         # cp1252 leaves five bytes undefined; Latin-1 maps every byte
         try:
-            return raw.decode("cp1252"), "cp1252"
+            return raw.decode("cp1252"), "cp1252", None
         except UnicodeDecodeError:
-            return raw.decode("latin-1"), "latin-1"
+            return raw.decode("latin-1"), "latin-1", None
 
 
 def split_fields(line: str, delimiter: str) -> list[str]:
@@ -256,7 +263,7 @@ def _detect_numbers(cells: list[str]) -> tuple[str, str | None]:
 
 def sniff(path: Path, config: IngestConfig) -> Sniffed:
     """Decode `path` and work out its table layout (overridable by the recipe)."""
-    text, encoding = read_text(path, config)
+    text, encoding, utf8 = read_text(path, config)
     ends_with_newline = text.endswith("\n")
     total_lines = text.count("\n") + (0 if ends_with_newline else 1)
     head = text[: _line_offset(text, SAMPLE_LINES)].split("\n")[: min(SAMPLE_LINES, total_lines)]
@@ -341,6 +348,7 @@ def sniff(path: Path, config: IngestConfig) -> Sniffed:
     return Sniffed(
         path=path,
         text=text,
+        utf8=utf8,
         head=head,
         total_lines=total_lines,
         encoding=encoding,

@@ -372,9 +372,14 @@ def _line_bitmap(file_index: np.ndarray, lines: np.ndarray, sizes: np.ndarray) -
     """The lines of all files in one bitmap, file i's `sizes[i]` lines after those of the files
     before it: True where a (file, line) occurs. Negative files or lines are none."""
     base = np.concatenate([[0], np.cumsum(sizes)])
+    bits = np.zeros(base[-1], dtype=bool)
+    if len(file_index) and file_index.min() == file_index.max():  # one file: no lookups per row
+        file = int(file_index[0])
+        if file >= 0:
+            bits[base[file] + lines[(lines >= 0) & (lines < sizes[file])]] = True
+        return bits
     size = np.where(file_index >= 0, sizes[file_index], 0)
     ok = (lines >= 0) & (lines < size)
-    bits = np.zeros(base[-1], dtype=bool)
     bits[base[file_index[ok]] + lines[ok]] = True
     return bits
 
