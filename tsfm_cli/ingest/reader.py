@@ -25,6 +25,8 @@ SENSOR_COLUMN = re.compile(
 )
 VALUE_COLUMN = re.compile(r"^(value|val|wert|reading|measurement|pv|messwert)$", re.I)
 
+VALUE, FLAGS = "value:", "flags:"  # column prefixes of a wide file's readings
+
 READING_SCHEMA = {
     "line": pl.Int32,
     "sensor": pl.String,
@@ -128,6 +130,7 @@ def _readings(names, units, cells: pl.DataFrame, sn, keys, config, line_of=None)
     decimal, thousands = sn.decimal, sn.thousands
     unit_of: dict[str, str | None] = {}
     ignored: list[str] = []
+    wide = None
     if long:
         value, flags = clean_column(
             raw_name(value_col), decimal, thousands, text_sentinels, number_sentinels
@@ -182,37 +185,47 @@ def _readings(names, units, cells: pl.DataFrame, sn, keys, config, line_of=None)
             if exprs and cleaned.height
             else [True] * len(exprs)
         )
-        frames, rejects = [], []
+        kept, rejects, lines = [], [], {}
         for i, (name, sensor, _, _) in enumerate(exprs):
             if not usable[i]:
                 ignored.append(name)
                 unit_of.pop(sensor, None)
                 continue
+            kept.append((i, sensor))
             line = pl.lit(line_of[name], pl.Int64) if line_of else pl.col("line")
-            frames.append(
+            lines[sensor] = line
+            rejects.append(
+                _cell_rejects(cleaned, raw_name(name), f"_f{i}", column=pl.lit(name), line=line)
+            )
+        if not kept:
+            raise BadInputError(f"no numeric sensor column (columns: {', '.join(names[:8])})")
+        if line_of:  # one line per sensor: no shared line column, the readings stay long
+            readings = pl.concat(
                 cleaned.select(
-                    line.cast(pl.Int32).alias("raw_line"),
-                    # categorical: one dictionary entry, not a string per reading
+                    lines[sensor].cast(pl.Int32).alias("raw_line"),
                     pl.lit(sensor, pl.Categorical).alias("sensor"),
-                    *[pl.col(raw_name(c)).alias(c) for c in group_cols],
                     "timestamp",
                     pl.col(f"_v{i}").cast(pl.Float32).alias("value"),
                     pl.col(f"_f{i}").alias("flags"),
                 )
+                for i, sensor in kept
             )
-            rejects.append(
-                _cell_rejects(cleaned, raw_name(name), f"_f{i}", column=pl.lit(name), line=line)
+        else:
+            wide = cleaned.select(
+                pl.col("line").cast(pl.Int32).alias("raw_line"),
+                *[pl.col(raw_name(c)).cast(pl.String).alias(c) for c in group_cols],
+                "timestamp",
+                *[pl.col(f"_v{i}").cast(pl.Float32).alias(f"{VALUE}{s}") for i, s in kept],
+                *[pl.col(f"_f{i}").alias(f"{FLAGS}{s}") for i, s in kept],
             )
-        if not frames:
-            raise BadInputError(f"no numeric sensor column (columns: {', '.join(names[:8])})")
-        readings = pl.concat(frames)
         cell_rejects = pl.concat(rejects)
     if cleaned.height == 0 and time_rejects.height == 0:
         raise BadInputError("no data lines")
-    readings = readings.with_columns(
-        [pl.lit(v, pl.Categorical).alias(k) for k, v in keys.items() if k not in group_cols]
-        + [pl.col(c).cast(pl.String) for c in group_cols]
-    )
+    if wide is None:
+        readings = readings.with_columns(
+            [pl.lit(v, pl.Categorical).alias(k) for k, v in keys.items() if k not in group_cols]
+            + [pl.col(c).cast(pl.String) for c in group_cols]
+        )
     stats = {
         "group_columns": group_cols,
         "units": unit_of,
@@ -220,7 +233,45 @@ def _readings(names, units, cells: pl.DataFrame, sn, keys, config, line_of=None)
         "time_columns": time_cols,
         "layout": "long" if long else "wide",
     }
-    return readings, pl.concat([time_rejects, cell_rejects]), stats
+    return wide if wide is not None else readings, pl.concat([time_rejects, cell_rejects]), stats
+
+
+def is_wide(readings: pl.DataFrame | pl.LazyFrame) -> bool:
+    """Whether `read_source` gave the readings of a wide file in its own shape."""
+    return "value" not in readings.collect_schema()
+
+
+def reading_count(readings: pl.DataFrame) -> int:
+    """Cells read: rows × sensors for a wide file's readings."""
+    if not is_wide(readings):
+        return readings.height
+    return readings.height * sum(1 for name in readings.columns if name.startswith(VALUE))
+
+
+def long_readings(
+    readings: pl.LazyFrame, keys: dict[str, str], group_cols: list[str]
+) -> pl.LazyFrame:
+    """Readings one row per cell (raw_line, sensor, keys, timestamp, value, flags); the readings
+    of a wide file are kept wide, one row per line (`VALUE`/`FLAGS` + sensor columns): a third
+    of the size to cache, and each sensor's readings are a slice of the line columns."""
+    fixed = [k for k in keys if k not in group_cols]
+    if not is_wide(readings):
+        return readings
+    names = readings.collect_schema().names()
+    sensors = [n.removeprefix(VALUE) for n in names if n.startswith(VALUE)]
+    return pl.concat(
+        readings.select(
+            "raw_line",
+            # categorical: one dictionary entry, not a string per reading
+            pl.lit(sensor, pl.Categorical).alias("sensor"),
+            *group_cols,
+            "timestamp",
+            pl.col(f"{VALUE}{sensor}").alias("value"),
+            pl.col(f"{FLAGS}{sensor}").alias("flags"),
+            *[pl.lit(keys[k], pl.Categorical).alias(k) for k in fixed],
+        )
+        for sensor in sensors
+    )
 
 
 def _cell_rejects(

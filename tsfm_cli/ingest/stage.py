@@ -23,7 +23,7 @@ from tsfm_cli.ingest.faults import detect_faults
 from tsfm_cli.ingest.fill import fill_gaps
 from tsfm_cli.ingest.grid import build_grid, series_table
 from tsfm_cli.ingest.groups import keys_from_path
-from tsfm_cli.ingest.reader import read_source
+from tsfm_cli.ingest.reader import long_readings, read_source, reading_count
 from tsfm_cli.ingest.report import build_report, quality_plot
 from tsfm_cli.ingest.table import REJECT_SCHEMA
 from tsfm_cli.recipe import config_dict
@@ -92,8 +92,13 @@ def _relative(path: Path, root: Path) -> PurePath:
         return PurePath(path.parent.name) / path.name
 
 
+CACHE_FORMAT = 2  # 2: a wide file's readings are cached wide (reader.long_readings)
+
+
 def _part_key(file_sha: str, path: str, parse_settings: dict) -> str:
-    text = canonical_json({"sha": file_sha, "path": path, "parse": parse_settings})
+    text = canonical_json(
+        {"sha": file_sha, "path": path, "parse": parse_settings, "cache": CACHE_FORMAT}
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -171,7 +176,7 @@ def run_ingest(
                             **stats,
                             "part": key,
                             "keys": keys,
-                            "readings": readings.height,
+                            "readings": reading_count(readings),
                         }
                         parts.append((index, file, key, readings))
                         del readings
@@ -245,6 +250,8 @@ def _assemble(writer: StageWriter, parts, files_meta, failed, config) -> dict[st
         lazy = (
             pl.scan_parquet(writer.dir / f"parts/{key}.parquet") if frame is None else frame.lazy()
         )
+        meta = files_meta[file]
+        lazy = long_readings(lazy, meta["keys"], meta.get("group_columns", []))
         if config.exclude_sensors:
             lazy = lazy.filter(
                 ~pl.col("sensor").cast(pl.String).str.contains(sensor_globs(config.exclude_sensors))
