@@ -150,3 +150,29 @@ def test_a_transposed_file_needs_start_and_interval(tmp_path):
     with pytest.raises(BadInputError, match=r"d00\.dat: a transposed file has no times"):
         run_ingest([src / "d00.dat"], tmp_path / "out", IngestConfig(transposed=True))
     assert not (tmp_path / "out").exists()
+
+
+def test_group_columns_split_a_wide_file_into_series_also_from_the_cache(tmp_path):
+    times = minutes(3)
+    rows = [f"{t},{unit},{10 * unit + i},{i}" for i, t in enumerate(times) for unit in (1, 2)]
+    text = "time,engine,temp,speed\n" + "\n".join(rows) + "\n"
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "fleet.csv").write_text(text)
+    out = tmp_path / "clean"
+    config = IngestConfig(group_columns=["engine"])
+    first = run_ingest([src], out, config, command=["t"])
+    (src / "later.csv").write_text(text.replace("2024-05-06", "2024-05-07"))
+    again = run_ingest([src], out, config, command=["t"])  # fleet.csv comes from its cache
+    assert (first["files_parsed"], again["files_parsed"], again["files_reused"]) == (1, 1, 1)
+    series = pl.read_parquet(out / "series.parquet")
+    engine2 = series.filter(pl.col("series_id") == "fleet/2/temp").sort("timestamp")
+    assert engine2["engine"].unique().to_list() == ["2"]
+    assert engine2["value"].to_list() == [20, 21, 22]
+    assert engine2["raw_line"].to_list() == [3, 5, 7]
+    assert sorted(set(series["series_id"])) == [
+        f"{file}/{engine}/{sensor}"
+        for file in ("fleet", "later")
+        for engine in (1, 2)
+        for sensor in ("speed", "temp")
+    ]
