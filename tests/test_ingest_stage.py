@@ -349,3 +349,22 @@ def test_spike_scales_in_threads_match_the_polars_path(monkeypatch):
         by_polars = _series_scales(grid, v, n_series, use_numpy=False).sort("_sid")
         in_threads = _series_scales(grid, v, n_series, use_numpy=True).sort("_sid")
         assert in_threads.equals(by_polars)
+
+
+def test_grid_positions_run_by_run_and_in_one_pass_agree(monkeypatch):
+    import numpy as np
+
+    from tsfm_cli.ingest import grid
+
+    rng = np.random.default_rng(3)
+    sid = np.repeat(np.array([2, 0, 1, 2], dtype=np.uint32), [500, 300, 1, 200])
+    t = rng.integers(0, 10**10, len(sid))
+    origin = np.array([5, 7_000_000, -3], dtype=np.int64)
+    step = np.array([1_000_000, 60_000_000, 3], dtype=np.int64)
+    offsets = np.array([0, 10**6, 3 * 10**6], dtype=np.int64)
+    by_runs = grid._positions(t, sid, origin, step, offsets)
+    monkeypatch.setattr(grid, "MAX_BLOCKS", 0)
+    one_pass = grid._positions(t, sid, origin, step, offsets)
+    assert np.array_equal(by_runs, one_pass)
+    expected = offsets[sid] + np.maximum(np.rint((t - origin[sid]) / step[sid]), 0).astype(int)
+    assert np.array_equal(by_runs, expected)

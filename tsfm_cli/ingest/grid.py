@@ -78,6 +78,30 @@ def _grid_index(t: np.ndarray, origin: np.ndarray, step: np.ndarray) -> np.ndarr
     return np.maximum(k, 0, out=k)
 
 
+MAX_BLOCKS = 10_000  # runs of one series in the readings handled one by one
+
+
+def _positions(
+    t: np.ndarray, sid: np.ndarray, origin: np.ndarray, step: np.ndarray, offsets: np.ndarray
+) -> np.ndarray:
+    """Grid position of every reading: its series' offset + its nearest grid index.
+
+    Readings come in long runs of one series (a wide file's column, a long file sorted by tag):
+    run by run the series' origin and step are scalars, where one pass over all readings would
+    gather three full-length arrays first."""
+    starts = np.flatnonzero(sid[1:] != sid[:-1]) + 1
+    if len(starts) >= MAX_BLOCKS:  # interleaved series: one vectorised pass
+        pos = _grid_index(t, origin[sid], step[sid])
+        pos += offsets[sid]
+        return pos
+    pos = np.empty(len(t), dtype=np.int64)
+    for a, b in zip(np.r_[0, starts], np.r_[starts, len(t)], strict=True):
+        series = sid[a]
+        pos[a:b] = _grid_index(t[a:b], origin[series], step[series])
+        pos[a:b] += offsets[series]
+    return pos
+
+
 def build_grid(
     readings: pl.DataFrame, names: pl.DataFrame, config: IngestConfig
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -106,10 +130,7 @@ def build_grid(
         )
     offsets = np.concatenate([[0], np.cumsum(n)[:-1]])
     total = int(n.sum())
-    sid = df["_sid"].to_numpy()
-    pos = _grid_index(df["_t"].to_numpy(), origin_of[sid], step_of[sid])
-    pos += offsets[sid]
-    del sid
+    pos = _positions(df["_t"].to_numpy(), df["_sid"].to_numpy(), origin_of, step_of, offsets)
     df = df.drop("_t").with_columns(_pos=pl.Series(pos))
     kept, dup_rejects = _duplicates(df, pos, names, config, total)
     # numpy in place, one temporary at a time: time = origin + (index - series offset) × step
