@@ -107,53 +107,42 @@ def read_fast(
         return None
     if frame.height != len(ends):
         return None
-    keep = np.ones(len(ends), dtype=bool)
     first_line = sniffed.data_start + 1
-    last_line = sniffed.total_lines
-    blank, bad = 0, []
-    for i in odd_idx.tolist():
-        text = body[starts[i] : ends[i]].decode("utf-8").rstrip("\r")
-        line = first_line + i
-        stripped = text.strip()
-        reason = None
-        if not stripped:
-            blank += 1
-        elif any(stripped.startswith(p) for p in comment_prefixes if p):
-            reason = "comment line"
-        elif not _width_ok(text, int(counts[i]), n_fields, delim):
-            count = int(counts[i])
-            if line == last_line and not sniffed.ends_with_newline:
-                reason = (
-                    f"truncated last line ({count} of {n_fields} fields; file still being written?)"
-                )
-            else:
-                reason = f"wrong number of fields ({count} of {n_fields})"
-        else:
-            continue
-        keep[i] = False
-        if reason:
-            bad.append((line, text, reason))
+    odd_lines = _classify(
+        pl.DataFrame(
+            {
+                "line": first_line + odd_idx,
+                "raw": [
+                    body[a:b].decode("utf-8").rstrip("\r")
+                    for a, b in zip(starts[odd_idx].tolist(), ends[odd_idx].tolist(), strict=True)
+                ],
+                "count": counts[odd_idx],
+            },
+            schema={"line": pl.Int64, "raw": pl.String, "count": pl.Int64},
+        ).with_columns(text=pl.col("raw")),
+        sniffed,
+        comment_prefixes,
+    )
+    dropped = odd_lines.filter(pl.col("blank") | pl.col("reason").is_not_null())
+    keep = np.ones(len(ends), dtype=bool)
+    keep[dropped["line"].to_numpy() - first_line] = False
+    blank = int(odd_lines["blank"].sum())
     fields = [f"c{i}" for i in range(n_fields)]
     cells = frame.with_columns(
         line=pl.int_range(first_line, first_line + frame.height, dtype=pl.Int64)
     ).filter(pl.Series(keep))
     if quoted or _padded(raw, delim):
-        cleanup = pl.col(fields).str.strip_chars().str.strip_chars('"').str.strip_chars()
-        cells = cells.with_columns(cleanup)
+        cells = cells.with_columns(_unpadded(fields))
     cells = cells.select(
         "line", *[pl.col(f).alias(raw_name(n)) for f, n in zip(fields, sniffed.names, strict=True)]
     )
-    bad_lines = pl.DataFrame(
-        {
-            "line": [b[0] for b in bad],
-            "column": [None] * len(bad),
-            "raw": [b[1] for b in bad],
-            "reason": [b[2] for b in bad],
-        },
-        schema={"line": pl.Int64, "column": pl.String, "raw": pl.String, "reason": pl.String},
-    )
     counts_out = _counts(sniffed, data_lines=len(ends) - blank, blank=blank)
-    return cells, bad_lines, counts_out
+    return cells, _line_rejects(odd_lines), counts_out
+
+
+def _unpadded(fields: list[str]) -> pl.Expr:
+    """Cells without the blanks and quotes around them."""
+    return pl.col(fields).str.strip_chars().str.strip_chars('"').str.strip_chars()
 
 
 def _padded(raw: np.ndarray, delim: str) -> bool:
@@ -171,12 +160,50 @@ def _padded(raw: np.ndarray, delim: str) -> bool:
     return False
 
 
-def _width_ok(text: str, count: int, n_fields: int, delim: str) -> bool:
-    """The right number of fields, trailing empty ones (delimiters, blanks) not counted."""
-    if count == n_fields:
-        return True
+def _classify(lines: pl.DataFrame, sniffed: Sniffed, comment_prefixes: list[str]) -> pl.DataFrame:
+    """Lines (`line`, `raw`, `text` with the delimiter, field `count`) + `blank` and `reason`
+    (null for a data line): comment, truncated last line, wrong number of fields. Trailing
+    empty fields (delimiters, blanks at the end) do not count against the width."""
+    n_fields = len(sniffed.names)
+    delim = " " if sniffed.delimiter == WHITESPACE else sniffed.delimiter
+    stripped = pl.col("raw").str.strip_chars()
+    is_comment = pl.lit(False)
+    for prefix in comment_prefixes:
+        if prefix:
+            is_comment = is_comment | stripped.str.starts_with(prefix)
     trailing = re.escape(delim) + r"[\s" + re.escape(delim) + r"]*$"
-    return count > n_fields and re.sub(trailing, "", text).count(delim) + 1 <= n_fields
+    if lines.select((pl.col("count") > n_fields).any()).item():  # trailing delimiters?
+        trimmed = pl.col("text").str.replace(trailing, "").str.count_matches(delim, literal=True)
+        count_trimmed = trimmed + 1
+    else:
+        count_trimmed = pl.col("count")
+    ok_width = (pl.col("count") == n_fields) | (
+        (pl.col("count") > n_fields) & (count_trimmed <= n_fields)
+    )
+    truncated = (pl.col("line") == sniffed.total_lines) & pl.lit(not sniffed.ends_with_newline)
+    reason = (
+        pl.when(is_comment)
+        .then(pl.lit("comment line"))
+        .when(~ok_width & truncated)
+        .then(
+            pl.format(
+                "truncated last line ({} of {} fields; file still being written?)",
+                pl.col("count"),
+                pl.lit(n_fields),
+            )
+        )
+        .when(~ok_width)
+        .then(pl.format("wrong number of fields ({} of {})", pl.col("count"), pl.lit(n_fields)))
+        .otherwise(None)
+    )
+    blank = stripped.str.len_bytes() == 0
+    return lines.with_columns(blank=blank, reason=pl.when(blank).then(None).otherwise(reason))
+
+
+def _line_rejects(lines: pl.DataFrame) -> pl.DataFrame:
+    return lines.filter(pl.col("reason").is_not_null()).select(
+        "line", pl.lit(None, pl.String).alias("column"), "raw", "reason"
+    )
 
 
 def _counts(sniffed: Sniffed, data_lines: int, blank: int) -> dict:
@@ -201,54 +228,17 @@ def split_table(
             "raw": sniffed.lines().slice(sniffed.data_start),
         }
     )
-    stripped = pl.col("raw").str.strip_chars()
-    is_comment = pl.lit(False)
-    for prefix in comment_prefixes:
-        if prefix:
-            is_comment = is_comment | stripped.str.starts_with(prefix)
-    body = body.with_columns(
-        blank=stripped.str.len_bytes() == 0,
-        comment=is_comment,
-    )
     if sniffed.delimiter == WHITESPACE:
         delim = " "
-        text = stripped.str.replace_all(r"\s+", " ")
+        text = pl.col("raw").str.strip_chars().str.replace_all(r"\s+", " ")
     else:
         delim = sniffed.delimiter
         text = pl.col("raw")
-    trailing = re.escape(delim) + r"[\s" + re.escape(delim) + r"]*$"
     body = body.with_columns(text=text).with_columns(
         count=pl.col("text").str.count_matches(delim, literal=True) + 1
     )
-    if body.select((pl.col("count") > n_fields).any()).item():  # trailing delimiters?
-        trimmed = pl.col("text").str.replace(trailing, "").str.count_matches(delim, literal=True)
-        body = body.with_columns(count_trimmed=trimmed + 1)
-    else:
-        body = body.with_columns(count_trimmed=pl.col("count"))
-    last_line = total
-    ok_width = (pl.col("count") == n_fields) | (
-        (pl.col("count") > n_fields) & (pl.col("count_trimmed") <= n_fields)
-    )
-    truncated = (pl.col("line") == last_line) & pl.lit(not sniffed.ends_with_newline)
-    reason = (
-        pl.when(pl.col("comment"))
-        .then(pl.lit("comment line"))
-        .when(~ok_width & truncated)
-        .then(
-            pl.format(
-                "truncated last line ({} of {} fields; file still being written?)",
-                pl.col("count"),
-                pl.lit(n_fields),
-            )
-        )
-        .when(~ok_width)
-        .then(pl.format("wrong number of fields ({} of {})", pl.col("count"), pl.lit(n_fields)))
-        .otherwise(None)
-    )
-    body = body.filter(~pl.col("blank")).with_columns(reason=reason)
-    bad = body.filter(pl.col("reason").is_not_null()).select(
-        "line", pl.lit(None, pl.String).alias("column"), "raw", "reason"
-    )
+    body = _classify(body, sniffed, comment_prefixes).filter(~pl.col("blank"))
+    bad = _line_rejects(body)
     good = body.filter(pl.col("reason").is_null())
     fields = [f"field_{i}" for i in range(n_fields)]
     cells = good.select(
@@ -258,8 +248,7 @@ def split_table(
     # strip blanks and quotes around cells, only when some line has them
     padded = rf'"|\s{re.escape(delim)}|{re.escape(delim)}\s|^\s|\s$' if delim != " " else '"'
     if good.select(pl.col("text").str.contains(padded).any()).item():
-        cleanup = pl.col(fields).str.strip_chars().str.strip_chars('"').str.strip_chars()
-        cells = cells.with_columns(cleanup)
+        cells = cells.with_columns(_unpadded(fields))
     cells = cells.rename({f: raw_name(n) for f, n in zip(fields, sniffed.names, strict=True)})
     counts = _counts(
         sniffed, data_lines=body.height, blank=int(total - sniffed.data_start - body.height)
