@@ -355,9 +355,7 @@ def _write_rejects(writer: StageWriter, parts, dup_rejects, failed, files) -> pl
         schema=REJECT_SCHEMA,
     )
     dup_rows = dup_rejects.select(
-        pl.col("_file")
-        .map_batches(lambda f: file_names.gather(f), return_dtype=pl.String)
-        .alias("file"),
+        pl.lit(file_names).gather(pl.col("_file")).alias("file"),
         "line",
         "column",
         "raw",
@@ -384,11 +382,6 @@ def _line_bitmap(file_index: np.ndarray, lines: np.ndarray, sizes: np.ndarray) -
     before it: True where a (file, line) occurs. Negative files or lines are none."""
     base = np.concatenate([[0], np.cumsum(sizes)])
     bits = np.zeros(base[-1], dtype=bool)
-    if len(file_index) and file_index.min() == file_index.max():  # one file: no lookups per row
-        file = int(file_index[0])
-        if file >= 0:
-            bits[base[file] + lines[(lines >= 0) & (lines < sizes[file])]] = True
-        return bits
     size = np.where(file_index >= 0, sizes[file_index], 0)
     ok = (lines >= 0) & (lines < size)
     bits[base[file_index[ok]] + lines[ok]] = True
