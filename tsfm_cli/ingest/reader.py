@@ -1,7 +1,8 @@
-"""One source file end to end: bytes → readings (one row per cell) + rejects + counts.
+"""One source file end to end: bytes → readings + rejects + counts.
 
-A reading is (line, sensor, group keys, timestamp UTC, value Float32, flags). Grid, duplicates and
-faults are decided later over all files of a series (`grid`, `faults`).
+A reading is (line, sensor, group keys, timestamp UTC, value Float32, flags); a wide file's
+readings are kept in the file's shape, one row per line, until `long_readings`. Grid, duplicates
+and faults are decided later over all files of a series (`grid`, `faults`).
 """
 
 from __future__ import annotations
@@ -26,14 +27,6 @@ SENSOR_COLUMN = re.compile(
 VALUE_COLUMN = re.compile(r"^(value|val|wert|reading|measurement|pv|messwert)$", re.I)
 
 VALUE, FLAGS = "value:", "flags:"  # column prefixes of a wide file's readings
-
-READING_SCHEMA = {
-    "line": pl.Int32,
-    "sensor": pl.String,
-    "timestamp": pl.Datetime("us", "UTC"),
-    "value": pl.Float32,
-    "flags": pl.UInt16,
-}
 
 
 def _pick(names: list[str], configured: str | None, pattern: re.Pattern) -> str | None:
@@ -130,7 +123,6 @@ def _readings(names, units, cells: pl.DataFrame, sn, keys, config, line_of=None)
     decimal, thousands = sn.decimal, sn.thousands
     unit_of: dict[str, str | None] = {}
     ignored: list[str] = []
-    wide = None
     if long:
         value, flags = clean_column(
             raw_name(value_col), decimal, thousands, text_sentinels, number_sentinels
@@ -211,7 +203,7 @@ def _readings(names, units, cells: pl.DataFrame, sn, keys, config, line_of=None)
                 for i, sensor in kept
             )
         else:
-            wide = cleaned.select(
+            readings = cleaned.select(
                 pl.col("line").cast(pl.Int32).alias("raw_line"),
                 *[pl.col(raw_name(c)).cast(pl.String).alias(c) for c in group_cols],
                 "timestamp",
@@ -221,11 +213,6 @@ def _readings(names, units, cells: pl.DataFrame, sn, keys, config, line_of=None)
         cell_rejects = pl.concat(rejects)
     if cleaned.height == 0 and time_rejects.height == 0:
         raise BadInputError("no data lines")
-    if wide is None:
-        readings = readings.with_columns(
-            [pl.lit(v, pl.Categorical).alias(k) for k, v in keys.items() if k not in group_cols]
-            + [pl.col(c).cast(pl.String) for c in group_cols]
-        )
     stats = {
         "group_columns": group_cols,
         "units": unit_of,
@@ -233,7 +220,7 @@ def _readings(names, units, cells: pl.DataFrame, sn, keys, config, line_of=None)
         "time_columns": time_cols,
         "layout": "long" if long else "wide",
     }
-    return wide if wide is not None else readings, pl.concat([time_rejects, cell_rejects]), stats
+    return readings, pl.concat([time_rejects, cell_rejects]), stats
 
 
 def is_wide(readings: pl.DataFrame | pl.LazyFrame) -> bool:
@@ -251,26 +238,30 @@ def reading_count(readings: pl.DataFrame) -> int:
 def long_readings(
     readings: pl.LazyFrame, keys: dict[str, str], group_cols: list[str]
 ) -> pl.LazyFrame:
-    """Readings one row per cell (raw_line, sensor, keys, timestamp, value, flags); the readings
-    of a wide file are kept wide, one row per line (`VALUE`/`FLAGS` + sensor columns): a third
-    of the size to cache, and each sensor's readings are a slice of the line columns."""
-    fixed = [k for k in keys if k not in group_cols]
-    if not is_wide(readings):
-        return readings
-    names = readings.collect_schema().names()
-    sensors = [n.removeprefix(VALUE) for n in names if n.startswith(VALUE)]
-    return pl.concat(
-        readings.select(
-            "raw_line",
-            # categorical: one dictionary entry, not a string per reading
-            pl.lit(sensor, pl.Categorical).alias("sensor"),
-            *group_cols,
-            "timestamp",
-            pl.col(f"{VALUE}{sensor}").alias("value"),
-            pl.col(f"{FLAGS}{sensor}").alias("flags"),
-            *[pl.lit(keys[k], pl.Categorical).alias(k) for k in fixed],
+    """Readings one row per cell (raw_line, sensor, group columns, timestamp, value, flags, path
+    keys). A wide file's readings are kept wide, one row per line (`VALUE`/`FLAGS` + sensor
+    columns): a third of the size to cache, and each sensor's readings are a slice of the line
+    columns. The path's keys are the same for every reading of a file: they are added here,
+    not cached."""
+    if is_wide(readings):
+        names = readings.collect_schema().names()
+        readings = pl.concat(
+            readings.select(
+                "raw_line",
+                # categorical: one dictionary entry, not a string per reading
+                pl.lit(name.removeprefix(VALUE), pl.Categorical).alias("sensor"),
+                *group_cols,
+                "timestamp",
+                pl.col(name).alias("value"),
+                pl.col(name.replace(VALUE, FLAGS, 1)).alias("flags"),
+            )
+            for name in names
+            if name.startswith(VALUE)
         )
-        for sensor in sensors
+    return readings.with_columns(
+        pl.lit(value, pl.Categorical).alias(key)
+        for key, value in keys.items()
+        if key not in group_cols
     )
 
 

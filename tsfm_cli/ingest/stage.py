@@ -92,7 +92,7 @@ def _relative(path: Path, root: Path) -> PurePath:
         return PurePath(path.parent.name) / path.name
 
 
-CACHE_FORMAT = 2  # 2: a wide file's readings are cached wide (reader.long_readings)
+CACHE_FORMAT = 3  # 2: wide files cached wide; 3: no path keys cached (reader.long_readings)
 
 
 def _part_key(file_sha: str, path: str, parse_settings: dict) -> str:
