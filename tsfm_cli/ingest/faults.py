@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 
 from tsfm_cli.ingest.config import IngestConfig
+from tsfm_cli.ingest.grid import run_bounds
 from tsfm_cli.schema import Flag
 
 MAD_TO_SIGMA = 1.4826
@@ -67,8 +68,7 @@ def _rolling_median(grid: pl.DataFrame, window: int) -> pl.Series:
     half = window // 2
     edge = np.zeros(len(sid), dtype=bool)
     if len(sid):
-        starts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]])
-        ends = np.r_[starts[1:], len(sid)]
+        starts, ends = run_bounds(sid)
         for offset in range(half):  # the first and last `half` points of each series
             edge[np.minimum(starts + offset, ends - 1)] = True
             edge[np.maximum(ends - 1 - offset, starts)] = True
@@ -123,8 +123,7 @@ def _series_scales(grid: pl.DataFrame, v: pl.Expr, n_series: int, *, use_numpy=N
         sid, _v=v.cast(pl.Float32).fill_null(np.nan), _d=pl.col("_dev").fill_null(np.nan)
     )
     ids, values, devs = (cols[c].to_numpy() for c in (sid, "_v", "_d"))
-    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.zeros(0, int)
-    ends = np.r_[starts[1:], len(ids)]
+    starts, ends = run_bounds(ids)
 
     def scales(a: int, b: int) -> tuple:
         x = values[a:b]

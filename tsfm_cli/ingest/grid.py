@@ -81,6 +81,12 @@ def _grid_index(t: np.ndarray, origin: np.ndarray, step: np.ndarray) -> np.ndarr
 MAX_BLOCKS = 10_000  # runs of one series in the readings handled one by one
 
 
+def run_bounds(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, ends) of the runs of equal consecutive ids, e.g. the series of a sorted grid."""
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.zeros(0, int)
+    return starts, np.r_[starts[1:], len(ids)].astype(int)
+
+
 def _positions(
     t: np.ndarray, sid: np.ndarray, origin: np.ndarray, step: np.ndarray, offsets: np.ndarray
 ) -> np.ndarray:
@@ -89,13 +95,13 @@ def _positions(
     Readings come in long runs of one series (a wide file's column, a long file sorted by tag):
     run by run the series' origin and step are scalars, where one pass over all readings would
     gather three full-length arrays first."""
-    starts = np.flatnonzero(sid[1:] != sid[:-1]) + 1
-    if len(starts) >= MAX_BLOCKS:  # interleaved series: one vectorised pass
+    starts, ends = run_bounds(sid)
+    if len(starts) > MAX_BLOCKS:  # interleaved series: one vectorised pass
         pos = _grid_index(t, origin[sid], step[sid])
         pos += offsets[sid]
         return pos
     pos = np.empty(len(t), dtype=np.int64)
-    for a, b in zip(np.r_[0, starts], np.r_[starts, len(t)], strict=True):
+    for a, b in zip(starts, ends, strict=True):
         series = sid[a]
         pos[a:b] = _grid_index(t[a:b], origin[series], step[series])
         pos[a:b] += offsets[series]
