@@ -14,6 +14,7 @@ import typer
 from tsfm_cli.errors import EXIT_RUNTIME, QualityGateError, TsfmError
 from tsfm_cli.ui import Reporter, stderr_console
 
+SplitsArg = Annotated[Path, typer.Argument(help="An ood-split directory (splits/).")]
 ConfigOpt = Annotated[
     Path | None,
     typer.Option(
