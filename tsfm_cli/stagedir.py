@@ -286,7 +286,6 @@ class StageWriter:
     command: list[str] | None = None
     wait_s: float = 0.0
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    committed: bool = False
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
@@ -385,7 +384,6 @@ class StageWriter:
             os.fsync(handle.fileno())
         _fsync_dir(self.dir)
         self._swap_in()
-        self.committed = True
         return manifest
 
     def _swap_in(self) -> None:
