@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from tests.splits_fixture import make_splits  # noqa: E402
-from tsfm_cli.models.backbone import flops_per_token  # noqa: E402
+from tsfm_cli.models.backbone import estimate_mfu  # noqa: E402
 from tsfm_cli.train.config import TrainConfig, grid  # noqa: E402
 from tsfm_cli.train.module import ForecastModule  # noqa: E402
 from tsfm_cli.train.sweep import _Run, load_sweep_data, run_sweep  # noqa: E402
@@ -158,7 +158,6 @@ def main() -> None:
         n_params = cfg_model.non_embedding_params()
         seq = data.context_length // cfg.patch_size + data.train_horizon // cfg.patch_size
         peak = args.peak_tflops * 1e12 if args.peak_tflops else measured_peak_flops(args.device)
-        per_token = flops_per_token(cfg_model, seq, n_params)
         best_tsfm, best_bare, best_light = max(tsfm_tps), max(bare_tps), max(lightning_tps)
         figures = {
             "device": args.device if not gpu else torch.cuda.get_device_name(),
@@ -181,8 +180,8 @@ def main() -> None:
             ],
             "peak_tflops": round(peak / 1e12, 3),
             "peak_source": "given" if args.peak_tflops else "measured matmul",
-            "mfu_tsfm_pct": round(100 * per_token * best_tsfm / peak, 2),
-            "mfu_bare_pct": round(100 * per_token * best_bare / peak, 2),
+            "mfu_tsfm_pct": round(100 * estimate_mfu(cfg_model, seq, best_tsfm, peak, n_params), 2),
+            "mfu_bare_pct": round(100 * estimate_mfu(cfg_model, seq, best_bare, peak, n_params), 2),
         }
         print(json.dumps(figures, indent=2))
 

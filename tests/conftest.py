@@ -12,15 +12,23 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_tsfm(*args: str, cwd: Path | None = None, timeout: float = 600, **kwargs):
-    """Run the real CLI in a subprocess (`python -m tsfm_cli`) against this checkout."""
+TSFM = [sys.executable, "-m", "tsfm_cli"]  # the real CLI, as a child process
+
+
+def tsfm_env() -> dict[str, str]:
+    """The environment in which a child process imports this checkout's tsfm_cli."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env.setdefault("COLUMNS", "200")
+    return env
+
+
+def run_tsfm(*args: str, cwd: Path | None = None, timeout: float = 600, **kwargs):
+    """Run the real CLI in a subprocess (`python -m tsfm_cli`) against this checkout."""
     return subprocess.run(
-        [sys.executable, "-m", "tsfm_cli", *map(str, args)],
+        [*TSFM, *map(str, args)],
         cwd=cwd,
-        env=env,
+        env=tsfm_env(),
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -7,14 +7,13 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from tests.conftest import REPO_ROOT, run_tsfm
+from tests.conftest import REPO_ROOT, TSFM, run_tsfm, tsfm_env
 from tsfm_cli import schema
 from tsfm_cli.pipeline import STAGE_NAMES
 
@@ -133,11 +132,10 @@ def test_bad_recipe_fails_before_any_stage_runs(tmp_path):
 def test_killed_mid_stage_then_rerun_finishes_without_redoing_finished_stages(tmp_path):
     recipe = _recipe(tmp_path)
     work = tmp_path / "work"
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tsfm_cli", "run", str(recipe), "-w", str(work), "--quiet"],
+        [*TSFM, "run", str(recipe), "-w", str(work), "--quiet"],
         cwd=REPO_ROOT,
-        env=env,
+        env=tsfm_env(),
         start_new_session=True,
     )
     deadline = time.monotonic() + 300

@@ -9,6 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from tests.conftest import tsfm_env
 from tsfm_cli import stagedir
 from tsfm_cli.errors import BadInputError, LockedError
 from tsfm_cli.stagedir import StageWriter, fingerprint, fresh_manifest, open_stage
@@ -56,12 +57,8 @@ def test_failure_inside_block_keeps_old_directory(tmp_path):
     assert pl.read_parquet(out / "series.parquet").height == 3
 
 
-REPO = Path(__file__).resolve().parents[1]
-
-
 def _python(code: str, **kwargs) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-c", code], env=env, **kwargs)
+    return subprocess.Popen([sys.executable, "-c", code], env=tsfm_env(), **kwargs)
 
 
 class LockHolder:

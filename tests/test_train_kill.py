@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 
 import polars as pl
 import torch
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import TSFM, tsfm_env
 from tests.splits_fixture import make_splits
 from tsfm_cli.recipe import build_config, load_section
 from tsfm_cli.train import TrainConfig, run_train
@@ -39,10 +37,9 @@ def test_kill_9_then_resume(tmp_path):
     recipe = tmp_path / "sweep.yaml"
     recipe.write_text(RECIPE)
     out = tmp_path / "results"
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     child = subprocess.Popen(
-        [sys.executable, "-m", "tsfm_cli", "train", str(splits), "-o", str(out), "-c", str(recipe)],
-        env=env,
+        [*TSFM, "train", str(splits), "-o", str(out), "-c", str(recipe)],
+        env=tsfm_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

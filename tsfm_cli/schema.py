@@ -22,10 +22,6 @@ class Flag(IntFlag):
     TIME_AMBIGUOUS = 128  # local time in a DST fall-back hour or spring-forward gap
     FILLED = 256  # value filled by gap filling; `observed` stays False
 
-    @classmethod
-    def names(cls, bits: int) -> list[str]:
-        return [flag.name.lower() for flag in cls if bits & flag]
-
 
 # ingest: series.parquet (one row per grid point of one sensor)
 SERIES_COLUMNS = ("series_id", "source", "sensor", "timestamp", "value", "observed", "flags")

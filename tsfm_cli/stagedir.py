@@ -110,14 +110,18 @@ class StageInput:
         }
 
 
-def read_manifest(directory: Path) -> dict[str, Any] | None:
-    path = Path(directory) / MANIFEST
-    if not path.is_file():
-        return None
+def _load_manifest(path: Path) -> tuple[dict[str, Any], bytes]:
+    """The parsed manifest and its bytes (whose hash a downstream manifest records)."""
     try:
-        return json.loads(path.read_text())
+        raw = path.read_bytes()
+        return json.loads(raw), raw
     except (OSError, ValueError) as exc:
         raise BadInputError(f"{path}: unreadable manifest ({exc})") from exc
+
+
+def read_manifest(directory: Path) -> dict[str, Any] | None:
+    path = Path(directory) / MANIFEST
+    return _load_manifest(path)[0] if path.is_file() else None
 
 
 def open_stage(directory: Path | str, expected: str | tuple[str, ...]) -> StageInput:
@@ -135,11 +139,7 @@ def open_stage(directory: Path | str, expected: str | tuple[str, ...]) -> StageI
             f"{directory}: not a tsfm stage directory (no {MANIFEST}); "
             f"expected the output of {wanted}"
         )
-    raw = manifest_path.read_bytes()
-    try:
-        manifest = json.loads(raw)
-    except ValueError as exc:
-        raise BadInputError(f"{manifest_path}: unreadable manifest ({exc})") from exc
+    manifest, raw = _load_manifest(manifest_path)
     stage = manifest.get("stage")
     if stage not in expected_stages:
         raise BadInputError(
@@ -286,7 +286,6 @@ class StageWriter:
     command: list[str] | None = None
     wait_s: float = 0.0
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    committed: bool = False
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
@@ -385,7 +384,6 @@ class StageWriter:
             os.fsync(handle.fileno())
         _fsync_dir(self.dir)
         self._swap_in()
-        self.committed = True
         return manifest
 
     def _swap_in(self) -> None:

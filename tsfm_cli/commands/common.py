@@ -7,13 +7,14 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
 from tsfm_cli.errors import EXIT_RUNTIME, QualityGateError, TsfmError
 from tsfm_cli.ui import Reporter, stderr_console
 
+SplitsArg = Annotated[Path, typer.Argument(help="An ood-split directory (splits/).")]
 ConfigOpt = Annotated[
     Path | None,
     typer.Option(
@@ -64,24 +65,22 @@ def run_stage(
     json_mode: bool,
     quiet: bool,
     debug: bool,
-    render: Callable[[Any, Reporter], None] | None = None,
-    summarize: Callable[[Any], Any] = lambda result: result,
-) -> Any:
+    render: Callable[[Any, Reporter], None],
+) -> None:
     """Run a stage for the CLI: one clear line and the documented exit code on failure."""
     reporter = Reporter.for_cli(quiet=quiet or json_mode)
-    human = Reporter.for_cli(quiet=quiet)
     try:
         result = work(reporter)
     except QualityGateError as exc:
         if json_mode and exc.summary is not None:
             emit_json(exc.summary)
-        _fail(str(exc), exc.exit_code, quiet=False)
+        _fail(str(exc), exc.exit_code)
     except TsfmError as exc:
         if debug:
             traceback.print_exc()
-        _fail(str(exc), exc.exit_code, quiet=False)
+        _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
-        _fail("interrupted", 130, quiet=False)
+        _fail("interrupted", 130)
     except typer.Exit:
         raise
     except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
@@ -90,18 +89,16 @@ def run_stage(
         _fail(
             f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
             EXIT_RUNTIME,
-            quiet=False,
         )
     if json_mode:
-        emit_json(summarize(result))
-    elif render is not None and not quiet:
-        render(result, human)
-    return result
+        emit_json(result)
+    elif not quiet:
+        render(result, Reporter.for_cli(quiet=False))
 
 
-def _fail(message: str, code: int, quiet: bool) -> None:
-    if not quiet:
-        from rich.text import Text
+def _fail(message: str, code: int) -> NoReturn:
+    # Errors are printed even under --quiet: cron must still say why it failed.
+    from rich.text import Text
 
-        stderr_console().print(Text.assemble(("error: ", "red"), message), soft_wrap=True)
+    stderr_console().print(Text.assemble(("error: ", "red"), message), soft_wrap=True)
     raise typer.Exit(code)

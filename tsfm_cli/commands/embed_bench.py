@@ -15,6 +15,7 @@ from tsfm_cli.commands.common import (
     QuietOpt,
     RunsDirOpt,
     SeedOpt,
+    SplitsArg,
     WaitOpt,
     comma_list,
     run_stage,
@@ -22,7 +23,7 @@ from tsfm_cli.commands.common import (
 
 
 def embed_bench_cmd(
-    splits: Annotated[Path, typer.Argument(help="An ood-split directory (splits/).")],
+    splits: SplitsArg,
     output: Annotated[
         Path | None,
         typer.Option(

@@ -17,8 +17,8 @@ from tsfm_cli.commands.common import (
     SeedOpt,
     WaitOpt,
     comma_list,
+    run_stage,
 )
-from tsfm_cli.commands.common import run_stage as _run_stage
 
 
 def _fmt(v: Any) -> str:
@@ -189,4 +189,4 @@ def fit_cmd(
         out = output or default_output(inputs[0], "fit")
         return run_fit(inputs, out, cfg, reporter=reporter, command=sys.argv, wait_s=wait)
 
-    _run_stage(work, json_mode=json_mode, quiet=quiet, debug=debug, render=render)
+    run_stage(work, json_mode=json_mode, quiet=quiet, debug=debug, render=render)

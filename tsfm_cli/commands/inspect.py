@@ -40,9 +40,8 @@ def _render(info: dict[str, Any], reporter: Reporter) -> None:
     from rich.table import Table
 
     head = Table(title=f"{info['path']} — stage {info['stage']}", show_header=False)
-    head.add_row("schema_version", str(info["schema_version"]))
-    head.add_row("tsfm_version", str(info["tsfm_version"]))
-    head.add_row("created_utc", str(info["created_utc"]))
+    for key in ("schema_version", "tsfm_version", "created_utc"):
+        head.add_row(key, str(info[key]))
     head.add_row("command", " ".join(map(str, info["command"] or [])))
     for key, value in (info["summary"] or {}).items():
         head.add_row(f"summary.{key}", json.dumps(value, default=str)[:120])
