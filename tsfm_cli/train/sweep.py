@@ -36,6 +36,7 @@ from tsfm_cli import metrics
 from tsfm_cli.errors import BadInputError
 from tsfm_cli.models.config import ModelConfig
 from tsfm_cli.models.forecaster import Forecaster, Window
+from tsfm_cli.schema import METRICS
 from tsfm_cli.stagedir import StageInput, open_stage, output_lock
 from tsfm_cli.train.config import RunSpec, TrainConfig, is_global_zero
 from tsfm_cli.train.data import (
@@ -196,7 +197,7 @@ def evaluate(
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         for group in groups:
-            per_window: dict[str, list[np.ndarray]] = {m: [] for m in metrics_names()}
+            per_window: dict[str, list[np.ndarray]] = {m: [] for m in METRICS}
             n_ctx = group.context.shape[1]
             for lo in range(0, len(group.context), batch_size):
                 sl = slice(lo, lo + batch_size)
@@ -246,10 +247,6 @@ def evaluate(
             rows.append(row)
     model.train(was_training)
     return rows
-
-
-def metrics_names() -> tuple[str, ...]:
-    return ("nll", "crps", "mse", "mae", "mase")
 
 
 def measure_forward_flops(model: Forecaster, window: Window) -> float:
