@@ -22,6 +22,11 @@ from tsfm_cli.train.sweep import load_sweep_data, run_sweep
 from tsfm_cli.ui import Reporter
 
 
+def runs_dir_for(out_dir: Path) -> Path:
+    """The runs directory of a sweep writing ``out_dir``: ``<out_dir>.runs/`` beside it."""
+    return out_dir.parent / f"{out_dir.name}.runs"
+
+
 def shard_paths(out_dir: Path, shard_text: str) -> tuple[Path, Path]:
     """(where this invocation writes, the shared runs directory).
 
@@ -31,7 +36,7 @@ def shard_paths(out_dir: Path, shard_text: str) -> tuple[Path, Path]:
     """
     out_dir = Path(out_dir)
     index, count = parse_shard(shard_text)
-    runs_dir = out_dir.parent / f"{out_dir.name}.runs"
+    runs_dir = runs_dir_for(out_dir)
     if count > 1:
         out_dir = out_dir.parent / f"{out_dir.name}-shard-{index}-of-{count}"
     return out_dir, runs_dir
