@@ -35,7 +35,9 @@ import torch
 from tsfm_cli import metrics
 from tsfm_cli.errors import BadInputError
 from tsfm_cli.models.config import ModelConfig
-from tsfm_cli.models.forecaster import Forecaster, Window
+from tsfm_cli.models.embeddings import embedding_class
+from tsfm_cli.models.forecaster import Forecaster, Window, check_arch
+from tsfm_cli.models.scaling import get_scaler
 from tsfm_cli.schema import METRICS
 from tsfm_cli.stagedir import StageInput, open_stage, output_lock
 from tsfm_cli.train.config import RunSpec, TrainConfig, is_global_zero
@@ -594,21 +596,12 @@ def run_sweep(
 
 
 def validate_spec(spec: RunSpec) -> None:
-    from tsfm_cli.models.embeddings import EMBEDDINGS
-    from tsfm_cli.models.forecaster import ARCHS
-    from tsfm_cli.models.scaling import SCALERS
-
-    if spec.arch not in ARCHS:
-        raise BadInputError(f"unknown arch '{spec.arch}' (known: {', '.join(ARCHS)})")
-    if spec.embedding not in EMBEDDINGS:
-        raise BadInputError(
-            f"unknown embedding '{spec.embedding}' (known: {', '.join(sorted(EMBEDDINGS))})"
-        )
-    if spec.normalisation not in SCALERS:
-        raise BadInputError(
-            f"unknown normalisation '{spec.normalisation}' (known: {', '.join(sorted(SCALERS))})"
-        )
+    """The registries' own checks (arch, embedding, normalisation, size, quality), as
+    BadInputError before anything trains."""
     try:
+        check_arch(spec.arch)
+        embedding_class(spec.embedding)
+        get_scaler(spec.normalisation)
         spec.model_config  # noqa: B018 - validates the size
         parse_quality(spec.train_quality)
     except ValueError as exc:
