@@ -24,7 +24,7 @@ import logging
 import os
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -111,17 +111,14 @@ class SweepData:
     horizons: list[int]
     train_horizon: int
     freq_s: float  # the most common sampling interval (for embeddings that want one)
-    _degraded: dict[str, TrainSeries] | None = None
+    seed: int = 0  # the data seed
+    _degraded: dict[str, TrainSeries] = field(default_factory=dict, repr=False)
 
     def series_for(self, quality: str) -> TrainSeries:
         """Training series at one quality level (cached; the data seed fixes the degradation)."""
-        if self._degraded is None:
-            self._degraded = {}
         if quality not in self._degraded:
             self._degraded[quality] = degrade(self.series, quality, self.seed)
         return self._degraded[quality]
-
-    seed: int = 0
 
 
 def load_sweep_data(splits: Path | str | StageInput, config: TrainConfig) -> SweepData:
