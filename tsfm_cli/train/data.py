@@ -249,8 +249,10 @@ class EvalGroup:
 
 
 def _list_array(column: pl.Series, dtype, fill) -> np.ndarray:
+    """A list column of equal-length lists → [rows, width] array, nulls set to `fill`
+    (through polars' fixed-width arrays: no Python object per element)."""
     filled = column.list.eval(pl.element().fill_null(fill))
-    return np.asarray(filled.to_list(), dtype=dtype)
+    return filled.list.to_array(filled.list.len().max()).to_numpy().astype(dtype)
 
 
 def load_eval(
