@@ -123,10 +123,9 @@ class SweepData:
 
 def load_sweep_data(splits: Path | str | StageInput, config: TrainConfig) -> SweepData:
     stage = splits if isinstance(splits, StageInput) else open_stage(splits, "ood-split")
-    scenarios = stage.path / "scenarios.parquet"
     groups = load_eval(
         stage.file("eval.parquet"),
-        scenarios if scenarios.is_file() else None,
+        stage.path / "scenarios.parquet",  # load_eval skips it when absent
         config.eval_windows,
         config.seed,
     )
