@@ -181,7 +181,7 @@ def run_embed_bench(
     from tsfm_cli.embed_bench.plot import heatmap
     from tsfm_cli.models.embedding_strategies import with_options
     from tsfm_cli.train.config import RunSpec
-    from tsfm_cli.train.stage import runs_dir_for
+    from tsfm_cli.train.stage import run_outcomes, runs_dir_for
     from tsfm_cli.train.sweep import load_sweep_data, run_sweep
 
     reporter = reporter or Reporter()
@@ -224,12 +224,10 @@ def run_embed_bench(
     summary_frame = summarise(bench) if bench.height else pl.DataFrame()
     metric = config.metric
 
-    ok = runs.filter(pl.col("status") == "ok").height if runs.height else 0
     totals = [s.params_total for s in strategies]
     summary: dict[str, Any] = {
         "runs": len(specs),
-        "runs_ok": ok,
-        "runs_failed": runs.height - ok,
+        **run_outcomes(runs),
         "strategies": len(strategies),
         "seeds": config.seeds,
         "metric": metric,
