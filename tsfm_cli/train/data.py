@@ -15,7 +15,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -179,7 +179,6 @@ class BatchSampler:
     window: int
     batch_size: int
     seed: int
-    _flat: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         values, observed, times, offsets, starts = [], [], [], [], []
