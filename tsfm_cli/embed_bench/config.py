@@ -7,6 +7,7 @@ from typing import Any
 
 from tsfm_cli.errors import BadInputError
 from tsfm_cli.recipe import RecipeSource
+from tsfm_cli.schema import METRICS
 
 DEFAULT_STRATEGIES = [
     "patch",  # the reference: parameters are matched to it
@@ -18,7 +19,6 @@ DEFAULT_STRATEGIES = [
     "missing_token",
     "time_features",
 ]
-METRIC_NAMES = ("nll", "crps", "mse", "mae", "mase")
 
 
 @dataclass
@@ -93,8 +93,8 @@ def check_config(cfg: EmbedBenchConfig, source: RecipeSource | None = None) -> N
                 "normalisations",
                 f"unknown normalisation '{name}' (known: {', '.join(sorted(SCALERS))})",
             )
-    if cfg.metric not in METRIC_NAMES:
-        fail("metric", f"unknown metric '{cfg.metric}' (known: {', '.join(METRIC_NAMES)})")
+    if cfg.metric not in METRICS:
+        fail("metric", f"unknown metric '{cfg.metric}' (known: {', '.join(METRICS)})")
     if cfg.n_seeds < 2:
         fail(
             "n_seeds",

@@ -181,12 +181,13 @@ def run_embed_bench(
     from tsfm_cli.embed_bench.plot import heatmap
     from tsfm_cli.models.embedding_strategies import with_options
     from tsfm_cli.train.config import RunSpec
+    from tsfm_cli.train.stage import run_outcomes, runs_dir_for
     from tsfm_cli.train.sweep import load_sweep_data, run_sweep
 
     reporter = reporter or Reporter()
     check_config(config, source)
     out_dir = Path(out_dir)
-    runs_dir = Path(runs_dir) if runs_dir is not None else out_dir.parent / f"{out_dir.name}.runs"
+    runs_dir = Path(runs_dir) if runs_dir is not None else runs_dir_for(out_dir)
     stage = open_stage(inputs, "ood-split")
     cfg = config_dict(config)
     input_desc = [stage.describe()]
@@ -223,12 +224,10 @@ def run_embed_bench(
     summary_frame = summarise(bench) if bench.height else pl.DataFrame()
     metric = config.metric
 
-    ok = runs.filter(pl.col("status") == "ok").height if runs.height else 0
     totals = [s.params_total for s in strategies]
     summary: dict[str, Any] = {
         "runs": len(specs),
-        "runs_ok": ok,
-        "runs_failed": runs.height - ok,
+        **run_outcomes(runs),
         "strategies": len(strategies),
         "seeds": config.seeds,
         "metric": metric,

@@ -24,9 +24,8 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
-from tsfm_cli.schema import ID_SCENARIO
+from tsfm_cli.schema import ID_SCENARIO, METRICS
 
-METRICS = ("nll", "crps", "mse", "mae", "mase")
 LEVELS = ("id", "ood", "family", "robustness", "scenario")
 KEYS = ("strategy", "embedding", "normalisation")
 

@@ -10,7 +10,7 @@ non-embedding parameter count N is exact: 1K → 872, 100K → 100,928, 300K →
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 # The paper's size ladder: name → (d_model, layers). The name is the nominal N.
@@ -87,9 +87,6 @@ class ModelConfig:
                 )
             return cls(**{"name": "custom", **spec})
         raise ValueError(f"bad model size {spec!r}")
-
-    def with_heads(self, heads: int) -> ModelConfig:
-        return replace(self, heads=heads)
 
     def non_embedding_params(self) -> int:
         """N by formula: per block 4d² (attention) + 3·d·hidden (SwiGLU) + 2d (norms)

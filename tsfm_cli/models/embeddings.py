@@ -27,14 +27,18 @@ def register(cls: type[Embedding]) -> type[Embedding]:
     return cls
 
 
-def build_embedding(
-    name: str, d_model: int, patch_size: int, freq_s: float | None = None, **options
-):
+def embedding_class(name: str) -> type[Embedding]:
     try:
-        cls = EMBEDDINGS[name]
+        return EMBEDDINGS[name]
     except KeyError:
         known = ", ".join(sorted(EMBEDDINGS))
         raise ValueError(f"unknown embedding '{name}' (known: {known})") from None
+
+
+def build_embedding(
+    name: str, d_model: int, patch_size: int, freq_s: float | None = None, **options
+):
+    cls = embedding_class(name)
     return cls(d_model=d_model, patch_size=patch_size, freq_s=freq_s, **options)
 
 

@@ -29,6 +29,11 @@ from tsfm_cli.models.scaling import get_scaler, std_scaler
 ARCHS = ("encoder", "decoder")
 
 
+def check_arch(arch: str) -> None:
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch '{arch}' (known: {', '.join(ARCHS)})")
+
+
 @dataclass
 class Window:
     """A batch of windows, padded so that both parts are whole tokens.
@@ -60,8 +65,7 @@ class Forecaster(nn.Module):
         embedding_options: dict | None = None,
     ) -> None:
         super().__init__()
-        if arch not in ARCHS:
-            raise ValueError(f"unknown arch '{arch}' (known: {', '.join(ARCHS)})")
+        check_arch(arch)
         self.arch, self.cfg = arch, cfg
         self.scaler = get_scaler(normalisation)
         self.embed = build_embedding(

@@ -15,7 +15,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -179,7 +179,6 @@ class BatchSampler:
     window: int
     batch_size: int
     seed: int
-    _flat: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         values, observed, times, offsets, starts = [], [], [], [], []
@@ -249,8 +248,10 @@ class EvalGroup:
 
 
 def _list_array(column: pl.Series, dtype, fill) -> np.ndarray:
+    """A list column of equal-length lists → [rows, width] array, nulls set to `fill`
+    (through polars' fixed-width arrays: no Python object per element)."""
     filled = column.list.eval(pl.element().fill_null(fill))
-    return np.asarray(filled.to_list(), dtype=dtype)
+    return filled.list.to_array(filled.list.len().max()).to_numpy().astype(dtype)
 
 
 def load_eval(

@@ -22,6 +22,18 @@ from tsfm_cli.train.sweep import load_sweep_data, run_sweep
 from tsfm_cli.ui import Reporter
 
 
+def runs_dir_for(out_dir: Path) -> Path:
+    """The runs directory of a sweep writing ``out_dir``: ``<out_dir>.runs/`` beside it."""
+    return out_dir.parent / f"{out_dir.name}.runs"
+
+
+def run_outcomes(runs: pl.DataFrame) -> dict[str, int]:
+    """``runs_ok`` and ``runs_failed`` of run_sweep's per-run table (which has no columns when
+    no run finished in this process)."""
+    ok = runs.filter(pl.col("status") == "ok").height if runs.height else 0
+    return {"runs_ok": ok, "runs_failed": runs.height - ok}
+
+
 def shard_paths(out_dir: Path, shard_text: str) -> tuple[Path, Path]:
     """(where this invocation writes, the shared runs directory).
 
@@ -31,7 +43,7 @@ def shard_paths(out_dir: Path, shard_text: str) -> tuple[Path, Path]:
     """
     out_dir = Path(out_dir)
     index, count = parse_shard(shard_text)
-    runs_dir = out_dir.parent / f"{out_dir.name}.runs"
+    runs_dir = runs_dir_for(out_dir)
     if count > 1:
         out_dir = out_dir.parent / f"{out_dir.name}-shard-{index}-of-{count}"
     return out_dir, runs_dir
@@ -76,11 +88,9 @@ def run_train(
     if not is_global_zero(config):
         return {"out_dir": str(out_dir), "rank": "non-zero", "skipped": False}
     rows = rows.sort("run_id", "step", "scenario", "horizon")
-    ok = runs.filter(pl.col("status") == "ok").height if runs.height else 0
     summary = {
         "runs": len(specs),
-        "runs_ok": ok,
-        "runs_failed": runs.height - ok,
+        **run_outcomes(runs),
         "runs_trained": int(runs["trained_now"].sum()) if runs.height else 0,
         "rows": rows.height,
         "scenarios": sorted(set(rows["scenario"].to_list())) if rows.height else [],

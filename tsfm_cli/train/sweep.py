@@ -24,7 +24,7 @@ import logging
 import os
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,10 @@ import torch
 from tsfm_cli import metrics
 from tsfm_cli.errors import BadInputError
 from tsfm_cli.models.config import ModelConfig
-from tsfm_cli.models.forecaster import Forecaster, Window
+from tsfm_cli.models.embeddings import embedding_class
+from tsfm_cli.models.forecaster import Forecaster, Window, check_arch
+from tsfm_cli.models.scaling import get_scaler
+from tsfm_cli.schema import METRICS
 from tsfm_cli.stagedir import StageInput, open_stage, output_lock
 from tsfm_cli.train.config import RunSpec, TrainConfig, is_global_zero
 from tsfm_cli.train.data import (
@@ -108,25 +111,21 @@ class SweepData:
     horizons: list[int]
     train_horizon: int
     freq_s: float  # the most common sampling interval (for embeddings that want one)
-    _degraded: dict[str, TrainSeries] | None = None
+    seed: int = 0  # the data seed
+    _degraded: dict[str, TrainSeries] = field(default_factory=dict, repr=False)
 
     def series_for(self, quality: str) -> TrainSeries:
         """Training series at one quality level (cached; the data seed fixes the degradation)."""
-        if self._degraded is None:
-            self._degraded = {}
         if quality not in self._degraded:
             self._degraded[quality] = degrade(self.series, quality, self.seed)
         return self._degraded[quality]
 
-    seed: int = 0
-
 
 def load_sweep_data(splits: Path | str | StageInput, config: TrainConfig) -> SweepData:
     stage = splits if isinstance(splits, StageInput) else open_stage(splits, "ood-split")
-    scenarios = stage.path / "scenarios.parquet"
     groups = load_eval(
         stage.file("eval.parquet"),
-        scenarios if scenarios.is_file() else None,
+        stage.path / "scenarios.parquet",  # load_eval skips it when absent
         config.eval_windows,
         config.seed,
     )
@@ -196,7 +195,7 @@ def evaluate(
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         for group in groups:
-            per_window: dict[str, list[np.ndarray]] = {m: [] for m in metrics_names()}
+            per_window: dict[str, list[np.ndarray]] = {m: [] for m in METRICS}
             n_ctx = group.context.shape[1]
             for lo in range(0, len(group.context), batch_size):
                 sl = slice(lo, lo + batch_size)
@@ -222,21 +221,9 @@ def evaluate(
                     )
                     per_window["mse"].append(metrics.mse(out["median"], out["target"], obs))
                     per_window["mae"].append(metrics.mae(out["median"], out["target"], obs))
-                    seasons = [metrics.season_length(f, n_ctx) for f in group.freq_s[sl]]
+                    seasons = np.array([metrics.season_length(f, n_ctx) for f in group.freq_s[sl]])
                     per_window["mase"].append(
-                        np.array(
-                            [
-                                metrics.mase(
-                                    out["median"][i],
-                                    out["target"][i],
-                                    obs[i],
-                                    out["context"][i],
-                                    group.context_observed[sl][i],
-                                    s,
-                                )  # fmt: skip
-                                for i, s in enumerate(seasons)
-                            ]
-                        )
+                        _mase_per_season(out, obs, group.context_observed[sl], seasons)
                     )
             row = group.describe()
             for name, parts in per_window.items():
@@ -248,8 +235,26 @@ def evaluate(
     return rows
 
 
-def metrics_names() -> tuple[str, ...]:
-    return ("nll", "crps", "mse", "mae", "mase")
+def _mase_per_season(
+    out: dict[str, np.ndarray],
+    observed: np.ndarray,
+    context_observed: np.ndarray,
+    seasons: np.ndarray,
+) -> np.ndarray:
+    """MASE per window: one batched `metrics.mase` per distinct season (a group's windows
+    nearly always share one) instead of one call per window."""
+    result = np.empty(len(seasons), dtype=np.float64)
+    for season in np.unique(seasons):
+        rows = seasons == season
+        result[rows] = metrics.mase(
+            out["median"][rows],
+            out["target"][rows],
+            observed[rows],
+            out["context"][rows],
+            context_observed[rows],
+            int(season),
+        )
+    return result
 
 
 def measure_forward_flops(model: Forecaster, window: Window) -> float:
@@ -587,21 +592,12 @@ def run_sweep(
 
 
 def validate_spec(spec: RunSpec) -> None:
-    from tsfm_cli.models.embeddings import EMBEDDINGS
-    from tsfm_cli.models.forecaster import ARCHS
-    from tsfm_cli.models.scaling import SCALERS
-
-    if spec.arch not in ARCHS:
-        raise BadInputError(f"unknown arch '{spec.arch}' (known: {', '.join(ARCHS)})")
-    if spec.embedding not in EMBEDDINGS:
-        raise BadInputError(
-            f"unknown embedding '{spec.embedding}' (known: {', '.join(sorted(EMBEDDINGS))})"
-        )
-    if spec.normalisation not in SCALERS:
-        raise BadInputError(
-            f"unknown normalisation '{spec.normalisation}' (known: {', '.join(sorted(SCALERS))})"
-        )
+    """The registries' own checks (arch, embedding, normalisation, size, quality), as
+    BadInputError before anything trains."""
     try:
+        check_arch(spec.arch)
+        embedding_class(spec.embedding)
+        get_scaler(spec.normalisation)
         spec.model_config  # noqa: B018 - validates the size
         parse_quality(spec.train_quality)
     except ValueError as exc:
