@@ -107,3 +107,14 @@ def flops_per_token(cfg: ModelConfig, seq_len: int, n_params: int | None = None)
     matmuls plus 12·layers·d·T for attention scores and values."""
     n = cfg.non_embedding_params() if n_params is None else n_params
     return 6.0 * n + 12.0 * cfg.layers * cfg.d_model * seq_len
+
+
+def estimate_mfu(
+    cfg: ModelConfig,
+    seq_len: int,
+    tokens_per_s: float,
+    peak_flops: float,
+    n_params: int | None = None,
+) -> float:
+    """Model FLOPs utilisation: achieved training FLOP/s ÷ the hardware's peak FLOP/s."""
+    return flops_per_token(cfg, seq_len, n_params) * tokens_per_s / peak_flops
