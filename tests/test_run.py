@@ -129,6 +129,21 @@ def test_bad_recipe_fails_before_any_stage_runs(tmp_path):
     assert unknown.returncode == 2 and "unknown stage 'trian'" in unknown.stderr
 
 
+@pytest.mark.parametrize(
+    "old, new, key",
+    [
+        ("timezone: Europe/Berlin", "timezone: Mars/Base", "timezone"),
+        ("context_length: 128", "context_length: 1", "context_length"),
+    ],
+)
+def test_bad_recipe_value_fails_before_any_stage_runs(tmp_path, old, new, key):
+    recipe = _recipe(tmp_path, **{old: new})
+    result = run_tsfm("run", recipe, "-w", tmp_path / "work", cwd=REPO_ROOT)
+    assert result.returncode == 2
+    assert key in result.stderr and "chain.yaml" in result.stderr
+    assert not (tmp_path / "work").exists()
+
+
 def test_killed_mid_stage_then_rerun_finishes_without_redoing_finished_stages(tmp_path):
     recipe = _recipe(tmp_path)
     work = tmp_path / "work"

@@ -37,16 +37,45 @@ class StageSpec:
     function: str
     config_class: str
     upstream: str | None  # the stage whose directory is this one's input; None: raw sources
+    check: str  # "module:function" checking the settings' values: (config, source) → None
 
 
 PIPELINE: tuple[StageSpec, ...] = (
-    StageSpec("ingest", "tsfm_cli.ingest", "run_ingest", "IngestConfig", None),
-    StageSpec("ood-split", "tsfm_cli.ood", "run_ood_split", "OodConfig", "ingest"),
     StageSpec(
-        "embed-bench", "tsfm_cli.embed_bench", "run_embed_bench", "EmbedBenchConfig", "ood-split"
+        "ingest",
+        "tsfm_cli.ingest",
+        "run_ingest",
+        "IngestConfig",
+        None,
+        "tsfm_cli.ingest.config:check_settings",
     ),
-    StageSpec("train", "tsfm_cli.train", "run_train", "TrainConfig", "ood-split"),
-    StageSpec("fit", "tsfm_cli.fit", "run_fit", "FitConfig", "train"),
+    StageSpec(
+        "ood-split",
+        "tsfm_cli.ood",
+        "run_ood_split",
+        "OodConfig",
+        "ingest",
+        "tsfm_cli.ood.config:check_config",
+    ),
+    StageSpec(
+        "embed-bench",
+        "tsfm_cli.embed_bench",
+        "run_embed_bench",
+        "EmbedBenchConfig",
+        "ood-split",
+        "tsfm_cli.embed_bench.config:check_config",
+    ),
+    StageSpec(
+        "train",
+        "tsfm_cli.train",
+        "run_train",
+        "TrainConfig",
+        "ood-split",
+        "tsfm_cli.train.config:check_settings",
+    ),
+    StageSpec(
+        "fit", "tsfm_cli.fit", "run_fit", "FitConfig", "train", "tsfm_cli.fit.config:check_settings"
+    ),
 )
 STAGE_NAMES = tuple(spec.name for spec in PIPELINE)
 
@@ -66,9 +95,11 @@ def select_stages(
     return chosen
 
 
-def _stage_api(spec: StageSpec) -> tuple[Any, type]:
+def _stage_api(spec: StageSpec) -> tuple[Any, type, Any]:
     module = importlib.import_module(spec.module)
-    return getattr(module, spec.function), getattr(module, spec.config_class)
+    check_module, check_name = spec.check.split(":")
+    check = getattr(importlib.import_module(check_module), check_name)
+    return getattr(module, spec.function), getattr(module, spec.config_class), check
 
 
 def run_pipeline(
@@ -90,9 +121,10 @@ def run_pipeline(
 
     prepared = []
     for spec in stages:  # validate every section before the first stage starts
-        function, config_class = _stage_api(spec)
+        function, config_class, check = _stage_api(spec)
         section, section_source = load_section(recipe, spec.name)
         config = build_config(config_class, section, section_source)
+        check(config, section_source)  # values too, not only keys and types
         extra = (
             {"source": section_source} if "source" in inspect.signature(function).parameters else {}
         )

@@ -66,3 +66,8 @@ class FitConfig:
             raise BadInputError("fit.n_boot must be ≥ 0 and fit.level in (0, 1)")
         if self.budget_flops is not None and not self.budget_flops > 0:
             raise BadInputError(f"fit.budget_flops: must be positive, got {self.budget_flops}")
+
+
+def check_settings(config: FitConfig, source=None) -> None:
+    """The settings' own check (`FitConfig.check`), by the name every stage's check has."""
+    config.check()

@@ -160,6 +160,11 @@ def for_file(config: IngestConfig, rel_path: str, where=None) -> IngestConfig:
     return dataclasses.replace(config, **{k: getattr(merged, k) for k in PARSE_KEYS})
 
 
+def check_settings(config: IngestConfig, source) -> None:
+    """`validate` with the keys located in the recipe `source` (a RecipeSource)."""
+    validate(config, source.where)
+
+
 def validate(config: IngestConfig, where) -> None:
     """Checks build_config cannot do (values, not types). `where(key)` locates a key."""
     if config.timezone:

@@ -165,6 +165,15 @@ def is_global_zero(config: TrainConfig | None = None) -> bool:
     return True
 
 
+def check_settings(config: TrainConfig, source=None) -> None:
+    """`check_config` as a BadInputError."""
+    from tsfm_cli.errors import BadInputError
+
+    problem = check_config(config)
+    if problem:
+        raise BadInputError(problem)
+
+
 def check_config(config: TrainConfig) -> str | None:
     """Why the settings cannot work (naming the key), or None."""
     positive = (

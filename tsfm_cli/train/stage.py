@@ -12,7 +12,7 @@ from tsfm_cli.recipe import config_dict
 from tsfm_cli.stagedir import StageWriter, fingerprint, open_stage, reuse_summary
 from tsfm_cli.train.config import (
     TrainConfig,
-    check_config,
+    check_settings,
     grid,
     is_global_zero,
     parse_shard,
@@ -60,9 +60,7 @@ def run_train(
     runs_dir: Path | str | None = None,
 ) -> dict[str, Any]:
     reporter = reporter or Reporter()
-    problem = check_config(config)
-    if problem:
-        raise BadInputError(problem)
+    check_settings(config)
     try:
         index, count = parse_shard(config.shard)
     except ValueError as exc:
