@@ -26,7 +26,6 @@ class Group:
     kind: str | None = None
     n_nonfinite: int = 0
     n_nonpositive: int = 0
-    n_runs: int = 0
 
     def get(self, x: str, law: str) -> LawFit | None:
         for f in self.fits:
@@ -84,7 +83,6 @@ def _fit_groups(frame: pl.DataFrame, config: FitConfig, progress=None) -> list[G
                 g.kind = str(part["kind"][0])
             runs = part["run_id"].to_numpy()
             uniq, counts = run_counts(runs, config.n_boot, config.seed)
-            g.n_runs = int(uniq.size)
             for x, law in specs:
                 points = select_points(
                     part,
