@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from tsfm_cli.errors import BadInputError
 from tsfm_cli.fit.blas import single_thread
 from tsfm_cli.fit.config import AUTO_GROUPS, VARYING_GROUPS, FitConfig
 from tsfm_cli.fit.fitting import LawFit, fit_law, interval, run_counts
@@ -41,13 +42,13 @@ def group_columns(frame: pl.DataFrame, config: FitConfig) -> list[str]:
     if config.group_by is not None:
         missing = [c for c in config.group_by if c not in frame.columns]
         if missing:
-            from tsfm_cli.errors import BadInputError
-
             raise BadInputError(f"fit.group_by: column {missing[0]!r} is not in the results")
         return list(config.group_by)
-    cols = [c for c in ("arch", "scenario", "horizon", "train_quality") if c in frame.columns]
-    cols += [c for c in VARYING_GROUPS if c in frame.columns and frame[c].n_unique() > 1]
-    return [c for c in AUTO_GROUPS if c in cols]
+    return [
+        c
+        for c in AUTO_GROUPS
+        if c in frame.columns and (c not in VARYING_GROUPS or frame[c].n_unique() > 1)
+    ]
 
 
 def law_specs(frame: pl.DataFrame, config: FitConfig) -> list[tuple[str, str]]:
