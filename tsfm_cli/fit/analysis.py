@@ -287,6 +287,7 @@ def plan(groups: list[Group], frame: pl.DataFrame, config: FitConfig) -> list[di
                 continue
             loss = joint_loss(_joint_arrays(tf, False), n_opt, d_opt)[0]
             loss_b = joint_loss(_joint_arrays(tf, True), n_b, d_b)
+            loss_low, loss_high = interval(loss_b, config.level)
             rows.append(
                 {
                     **base,
@@ -297,8 +298,8 @@ def plan(groups: list[Group], frame: pl.DataFrame, config: FitConfig) -> list[di
                         for suffix, key in (("", "value"), ("_low", "ci_low"), ("_high", "ci_high"))
                     },
                     "loss": float(loss),
-                    "loss_low": interval(loss_b, config.level)[0],
-                    "loss_high": interval(loss_b, config.level)[1],
+                    "loss_low": loss_low,
+                    "loss_high": loss_high,
                     "flops_per_6nd": k,
                 }
             )
