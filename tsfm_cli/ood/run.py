@@ -215,7 +215,7 @@ def run_ood_split(
             f"({C + min(cfg.horizons)} points) skipped: {', '.join(skipped[:5])}"
             + (" …" if len(skipped) > 5 else "")
         )
-    held = {(k, v): [i for i in range(plant.n_series) if plant.groups[k][i] == v] for k, v in pairs}
+    held = {(k, v): np.flatnonzero(plant.groups[k] == v).tolist() for k, v in pairs}
     held_any = {i for members in held.values() for i in members}
     if held_any and len(held_any) == plant.n_series:
         raise BadInputError(f"{source.where('heldout')}: holds out every series; nothing to train")
