@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ import numpy as np
 import polars as pl
 
 from tsfm_cli.errors import BadInputError
-from tsfm_cli.ood.config import OodConfig, check_config, split_points
+from tsfm_cli.ood.config import OodConfig, check_config, iso_time, split_points
 from tsfm_cli.ood.data import (
     Plant,
     check_columns,
@@ -41,11 +40,6 @@ from tsfm_cli.stagedir import (
 from tsfm_cli.ui import Reporter
 
 SHOWN_SKIPPED = 20
-
-
-def _iso(us: int) -> str:
-    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-    return (epoch + dt.timedelta(microseconds=int(us))).isoformat()
 
 
 def _resolve_heldout(plant: Plant, cfg: OodConfig, source: RecipeSource) -> list[tuple[str, str]]:
@@ -246,7 +240,7 @@ def run_ood_split(
     scenarios = pl.DataFrame(scenario_rows, schema=SCENARIO_SCHEMA)
     resolved = {
         "split_points": {
-            k: {"first": _iso(v[seen].min()), "last": _iso(v[seen].max())} if seen else None
+            k: {"first": iso_time(v[seen].min()), "last": iso_time(v[seen].max())} if seen else None
             for k, v in splits.items()
         },
         "heldout": [f"{k}={v}" for k, v in pairs],
