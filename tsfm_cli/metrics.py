@@ -44,11 +44,7 @@ def seasonal_naive_scale(
     context = np.asarray(context, dtype=np.float64)
     observed = np.asarray(observed, dtype=bool)
     diff = np.abs(context[..., season:] - context[..., :-season])
-    both = observed[..., season:] & observed[..., :-season]
-    count = both.sum(axis=-1)
-    total = np.where(both, diff, 0.0).sum(axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        scale = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    scale = _masked_mean(diff, observed[..., season:] & observed[..., :-season])
     return np.maximum(np.nan_to_num(scale, nan=floor), floor)
 
 
