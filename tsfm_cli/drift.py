@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tsfm_cli.metrics import masked_mean
+
 MAX_SEVERITY = 10.0
 
 # (values, observed, severity, after [n,T] bool, onset [n,1], spread [n,1], rng, freq_s) → (v, o)
@@ -235,12 +237,8 @@ def window_spread(values: np.ndarray, observed: np.ndarray) -> np.ndarray:
     of 1 % of the mean's magnitude (or 1 when that is zero), so a shift is never zero."""
     values = np.asarray(values, dtype=np.float64)
     observed = np.asarray(observed, dtype=bool)
-    count = observed.sum(axis=1)
-    safe = np.where(observed, values, 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = safe.sum(axis=1) / count
-        var = np.where(observed, (values - mean[:, None]) ** 2, 0.0).sum(axis=1) / count
-    std = np.sqrt(var)
+    mean = masked_mean(values, observed)
+    std = np.sqrt(masked_mean((values - mean[:, None]) ** 2, observed))
     fallback = np.where(np.isfinite(mean) & (np.abs(mean) > 0), 0.01 * np.abs(mean), 1.0)
     return np.where(np.isfinite(std) & (std > 1e-8), std, fallback)
 
