@@ -120,7 +120,7 @@ def _warp_factor(s: float) -> float:
     return 1.0 + 0.25 * s
 
 
-def _resample(v, o, after, onset, source):
+def _resample(v, o, after, source):
     """Values at fractional `source` positions (linear), observed only where both ends are."""
     T = v.shape[1]
     lo = np.clip(np.floor(source).astype(np.int64), 0, T - 1)
@@ -136,7 +136,7 @@ def _resample(v, o, after, onset, source):
 def _time_warp(v, o, s, after, onset, spread, rng, freq_s):
     t = np.arange(v.shape[1])[None, :]
     source = np.where(after, onset + (t - onset) / _warp_factor(s), t)
-    return _resample(v, o, after, onset, source.astype(np.float64))
+    return _resample(v, o, after, source.astype(np.float64))
 
 
 def _sampling_every(s: float) -> int:
@@ -147,7 +147,7 @@ def _sampling_rate(v, o, s, after, onset, spread, rng, freq_s):
     every = _sampling_every(s)
     t = np.arange(v.shape[1])[None, :]
     source = np.where(after, onset + ((t - onset) // every) * every, t)
-    return _resample(v, o, after, onset, source.astype(np.float64))
+    return _resample(v, o, after, source.astype(np.float64))
 
 
 _LIST = [
