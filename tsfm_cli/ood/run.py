@@ -220,7 +220,7 @@ def run_ood_split(
     with reporter.progress("ood-split", total=n_steps, unit="blocks") as task:
         blocks = natural_blocks(plant, cfg, plan, ids, task.advance)
         id_blocks = [b for b in blocks if b.scenario == "id"]
-        blocks += synthetic_blocks(plant, cfg, id_blocks, ids, task.advance)
+        blocks += synthetic_blocks(cfg, id_blocks, ids, task.advance)
         reference_plan = [Natural("train", "train", "train", seen, None, splits["id_start"])]
         reference = natural_blocks(plant, cfg, reference_plan, None, task.advance)
         scenario_rows = _scenario_rows(blocks, plant, cfg, reference)
