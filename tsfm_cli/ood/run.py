@@ -73,11 +73,15 @@ def _scenario_rows(
     by_name: dict[str, list[Block]] = {}
     for block in blocks:
         by_name.setdefault(block.scenario, []).append(block)
-    id_pool = pool(by_name.get("id", []), cfg.context_length, plant.freq_s, rng_for(cfg.seed, "id"))
+    pools = {
+        name: pool(group, cfg.context_length, plant.freq_s, rng_for(cfg.seed, name))
+        for name, group in by_name.items()
+    }
+    id_pool = pools["id"]  # natural_plan always plans `id`, at every horizon
     rows = []
     for name, group in by_name.items():
         first = group[0]
-        scenario_pool = pool(group, cfg.context_length, plant.freq_s, rng_for(cfg.seed, name))
+        scenario_pool = pools[name]
         ks_id, wasserstein_id = value_shift(scenario_pool, id_pool)
         series = np.unique(np.concatenate([b.series for b in group]))
         rows.append(
