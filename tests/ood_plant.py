@@ -91,9 +91,13 @@ def plant_frame(
     )
 
 
-def make_ingest_dir(out: Path, **kwargs) -> Path:
-    frame = plant_frame(**kwargs)
-    with StageWriter(Path(out), "ingest", config={"generated": kwargs}, inputs=[]) as writer:
+def write_ingest_dir(out: Path, frame: pl.DataFrame, config: dict | None = None) -> Path:
+    """An ingest directory at `out` whose series.parquet is `frame` (as given, even broken)."""
+    with StageWriter(Path(out), "ingest", config=config or {}, inputs=[]) as writer:
         writer.write_parquet("series.parquet", frame)
         writer.commit(summary={"series": frame["series_id"].n_unique()})
     return Path(out)
+
+
+def make_ingest_dir(out: Path, **kwargs) -> Path:
+    return write_ingest_dir(out, plant_frame(**kwargs), {"generated": kwargs})

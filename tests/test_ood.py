@@ -8,7 +8,7 @@ import json
 import numpy as np
 import polars as pl
 import pytest
-from ood_plant import make_ingest_dir, plant_frame
+from ood_plant import make_ingest_dir, plant_frame, write_ingest_dir
 
 from tsfm_cli.drift import FAMILIES
 from tsfm_cli.errors import BadInputError
@@ -331,15 +331,6 @@ def test_bad_settings_are_one_line_errors_and_write_nothing(plant, tmp_path, kwa
     assert list(tmp_path.iterdir()) == []
 
 
-def _ingest_with(frame: pl.DataFrame, out):
-    from tsfm_cli.stagedir import StageWriter
-
-    with StageWriter(out, "ingest", config={}, inputs=[]) as writer:
-        writer.write_parquet("series.parquet", frame)
-        writer.commit()
-    return out
-
-
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -348,7 +339,7 @@ def _ingest_with(frame: pl.DataFrame, out):
     ],
 )
 def test_series_breaking_the_contract_is_bad_input(plant, tmp_path, change, message):
-    broken = _ingest_with(change(pl.read_parquet(plant / "series.parquet")), tmp_path / "in")
+    broken = write_ingest_dir(tmp_path / "in", change(pl.read_parquet(plant / "series.parquet")))
     with pytest.raises(BadInputError, match=message.replace("(", r"\(").replace(")", r"\)")):
         run_ood_split(broken, tmp_path / "out", OodConfig(families=["ramp"]))
     assert not (tmp_path / "out").exists()
@@ -378,7 +369,7 @@ def test_series_covering_different_periods_each_get_windows(tmp_path):
         line=pl.lit("line2"),
         timestamp=pl.col("timestamp") + dt.timedelta(days=60),
     )
-    clean = _ingest_with(pl.concat([early, late]), tmp_path / "clean")
+    clean = write_ingest_dir(tmp_path / "clean", pl.concat([early, late]))
     summary = run_ood_split(clean, tmp_path / "s", OodConfig(families=["ramp"]))
     evals = pl.read_parquet(tmp_path / "s" / "eval.parquet")
     for scenario in ("id", "future"):
@@ -419,7 +410,7 @@ def test_windows_with_a_constant_context_are_left_out(tmp_path):
         .then(True)
         .otherwise(pl.col("observed")),
     )
-    clean = _ingest_with(frame, tmp_path / "clean")
+    clean = write_ingest_dir(tmp_path / "clean", frame)
     run_ood_split(clean, tmp_path / "s", OodConfig(families=["level_shift"], severities=[2.0]))
     evals = pl.read_parquet(tmp_path / "s" / "eval.parquet")
     contexts = evals.select(

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tsfm_cli.metrics import masked_mean
+
 MAX_SEVERITY = 10.0
 
 # (values, observed, severity, after [n,T] bool, onset [n,1], spread [n,1], rng, freq_s) → (v, o)
@@ -118,7 +120,7 @@ def _warp_factor(s: float) -> float:
     return 1.0 + 0.25 * s
 
 
-def _resample(v, o, after, onset, source):
+def _resample(v, o, after, source):
     """Values at fractional `source` positions (linear), observed only where both ends are."""
     T = v.shape[1]
     lo = np.clip(np.floor(source).astype(np.int64), 0, T - 1)
@@ -134,7 +136,7 @@ def _resample(v, o, after, onset, source):
 def _time_warp(v, o, s, after, onset, spread, rng, freq_s):
     t = np.arange(v.shape[1])[None, :]
     source = np.where(after, onset + (t - onset) / _warp_factor(s), t)
-    return _resample(v, o, after, onset, source.astype(np.float64))
+    return _resample(v, o, after, source.astype(np.float64))
 
 
 def _sampling_every(s: float) -> int:
@@ -145,7 +147,7 @@ def _sampling_rate(v, o, s, after, onset, spread, rng, freq_s):
     every = _sampling_every(s)
     t = np.arange(v.shape[1])[None, :]
     source = np.where(after, onset + ((t - onset) // every) * every, t)
-    return _resample(v, o, after, onset, source.astype(np.float64))
+    return _resample(v, o, after, source.astype(np.float64))
 
 
 _LIST = [
@@ -235,12 +237,8 @@ def window_spread(values: np.ndarray, observed: np.ndarray) -> np.ndarray:
     of 1 % of the mean's magnitude (or 1 when that is zero), so a shift is never zero."""
     values = np.asarray(values, dtype=np.float64)
     observed = np.asarray(observed, dtype=bool)
-    count = observed.sum(axis=1)
-    safe = np.where(observed, values, 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = safe.sum(axis=1) / count
-        var = np.where(observed, (values - mean[:, None]) ** 2, 0.0).sum(axis=1) / count
-    std = np.sqrt(var)
+    mean = masked_mean(values, observed)
+    std = np.sqrt(masked_mean((values - mean[:, None]) ** 2, observed))
     fallback = np.where(np.isfinite(mean) & (np.abs(mean) > 0), 0.01 * np.abs(mean), 1.0)
     return np.where(np.isfinite(std) & (std > 1e-8), std, fallback)
 

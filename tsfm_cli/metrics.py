@@ -44,15 +44,11 @@ def seasonal_naive_scale(
     context = np.asarray(context, dtype=np.float64)
     observed = np.asarray(observed, dtype=bool)
     diff = np.abs(context[..., season:] - context[..., :-season])
-    both = observed[..., season:] & observed[..., :-season]
-    count = both.sum(axis=-1)
-    total = np.where(both, diff, 0.0).sum(axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        scale = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    scale = masked_mean(diff, observed[..., season:] & observed[..., :-season])
     return np.maximum(np.nan_to_num(scale, nan=floor), floor)
 
 
-def _masked_mean(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def masked_mean(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Mean over the last axis where mask is true; NaN where nothing is observed."""
     count = mask.sum(axis=-1)
     total = np.where(mask, values, 0.0).sum(axis=-1)
@@ -61,11 +57,11 @@ def _masked_mean(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def mse(point: np.ndarray, target: np.ndarray, observed: np.ndarray) -> np.ndarray:
-    return _masked_mean((np.asarray(point) - np.asarray(target)) ** 2, np.asarray(observed, bool))
+    return masked_mean((np.asarray(point) - np.asarray(target)) ** 2, np.asarray(observed, bool))
 
 
 def mae(point: np.ndarray, target: np.ndarray, observed: np.ndarray) -> np.ndarray:
-    return _masked_mean(np.abs(np.asarray(point) - np.asarray(target)), np.asarray(observed, bool))
+    return masked_mean(np.abs(np.asarray(point) - np.asarray(target)), np.asarray(observed, bool))
 
 
 def mase(
@@ -93,7 +89,7 @@ def crps_from_samples(samples: np.ndarray, target: np.ndarray, observed: np.ndar
     ordered = np.sort(samples, axis=0)
     weights = (2 * np.arange(1, n + 1) - n - 1).reshape((n,) + (1,) * (samples.ndim - 1))
     spread = 2.0 * (weights * ordered).sum(axis=0) / (n * n)
-    return _masked_mean(accuracy - 0.5 * spread, np.asarray(observed, bool))
+    return masked_mean(accuracy - 0.5 * spread, np.asarray(observed, bool))
 
 
 def weighted_quantile_loss(

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from tsfm_cli.errors import BadInputError
 from tsfm_cli.fit.blas import single_thread
 from tsfm_cli.fit.config import AUTO_GROUPS, VARYING_GROUPS, FitConfig
 from tsfm_cli.fit.fitting import LawFit, fit_law, interval, run_counts
@@ -26,7 +27,6 @@ class Group:
     kind: str | None = None
     n_nonfinite: int = 0
     n_nonpositive: int = 0
-    n_runs: int = 0
 
     def get(self, x: str, law: str) -> LawFit | None:
         for f in self.fits:
@@ -42,13 +42,13 @@ def group_columns(frame: pl.DataFrame, config: FitConfig) -> list[str]:
     if config.group_by is not None:
         missing = [c for c in config.group_by if c not in frame.columns]
         if missing:
-            from tsfm_cli.errors import BadInputError
-
             raise BadInputError(f"fit.group_by: column {missing[0]!r} is not in the results")
         return list(config.group_by)
-    cols = [c for c in ("arch", "scenario", "horizon", "train_quality") if c in frame.columns]
-    cols += [c for c in VARYING_GROUPS if c in frame.columns and frame[c].n_unique() > 1]
-    return [c for c in AUTO_GROUPS if c in cols]
+    return [
+        c
+        for c in AUTO_GROUPS
+        if c in frame.columns and (c not in VARYING_GROUPS or frame[c].n_unique() > 1)
+    ]
 
 
 def law_specs(frame: pl.DataFrame, config: FitConfig) -> list[tuple[str, str]]:
@@ -84,7 +84,6 @@ def _fit_groups(frame: pl.DataFrame, config: FitConfig, progress=None) -> list[G
                 g.kind = str(part["kind"][0])
             runs = part["run_id"].to_numpy()
             uniq, counts = run_counts(runs, config.n_boot, config.seed)
-            g.n_runs = int(uniq.size)
             for x, law in specs:
                 points = select_points(
                     part,
@@ -288,6 +287,7 @@ def plan(groups: list[Group], frame: pl.DataFrame, config: FitConfig) -> list[di
                 continue
             loss = joint_loss(_joint_arrays(tf, False), n_opt, d_opt)[0]
             loss_b = joint_loss(_joint_arrays(tf, True), n_b, d_b)
+            loss_low, loss_high = interval(loss_b, config.level)
             rows.append(
                 {
                     **base,
@@ -298,8 +298,8 @@ def plan(groups: list[Group], frame: pl.DataFrame, config: FitConfig) -> list[di
                         for suffix, key in (("", "value"), ("_low", "ci_low"), ("_high", "ci_high"))
                     },
                     "loss": float(loss),
-                    "loss_low": interval(loss_b, config.level)[0],
-                    "loss_high": interval(loss_b, config.level)[1],
+                    "loss_low": loss_low,
+                    "loss_high": loss_high,
                     "flops_per_6nd": k,
                 }
             )

@@ -138,6 +138,24 @@ def make_eform(logX: np.ndarray, y: np.ndarray) -> EForm:
     return EForm(U=logX - x0[:, None], x0=x0, positive=bool(np.all(y > 0)))
 
 
+def _huber(r: np.ndarray, delta: float) -> np.ndarray:
+    """Huber loss of the residuals, divided by δ (quadratic within ±δ, linear beyond)."""
+    absr = np.abs(r)
+    return np.where(absr <= delta, 0.5 * r * r / delta, absr - 0.5 * delta)
+
+
+def _huber_psi(r: np.ndarray, delta: float) -> np.ndarray:
+    """Derivative of `_huber` with respect to the residual."""
+    return np.clip(r, -delta, delta) / delta
+
+
+def _gradient_small(r: np.ndarray, jac: np.ndarray, w: np.ndarray, delta: float) -> np.ndarray:
+    """[S] has each block converged: its gradient small relative to its weight (≈ points)?"""
+    grad = np.einsum("sn,snk->sk", w * _huber_psi(r, delta), jac)
+    scale = np.maximum(w.sum(axis=1), 1.0)
+    return np.abs(grad).max(axis=1) / scale < 1e-3
+
+
 def huber_objective(
     form: EForm, y: np.ndarray, w: np.ndarray, delta: float = HUBER_DELTA
 ) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
@@ -147,11 +165,8 @@ def huber_objective(
     def fun(flat: np.ndarray) -> tuple[float, np.ndarray]:
         theta = flat.reshape(S, form.k)
         r, jac = form.residual_and_jac(theta, y)
-        absr = np.abs(r)
-        h = np.where(absr <= delta, 0.5 * r * r / delta, absr - 0.5 * delta)
-        psi = np.clip(r, -delta, delta) / delta
-        f = float(np.sum(w * h))
-        grad = np.einsum("sn,snk->sk", w * psi, jac)
+        f = float(np.sum(w * _huber(r, delta)))
+        grad = np.einsum("sn,snk->sk", w * _huber_psi(r, delta), jac)
         if not np.isfinite(f):
             return 1e300, np.zeros_like(flat)
         return f, grad.ravel()
@@ -202,15 +217,9 @@ def fit_huber(
             )
         theta = res.x.reshape(t0.shape)
         r, jac = form.residual_and_jac(theta, y)
-        absr = np.abs(r)
-        h = np.where(absr <= delta, 0.5 * r * r / delta, absr - 0.5 * delta)
-        psi = np.clip(r, -delta, delta) / delta
-        grad = np.einsum("sn,snk->sk", wb * psi, jac)
-        # A block has converged when its gradient is small relative to its weight (≈ points).
-        scale = np.maximum(wb.sum(axis=1), 1.0)
-        ok = np.all(np.isfinite(theta), axis=1) & (np.abs(grad).max(axis=1) / scale < 1e-3)
+        ok = np.all(np.isfinite(theta), axis=1) & _gradient_small(r, jac, wb, delta)
         thetas.append(theta)
-        losses.append(np.sum(wb * h, axis=1))
+        losses.append(np.sum(wb * _huber(r, delta), axis=1))
         conv.append(ok)
         if not res.success:
             messages.add(str(res.message))
@@ -223,8 +232,7 @@ def _huber_parts(form: EForm, y: np.ndarray, w: np.ndarray, theta: np.ndarray, d
     r, jac = form.residual_and_jac(theta, y)
     absr = np.abs(r)
     with np.errstate(all="ignore"):
-        h = np.where(absr <= delta, 0.5 * r * r / delta, absr - 0.5 * delta)
-        f = np.sum(w * h, axis=1)
+        f = np.sum(w * _huber(r, delta), axis=1)
     f = np.where(np.isfinite(f), f, np.inf)
     return r, absr, jac, f
 
@@ -293,11 +301,7 @@ def fit_huber_batched(
         finished = (better & ((rel < 1e-8) | small_step)) | (lam[act] > 1e12)
         done[act[finished]] = True
         act = act[~finished]
-    grad = np.einsum("sn,snk->sk", w * np.clip(r, -delta, delta) / delta, jac)
-    scale = np.maximum(w.sum(axis=1), 1.0)
-    converged = np.all(np.isfinite(theta), axis=1) & (
-        done | (np.abs(grad).max(axis=1) / scale < 1e-3)
-    )
+    converged = np.all(np.isfinite(theta), axis=1) & (done | _gradient_small(r, jac, w, delta))
     # The few that crawl (IRLS is slow where residuals sit near δ) finish with L-BFGS-B.
     for i in np.flatnonzero(~converged)[:max_fallback]:
         one = fit_huber(form, y, theta[i][None, :], w[i][None, :], delta=delta)

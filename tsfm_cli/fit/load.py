@@ -123,7 +123,6 @@ def normalise(
     )
     casts = [pl.col(c).cast(pl.Float64, strict=False) for c in X_COLUMNS.values() if c in cols]
     casts += [pl.col(m).cast(pl.Float64, strict=False) for m in metrics]
-    casts += [pl.col(c).cast(pl.String) for c in ("arch", "scenario")]
     frame = frame.with_columns(casts)
     if "run_id" not in cols:
         keys = [c for c in RUN_KEYS if c in cols]

@@ -11,8 +11,6 @@ from tsfm_cli.fit.config import FitConfig
 from tsfm_cli.fit.fitting import interval
 from tsfm_cli.schema import ID_SCENARIO
 
-WHAT = {"N": "the model size", "D": "the training data", "C": "the training compute"}
-
 
 def _num(v: float, digits: int = 3) -> str:
     if v is None or not np.isfinite(v):

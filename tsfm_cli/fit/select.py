@@ -74,7 +74,5 @@ def select_points(
             rule += f" at the largest N ({top:.3g})"
     names = ["params", "data_points"] if x == "N,D" else [X_COLUMNS[x]]
     rows = rows.filter(pl.all_horizontal([pl.col(c).is_finite() & (pl.col(c) > 0) for c in names]))
-    X = np.stack([rows[c].to_numpy().astype(float) for c in names]) if rows.height else None
-    if X is None:
-        X = np.zeros((len(names), 0))
+    X = np.stack([rows[c].to_numpy().astype(float) for c in names])  # [m, 0] when no rows
     return Points(X, rows[metric].to_numpy().astype(float), rows["run_id"].to_numpy(), rule)

@@ -54,44 +54,23 @@ def laws_frame(groups: list[Group], level: float, target_factor: float) -> pl.Da
                     }
                 )
                 continue
-            for coef, value in f.coefs.items():
-                lo, hi = interval(f.boot.get(coef, np.array([])), level)
-                rows.append(
-                    {
-                        **common,
-                        "coef": coef,
-                        "value": value,
-                        "ci_low": lo,
-                        "ci_high": hi,
-                        "at": None,
-                    }
-                )
-            for coef, (value, samples, at) in derived(f, target_factor).items():
+            # the law's own coefficients, then the numbers derived from it
+            entries = [(c, v, f.boot.get(c, np.array([])), None) for c, v in f.coefs.items()]
+            entries += [
+                (coef, value, samples, None if np.isnan(at) else at)
+                for coef, (value, samples, at) in derived(f, target_factor).items()
+            ]
+            for coef, value, samples, at in entries:
                 lo, hi = interval(samples, level)
                 rows.append(
-                    {
-                        **common,
-                        "coef": coef,
-                        "value": value,
-                        "ci_low": lo,
-                        "ci_high": hi,
-                        "at": None if np.isnan(at) else at,
-                    }
+                    {**common, "coef": coef, "value": value, "ci_low": lo, "ci_high": hi, "at": at}
                 )
     first = ["arch", "scenario", "metric", "x", "law", "coef", "value", "ci_low", "ci_high"]
-    frame = pl.DataFrame(rows, infer_schema_length=None)
-    for col in (
-        "value",
-        "ci_low",
-        "ci_high",
-        "at",
-        "r2_log",
-        "rmse_log",
-        "extrap_x",
-        "extrap_rel_err",
-        "boot_ok",
-    ):
-        frame = frame.with_columns(pl.col(col).cast(pl.Float64))
+    floats = ["value", "ci_low", "ci_high", "at", "r2_log", "rmse_log", "extrap_x"]
+    floats += ["extrap_rel_err", "boot_ok"]
+    frame = pl.DataFrame(rows, infer_schema_length=None).with_columns(
+        pl.col(floats).cast(pl.Float64)
+    )
     rest = [c for c in frame.columns if c not in first]
     return frame.select(first + rest)
 

@@ -13,6 +13,7 @@ from tsfm_cli.errors import BadInputError
 from tsfm_cli.recipe import RecipeSource
 
 SPLIT_KEYS = ("id_start", "train_end", "future_start")
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 
 @dataclass
@@ -97,11 +98,15 @@ def split_time_us(
             _fail(source, key, f"'{value}' is neither a fraction in [0, 1] nor an ISO timestamp")
         if when.tzinfo is None:
             when = when.replace(tzinfo=dt.timezone.utc)
-        epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-        return np.full(len(starts), (when - epoch) // dt.timedelta(microseconds=1), np.int64)
+        return np.full(len(starts), (when - _EPOCH) // dt.timedelta(microseconds=1), np.int64)
     if not 0.0 <= value <= 1.0:
         _fail(source, key, f"a fraction must be within [0, 1], got {value}")
     return starts + np.round(value * (ends - starts)).astype(np.int64)
+
+
+def iso_time(us: int) -> str:
+    """A split point (UTC µs) as the ISO timestamp a recipe could give for it."""
+    return (_EPOCH + dt.timedelta(microseconds=int(us))).isoformat()
 
 
 def split_points(

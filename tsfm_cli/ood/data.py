@@ -23,8 +23,6 @@ class Plant:
     series i occupies rows offsets[i] : offsets[i] + lengths[i].
     """
 
-    path: Path
-    columns: list[str]
     ts: np.ndarray
     values: np.ndarray
     observed: np.ndarray
@@ -80,7 +78,6 @@ def custom_expr(name: str, condition: str, columns: list[str], where: str) -> pl
 
 def load_plant(path: Path, keys: list[str], custom: dict[str, pl.Expr]) -> Plant:
     """Read series.parquet into flat arrays (no per-row Python); per-series columns once."""
-    columns = columns_of(path)
     scan = pl.scan_parquet(path)
     meta_cols = [c for c in dict.fromkeys(["sensor", "freq_s", *keys]) if c != "series_id"]
     meta = (
@@ -117,8 +114,6 @@ def load_plant(path: Path, keys: list[str], custom: dict[str, pl.Expr]) -> Plant
             f"{path}: rows are not sorted by series_id, timestamp (ingest contract)"
         )
     return Plant(
-        path=path,
-        columns=columns,
         ts=ts,
         values=values,
         observed=observed,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ import numpy as np
 import polars as pl
 
 from tsfm_cli.errors import BadInputError
-from tsfm_cli.ood.config import OodConfig, check_config, split_points
+from tsfm_cli.ood.config import OodConfig, check_config, iso_time, split_points
 from tsfm_cli.ood.data import (
     Plant,
     check_columns,
@@ -28,7 +27,7 @@ from tsfm_cli.ood.scenarios import (
     onset_index,
     synthetic_blocks,
 )
-from tsfm_cli.ood.shift import MEASURES, measure, pool
+from tsfm_cli.ood.shift import MEASURES, measure, pool, value_shift
 from tsfm_cli.ood.windows import EVAL_SCHEMA, Block, WindowIds, block_frame, rng_for
 from tsfm_cli.recipe import RecipeSource, config_dict
 from tsfm_cli.stagedir import (
@@ -41,11 +40,6 @@ from tsfm_cli.stagedir import (
 from tsfm_cli.ui import Reporter
 
 SHOWN_SKIPPED = 20
-
-
-def _iso(us: int) -> str:
-    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-    return (epoch + dt.timedelta(microseconds=int(us))).isoformat()
 
 
 def _resolve_heldout(plant: Plant, cfg: OodConfig, source: RecipeSource) -> list[tuple[str, str]]:
@@ -79,12 +73,16 @@ def _scenario_rows(
     by_name: dict[str, list[Block]] = {}
     for block in blocks:
         by_name.setdefault(block.scenario, []).append(block)
-    id_pool = pool(by_name.get("id", []), cfg.context_length, plant.freq_s, rng_for(cfg.seed, "id"))
+    pools = {
+        name: pool(group, cfg.context_length, plant.freq_s, rng_for(cfg.seed, name))
+        for name, group in by_name.items()
+    }
+    id_pool = pools["id"]  # natural_plan always plans `id`, at every horizon
     rows = []
     for name, group in by_name.items():
         first = group[0]
-        scenario_pool = pool(group, cfg.context_length, plant.freq_s, rng_for(cfg.seed, name))
-        versus_id = measure(scenario_pool, id_pool)
+        scenario_pool = pools[name]
+        ks_id, wasserstein_id = value_shift(scenario_pool, id_pool)
         series = np.unique(np.concatenate([b.series for b in group]))
         rows.append(
             {
@@ -96,8 +94,8 @@ def _scenario_rows(
                 "n_windows": sum(b.n for b in group),
                 "n_series": len(series),
                 **measure(scenario_pool, reference),
-                "ks_id": versus_id["ks"],
-                "wasserstein_id": versus_id["wasserstein"],
+                "ks_id": ks_id,
+                "wasserstein_id": wasserstein_id,
             }
         )
     return rows
@@ -215,7 +213,7 @@ def run_ood_split(
             f"({C + min(cfg.horizons)} points) skipped: {', '.join(skipped[:5])}"
             + (" …" if len(skipped) > 5 else "")
         )
-    held = {(k, v): [i for i in range(plant.n_series) if plant.groups[k][i] == v] for k, v in pairs}
+    held = {(k, v): np.flatnonzero(plant.groups[k] == v).tolist() for k, v in pairs}
     held_any = {i for members in held.values() for i in members}
     if held_any and len(held_any) == plant.n_series:
         raise BadInputError(f"{source.where('heldout')}: holds out every series; nothing to train")
@@ -226,7 +224,7 @@ def run_ood_split(
     with reporter.progress("ood-split", total=n_steps, unit="blocks") as task:
         blocks = natural_blocks(plant, cfg, plan, ids, task.advance)
         id_blocks = [b for b in blocks if b.scenario == "id"]
-        blocks += synthetic_blocks(plant, cfg, id_blocks, ids, task.advance)
+        blocks += synthetic_blocks(cfg, id_blocks, ids, task.advance)
         reference_plan = [Natural("train", "train", "train", seen, None, splits["id_start"])]
         reference = natural_blocks(plant, cfg, reference_plan, None, task.advance)
         scenario_rows = _scenario_rows(blocks, plant, cfg, reference)
@@ -246,7 +244,7 @@ def run_ood_split(
     scenarios = pl.DataFrame(scenario_rows, schema=SCENARIO_SCHEMA)
     resolved = {
         "split_points": {
-            k: {"first": _iso(v[seen].min()), "last": _iso(v[seen].max())} if seen else None
+            k: {"first": iso_time(v[seen].min()), "last": iso_time(v[seen].max())} if seen else None
             for k, v in splits.items()
         },
         "heldout": [f"{k}={v}" for k, v in pairs],

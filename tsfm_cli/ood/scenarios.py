@@ -189,7 +189,6 @@ def natural_blocks(
 
 
 def synthetic_blocks(
-    plant: Plant,
     cfg: OodConfig,
     id_blocks: list[Block],
     ids: WindowIds,

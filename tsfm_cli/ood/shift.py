@@ -92,15 +92,21 @@ def _ks(a: np.ndarray, b: np.ndarray) -> float | None:
     return float(stats.ks_2samp(a, b, method="asymp").statistic) if len(a) and len(b) else None
 
 
-def measure(scenario: Pool, reference: Pool) -> dict[str, float | None]:
-    ratio = scenario.snaive_mae / reference.snaive_mae if reference.snaive_mae > 0 else None
+def value_shift(scenario: Pool, reference: Pool) -> tuple[float | None, float | None]:
+    """`ks` and `wasserstein` of the scaled target values (None where a pool has none)."""
     wasserstein = (
         float(stats.wasserstein_distance(scenario.values, reference.values))
         if len(scenario.values) and len(reference.values)
         else None
     )
+    return _ks(scenario.values, reference.values), wasserstein
+
+
+def measure(scenario: Pool, reference: Pool) -> dict[str, float | None]:
+    ratio = scenario.snaive_mae / reference.snaive_mae if reference.snaive_mae > 0 else None
+    ks, wasserstein = value_shift(scenario, reference)
     return {
-        "ks": _ks(scenario.values, reference.values),
+        "ks": ks,
         "wasserstein": wasserstein,
         "ks_diff": _ks(scenario.diffs, reference.diffs),
         "snaive_mae_ratio": None if ratio is None or not np.isfinite(ratio) else float(ratio),
