@@ -1,7 +1,10 @@
 """A small valid `ood-split` stage directory, generated (tests never read ../shared).
 
 Follows the BRIEF contract: train.parquet as series.parquet; eval.parquet with list columns,
-`horizon`, `freq_s`, `sensor`; scenarios.parquet with `id` and one OOD scenario.
+`horizon`, `freq_s`, `sensor`, `line`, `machine` (group keys) and `split`; scenarios.parquet with
+`id` and one OOD scenario. With ``val`` (default) eval.parquet also holds validation windows
+(`scenario = family = kind = "val"`, `split = "val"`) from the end of the training period, as
+ood-split writes them; ``val=False`` writes an eval.parquet from before the split (no `split`).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ def make_splits(
     freq_s: int = 60,
     missing: float = 0.05,
     seed: int = 0,
+    val: bool = True,
 ) -> Path:
     """Write an ood-split directory at ``out`` and return it."""
     rng = np.random.default_rng(seed)
@@ -62,10 +66,13 @@ def make_splits(
                 }
             )
         )
-        for scenario, shift in (("id", 0.0), ("level_shift:2", 2.0)):
+        scenarios = [("id", 0.0), ("level_shift:2", 2.0)] + ([("val", 0.0)] if val else [])
+        for scenario, shift in scenarios:
             for horizon in horizons:
                 for w in range(windows):
                     a = train_length + w * 16
+                    if scenario == "val":  # the end of the training period, before the test
+                        a = train_length - context - max(horizons) - w * 16
                     ctx = full[a : a + context].copy()
                     tgt = full[a + context : a + context + horizon].copy()
                     if shift:
@@ -75,7 +82,7 @@ def make_splits(
                     eval_rows.append(
                         {
                             "scenario": scenario,
-                            "family": "id" if not shift else "level_shift",
+                            "family": scenario if not shift else "level_shift",
                             "severity": shift,
                             "series_id": sid,
                             "window_id": w,
@@ -87,6 +94,9 @@ def make_splits(
                             "horizon": horizon,
                             "freq_s": freq_s,
                             "sensor": "temp",
+                            "line": "line1",
+                            "machine": f"m{i}",
+                            "split": "val" if scenario == "val" else "test",
                         }
                     )
     train = pl.concat(train_frames).with_columns(pl.col("timestamp").cast(pl.Datetime("us", "UTC")))
@@ -106,20 +116,25 @@ def make_splits(
             "horizon": pl.Int32,
             "freq_s": pl.Int64,
             "sensor": pl.String,
+            "line": pl.String,
+            "machine": pl.String,
+            "split": pl.String,
         },
     )
+    if not val:
+        evals = evals.drop("split")
     nulls = [pl.col(c).list.eval(pl.element().fill_nan(None)) for c in ("context", "target")]
     evals = evals.with_columns(nulls)
     scenarios = pl.DataFrame(
         {
-            "scenario": ["id", "level_shift:2"],
-            "family": ["id", "level_shift"],
-            "kind": ["id", "synthetic"],
-            "severity": [0.0, 2.0],
-            "params": [json.dumps({}), json.dumps({"offset": 2.0})],
-            "n_windows": [n_series * windows * len(horizons)] * 2,
+            "scenario": ["id", "level_shift:2", "val"],
+            "family": ["id", "level_shift", "val"],
+            "kind": ["id", "synthetic", "val"],
+            "severity": [0.0, 2.0, 0.0],
+            "params": [json.dumps({}), json.dumps({"offset": 2.0}), json.dumps({})],
+            "n_windows": [n_series * windows * len(horizons)] * 3,
         }
-    )
+    ).head(3 if val else 2)
     config = {"context_length": context, "horizons": list(horizons), "seed": seed}
     with StageWriter(Path(out), "ood-split", config=config, inputs=[], command=["fixture"]) as w:
         w.write_parquet("train.parquet", train)

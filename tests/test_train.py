@@ -31,7 +31,10 @@ TINY = {"d_model": 16, "layers": 1}
 
 
 def tiny_config(**overrides) -> TrainConfig:
+    """Fixed-length runs (schedule "steps"): the grid, resume and shard tests count checkpoints
+    of 12-step runs; the default "epochs" schedule has its own tests below."""
     values = dict(
+        schedule="steps",
         archs=["encoder", "decoder"],
         sizes=[TINY],
         patch_size=16,
@@ -128,9 +131,32 @@ def test_tiny_sweep_end_to_end_writes_the_documented_columns(splits, tmp_path):
     for column in (*RESULT_COLUMNS, *EXTRA_COLUMNS):
         assert column in rows.columns, column
     assert rows["horizon"].dtype == pl.Int32
-    # one row per run × checkpoint × scenario × horizon
-    assert rows.height == 8 * len(checkpoint_steps(12, 3)) * 2 * 2
-    assert set(rows["scenario"]) == {"id", "level_shift:2"}
+    # one row per run × checkpoint × scenario × horizon (the validation scenario included)
+    assert rows.height == 8 * len(checkpoint_steps(12, 3)) * 3 * 2
+    assert set(rows["scenario"]) == {"id", "level_shift:2", "val"}
+    assert set(rows.filter(pl.col("scenario") == "val")["split"]) == {"val"}
+    assert set(rows.filter(pl.col("scenario") != "val")["split"]) == {"test"}
+    assert set(rows["model"]) == {"transformer"} and set(rows["schedule"]) == {"steps"}
+    assert (rows["final"] == (rows["step"] == 12)).all()
+    assert (rows["unique_points"] == rows["data_points"]).all()
+    assert (rows["flops_attn"] > rows["flops"]).all()
+    # epochs = windows seen / windows in D: the half-data runs made twice the passes
+    last = rows.filter(pl.col("final")).group_by("data_points").agg(pl.col("epochs").first())
+    by_d = dict(zip(last["data_points"], last["epochs"], strict=True))
+    assert by_d[2400] == pytest.approx(12 * 8 * 96 / 2400) == pytest.approx(2 * by_d[4800])
+    # each run has exactly one selected checkpoint (chosen on its validation rows)
+    per_run = rows.filter(pl.col("selected")).group_by("run_id").agg(pl.col("step").n_unique())
+    assert per_run.height == 8 and (per_run["step"] == 1).all()
+    # one window_metrics row per run × checkpoint × split × scenario × horizon × window, whose
+    # means are the results' metrics
+    windows = pl.read_parquet(stage.file("window_metrics.parquet"))
+    assert windows.height == 8 * len(checkpoint_steps(12, 3)) * 3 * 2 * 4
+    assert {"series_id", "window_id", "seed", "split", "line", "machine"} <= set(windows.columns)
+    key = ["run_id", "step", "split", "scenario", "horizon"]
+    means = windows.group_by(key).agg(pl.col("crps").mean().alias("mean_crps"))
+    joined = rows.join(means, on=key)
+    assert joined.height == rows.height
+    np.testing.assert_allclose(joined["crps"].to_numpy(), joined["mean_crps"].to_numpy())
     assert set(rows["horizon"]) == {16, 32}
     assert set(rows["train_quality"]) == {"clean", "missing_bursts:3"}
     assert set(rows["status"]) == {"ok"}
@@ -208,7 +234,7 @@ def test_divergence_is_recorded_and_the_sweep_goes_on(splits, tmp_path, monkeypa
     rows, runs = run_sweep(grid(cfg), data, cfg, tmp_path / "runs")
     assert runs.sort("params")["status"].to_list() == ["failed", "ok"]
     failed = rows.filter(pl.col("status") == "failed")
-    assert failed.height == 4 and failed["reason"].str.contains("nan").all()
+    assert failed.height == 6 and failed["reason"].str.contains("nan").all()
     assert failed["nll"].is_null().all()
 
 
@@ -236,7 +262,8 @@ def test_bad_settings_are_bad_input(splits, tmp_path):
 def test_shards_merge_into_the_full_grid(splits, tmp_path, tsfm):
     recipe = tmp_path / "sweep.yaml"
     recipe.write_text(
-        "train:\n  archs: [encoder, decoder]\n  sizes: [{d_model: 16, layers: 1}]\n"
+        "train:\n  schedule: steps\n  archs: [encoder, decoder]\n"
+        "  sizes: [{d_model: 16, layers: 1}]\n"
         "  patch_size: 16\n  steps: 6\n  batch_size: 4\n  checkpoints: 2\n"
         "  eval_windows: 2\n  eval_samples: 4\n  warmup_steps: 2\n"
     )

@@ -19,6 +19,7 @@ from tsfm_cli.train.sweep import checkpoint_steps
 torch.set_num_threads(1)
 
 RECIPE = """train:
+  schedule: steps
   archs: [decoder]
   sizes: [{d_model: 16, layers: 1}]
   patch_size: 16
@@ -65,3 +66,7 @@ def test_kill_9_then_resume(tmp_path):
     rows = pl.read_parquet(out / "results.parquet")
     assert sorted(set(rows["step"])) == steps  # every checkpoint exactly once
     assert rows.group_by("step", "scenario", "horizon").len()["len"].max() == 1
+    windows = pl.read_parquet(out / "window_metrics.parquet")  # resumed like the results
+    assert sorted(set(windows["step"])) == steps
+    per_window = windows.group_by("step", "scenario", "horizon", "series_id", "window_id").len()
+    assert per_window["len"].max() == 1

@@ -45,8 +45,24 @@ def train_cmd(
             show_default=False,
         ),
     ] = None,
+    schedule: Annotated[
+        str | None,
+        typer.Option(
+            help="Run length: epochs (steps follow each run's data), steps (fixed, the paper's) "
+            "or isoflop (compute_budgets) (default: epochs).",
+            show_default=False,
+        ),
+    ] = None,
+    epochs: Annotated[
+        float | None,
+        typer.Option(help="Passes over each run's data D (default: 1).", show_default=False),
+    ] = None,
     steps: Annotated[
-        int | None, typer.Option(help="Training steps per run (default: 1000).", show_default=False)
+        int | None,
+        typer.Option(
+            help="Training steps per run with --schedule steps (default: 1000).",
+            show_default=False,
+        ),
     ] = None,
     batch_size: Annotated[
         int | None, typer.Option(help="Windows per batch (default: 64).", show_default=False)
@@ -113,6 +129,8 @@ def train_cmd(
             overrides={
                 "archs": comma_list(archs),
                 "sizes": comma_list(sizes),
+                "schedule": schedule,
+                "epochs": epochs,
                 "steps": steps,
                 "batch_size": batch_size,
                 "devices": device_value,

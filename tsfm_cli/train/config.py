@@ -12,6 +12,7 @@ from typing import Any
 from tsfm_cli.models.config import ModelConfig
 
 CLEAN = "clean"
+SCHEDULES = ("epochs", "steps", "isoflop")
 
 
 @dataclass
@@ -29,8 +30,15 @@ class TrainConfig:
     normalisation: str = "std"
     patch_size: int = 32
     components: int = 4
+    # how long a run trains (README "Schedule"): "epochs" (default: steps follow the run's data,
+    # ceil(epochs × D / window / batch), so 4× D trains 4× the tokens), "steps" (the paper's: every
+    # run `steps` long whatever its D) or "isoflop" (compute_budgets × sizes: tokens = C / 6N, and
+    # D = the points those tokens cover in `epochs` passes; Chinchilla approach 2)
+    schedule: str = "epochs"
+    epochs: float = 1.0
+    compute_budgets: list[float] = field(default_factory=list)  # FLOPs (6·N·tokens), isoflop
     # training (the paper's: AdamW lr 1e-3, wd 0.1, betas (0.9, 0.98), warm-up + cosine, clip 1)
-    steps: int = 1000
+    steps: int = 1000  # schedule "steps" only
     batch_size: int = 64
     lr: float = 1e-3
     min_lr: float = 1e-4
@@ -44,6 +52,7 @@ class TrainConfig:
     checkpoints: int = 4
     eval_windows: int = 64  # at most this many windows per scenario × horizon
     eval_samples: int = 64
+    select_metric: str = "crps"  # each run's `selected` checkpoint: lowest on validation windows
     eval_batch_size: int = 256
     checkpoint_every_s: float = 600.0  # also save a resumable checkpoint this often
     # engineering (Lightning)
@@ -60,7 +69,9 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One training run. ``steps`` None → the config's. Everything else comes from the config."""
+    """One training run. ``steps`` None → the config's schedule decides (README "Schedule");
+    ``compute_budget`` (FLOPs) set → an IsoFLOP run whose D follows from it. Everything else
+    comes from the config."""
 
     arch: str
     size: str | tuple[tuple[str, int], ...]  # preset name, or sorted (key, value) pairs
@@ -70,6 +81,7 @@ class RunSpec:
     embedding: str = "patch"
     normalisation: str = "std"
     steps: int | None = None
+    compute_budget: float | None = None
 
     @classmethod
     def make(cls, *, size: str | dict[str, int] | ModelConfig, **kwargs: Any) -> RunSpec:
@@ -91,7 +103,9 @@ class RunSpec:
         parts = [
             self.arch,
             self.model_config.label,
-            f"D{_budget_label(self.data_budget)}",
+            f"C{self.compute_budget:.0e}"
+            if self.compute_budget is not None
+            else f"D{_budget_label(self.data_budget)}",
             f"s{self.seed}",
         ]
         if self.train_quality != CLEAN:
@@ -117,12 +131,16 @@ def _budget_label(budget: int | float) -> str:
 
 
 def grid(config: TrainConfig) -> list[RunSpec]:
-    """The sweep's runs in a fixed order (arch × size × D × seed × quality)."""
+    """The sweep's runs in a fixed order (arch × size × D × seed × quality); with schedule
+    ``isoflop`` the compute budgets take the place of the data budgets (D follows from C)."""
+    isoflop = config.schedule == "isoflop"
+    budgets = config.compute_budgets if isoflop else config.data_budgets
     return [
         RunSpec.make(
             arch=arch,
             size=size,
-            data_budget=budget,
+            data_budget=1.0 if isoflop else budget,
+            compute_budget=float(budget) if isoflop else None,
             seed=seed,
             train_quality=quality,
             embedding=config.embedding,
@@ -130,7 +148,7 @@ def grid(config: TrainConfig) -> list[RunSpec]:
         )
         for arch in config.archs
         for size in config.sizes
-        for budget in config.data_budgets
+        for budget in budgets
         for seed in config.seeds
         for quality in config.train_quality
     ]
@@ -183,12 +201,28 @@ def check_config(config: TrainConfig) -> str | None:
     for key in positive:
         if getattr(config, key) < 1:
             return f"train.{key} must be at least 1, got {getattr(config, key)}"
+    from tsfm_cli.schema import METRICS
+
+    if config.select_metric not in METRICS:
+        return (
+            f"train.select_metric must be one of {', '.join(METRICS)}, got {config.select_metric}"
+        )
     if config.eval_samples < 2:
         return f"train.eval_samples must be at least 2, got {config.eval_samples}"
     if not (0 < config.min_lr <= config.lr):
         return f"train.min_lr must be in (0, lr={config.lr}], got {config.min_lr}"
     if len(config.betas) != 2 or not all(0 <= b < 1 for b in config.betas):
         return f"train.betas must be two numbers in [0, 1), got {config.betas}"
+    if config.schedule not in SCHEDULES:
+        return f"train.schedule must be one of {', '.join(SCHEDULES)}, got '{config.schedule}'"
+    if not config.epochs > 0:
+        return f"train.epochs must be positive, got {config.epochs}"
+    if config.schedule == "isoflop" and not config.compute_budgets:
+        return "train.compute_budgets is empty: schedule isoflop needs at least one budget (FLOPs)"
+    if config.compute_budgets and config.schedule != "isoflop":
+        return "train.compute_budgets needs schedule: isoflop"
+    if any(not c > 0 for c in config.compute_budgets):
+        return f"train.compute_budgets must be positive, got {config.compute_budgets}"
     if any(b <= 0 for b in config.data_budgets):
         return f"train.data_budgets must be positive, got {config.data_budgets}"
     for key in ("archs", "sizes", "data_budgets", "seeds", "train_quality"):

@@ -9,8 +9,11 @@
   fit). So a bigger D always contains a smaller one.
 - ``BatchSampler``: batch k of a run is drawn from ``default_rng([run seed, k])``, so a resumed run
   sees exactly the batches it would have seen. No DataLoader workers (polars + fork deadlock).
-- ``EvalSet``: the windows of ``eval.parquet`` per scenario × horizon (at most ``eval_windows``,
-  chosen with the data seed), as arrays.
+- ``EvalGroup``: the windows of ``eval.parquet`` per split × scenario × horizon (at most
+  ``eval_windows``, chosen with the data seed), as arrays, with each window's identity
+  (``series_id``, ``window_id`` and the group-key columns eval.parquet carries). ``split`` is
+  eval.parquet's column ("val": validation windows from the end of the training period, used for
+  every selection; "test": everything else); an eval.parquet without it is all "test".
 """
 
 from __future__ import annotations
@@ -223,6 +226,7 @@ class BatchSampler:
 
 @dataclass
 class EvalGroup:
+    split: str
     scenario: str
     horizon: int
     kind: str
@@ -234,10 +238,12 @@ class EvalGroup:
     target_observed: np.ndarray  # [n, H]
     times: np.ndarray  # [n, Tc + H] float64 seconds
     freq_s: np.ndarray  # [n]
+    windows: pl.DataFrame  # [n] rows: series_id, window_id and the group-key columns
 
     def describe(self) -> dict[str, object]:
         """The group's columns in results.parquet."""
         return {
+            "split": self.split,
             "scenario": self.scenario,
             "kind": self.kind,
             "family": self.family,
@@ -254,22 +260,59 @@ def _list_array(column: pl.Series, dtype, fill) -> np.ndarray:
     return filled.list.to_array(filled.list.len().max()).to_numpy().astype(dtype)
 
 
+SPLITS = ("val", "test")
+# eval.parquet columns that are not a window's group keys (those are carried to window metrics)
+_NOT_KEYS = {
+    "split", "scenario", "family", "kind", "severity", "series_id", "window_id", "base_window_id",
+    "target_start", "context", "context_observed", "target", "target_observed", "horizon",
+    "freq_s",
+}  # fmt: skip
+
+
+def group_key_columns(frame: pl.DataFrame) -> list[str]:
+    """eval.parquet's per-window label columns (``sensor``, ``line``, ``machine``, …)."""
+    return [
+        c
+        for c in frame.columns
+        if c not in _NOT_KEYS and frame.schema[c] in (pl.String, pl.Categorical)
+    ]
+
+
 def load_eval(
-    path: Path, scenarios_path: Path | None, max_windows: int, seed: int
+    path: Path,
+    scenarios_path: Path | None,
+    max_windows: int,
+    seed: int,
+    notes: list[str] | None = None,
 ) -> list[EvalGroup]:
+    """Evaluation groups of eval.parquet; ``notes`` collects what a user should be told once
+    (e.g. an eval.parquet from before the validation split)."""
     frame = pl.read_parquet(path)
     needed = {"scenario", "horizon", "context", "context_observed", "target", "target_observed"}
     missing = needed - set(frame.columns)
     if missing:
         raise BadInputError(f"{path}: missing columns {', '.join(sorted(missing))}")
+    if "split" not in frame.columns:
+        if notes is not None:
+            notes.append(
+                f"{path}: no 'split' column (an ood-split from before the validation split): "
+                "every window counts as test, and nothing can be selected on validation data"
+            )
+        frame = frame.with_columns(split=pl.lit("test"))
+    bad = frame.filter(~pl.col("split").is_in(SPLITS))["split"].unique().to_list()
+    if bad:
+        raise BadInputError(f"{path}: column split must be val or test, found {bad[:3]}")
+    keys = [c for c in ("series_id", "window_id") if c in frame.columns]
+    keys += group_key_columns(frame)
     kinds: dict[str, tuple[str, str, float]] = {}
     if scenarios_path is not None and scenarios_path.is_file():
         for row in pl.read_parquet(scenarios_path).iter_rows(named=True):
             kinds[row["scenario"]] = (row.get("kind"), row.get("family"), row.get("severity"))
     groups = []
-    for (scenario, horizon), part in frame.sort(
-        "scenario", "horizon", "series_id", "window_id"
-    ).group_by(["scenario", "horizon"], maintain_order=True):
+    order = ["split", "scenario", "horizon", *keys[:2]]
+    for (split, scenario, horizon), part in frame.sort(order).group_by(
+        ["split", "scenario", "horizon"], maintain_order=True
+    ):
         if part.height > max_windows:
             # the same windows in every scenario and horizon where they exist (paired comparison)
             base = "base_window_id" if "base_window_id" in part.columns else "window_id"
@@ -291,12 +334,15 @@ def load_eval(
         n_ctx = context.shape[1]
         times = t0[:, None] + (np.arange(n_ctx + target.shape[1]) - n_ctx)[None, :] * freq[:, None]
         kind, family, severity = kinds.get(scenario, (None, None, None))
+        if scenario == "val" and kind is None:
+            kind = "val"
         if family is None and "family" in part.columns:
             family = part["family"][0]
         if severity is None and "severity" in part.columns:
             severity = part["severity"][0]
         groups.append(
             EvalGroup(
+                split=split,
                 scenario=scenario,
                 horizon=int(horizon),
                 kind=kind or ("id" if scenario == "id" else "synthetic"),
@@ -308,6 +354,7 @@ def load_eval(
                 target_observed=t_obs,
                 times=times,
                 freq_s=freq,
+                windows=part.select(keys),
             )
         )
     if not groups:

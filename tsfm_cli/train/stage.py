@@ -18,8 +18,39 @@ from tsfm_cli.train.config import (
     parse_shard,
     shard,
 )
-from tsfm_cli.train.sweep import load_sweep_data, run_sweep
+from tsfm_cli.train.select import select_checkpoints
+from tsfm_cli.train.sweep import load_sweep_data, read_window_metrics, run_sweep
 from tsfm_cli.ui import Reporter
+
+
+def evaluated_windows(eval_path: Path, groups) -> pl.DataFrame:
+    """The eval.parquet rows the sweep evaluated (at most ``eval_windows`` per split × scenario
+    × horizon): what baselines must be scored on to be compared window for window."""
+    frame = pl.read_parquet(eval_path)
+    if "split" not in frame.columns:
+        frame = frame.with_columns(split=pl.lit("test"))
+    picked = pl.concat(
+        [
+            g.windows.select("series_id", "window_id").with_columns(
+                split=pl.lit(g.split), scenario=pl.lit(g.scenario), horizon=pl.lit(g.horizon)
+            )
+            for g in groups
+        ]
+    )
+    keys = ["split", "scenario", "horizon", "series_id", "window_id"]
+    picked = picked.with_columns(pl.col(c).cast(frame.schema[c]) for c in keys)
+    return frame.join(picked, on=keys, how="semi")
+
+
+def baseline_rows(
+    eval_frame: pl.DataFrame, config: TrainConfig
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Baseline (results rows, window rows) on the sweep's own windows, appended to the sweep's.
+
+    Seam for ``tsfm_cli.baselines.score_baselines(eval_frame, season=None)`` (branch `splits`):
+    returns empty frames until it is wired here (one line).
+    """
+    return pl.DataFrame(), pl.DataFrame()
 
 
 def runs_dir_for(out_dir: Path) -> Path:
@@ -82,15 +113,30 @@ def run_train(
         f"train: {len(specs)} runs (shard {index}/{count}), context {data.context_length}, "
         f"horizons {data.horizons}, {data.budget.total_points:,} training points"
     )
+    for note in data.notes:
+        reporter.warn(f"train: {note}")
     rows, runs = run_sweep(specs, data, config, runs_dir, reporter=reporter)
     if not is_global_zero(config):
         return {"out_dir": str(out_dir), "rank": "non-zero", "skipped": False}
-    rows = rows.sort("run_id", "step", "scenario", "horizon")
+    windows = read_window_metrics(runs_dir, runs["run_id"].to_list() if runs.height else [])
+    rows = select_checkpoints(rows, config.select_metric)
+    base, base_windows = baseline_rows(
+        evaluated_windows(stage.file("eval.parquet"), data.groups), config
+    )
+    rows = pl.concat([rows, base], how="diagonal_relaxed") if base.height else rows
+    if base_windows.height:
+        windows = pl.concat([windows, base_windows], how="diagonal_relaxed")
+    rows = rows.sort("run_id", "step", "split", "scenario", "horizon")
+    windows = windows.sort(
+        "run_id", "step", "split", "scenario", "horizon", "series_id", "window_id"
+    )
     summary = {
         "runs": len(specs),
         **run_outcomes(runs),
         "runs_trained": int(runs["trained_now"].sum()) if runs.height else 0,
         "rows": rows.height,
+        "window_rows": windows.height,
+        "val_rows": rows.filter(pl.col("split") == "val").height if rows.height else 0,
         "scenarios": sorted(set(rows["scenario"].to_list())) if rows.height else [],
         "horizons": data.horizons,
         "context_length": data.context_length,
@@ -102,6 +148,7 @@ def run_train(
         out_dir, "train", config=cfg, inputs=input_desc, command=command, wait_s=wait_s
     ) as writer:
         writer.write_parquet("results.parquet", rows)
+        writer.write_parquet("window_metrics.parquet", windows)
         writer.write_parquet("runs.parquet", runs)
         writer.commit(summary=summary)
     return {**summary, "out_dir": str(out_dir), "skipped": False}

@@ -9,8 +9,9 @@ Reusable entry points (``embed-bench`` builds on these; no second implementation
   that is not finished yet in ``runs_dir`` and returns all their result rows (one per run ×
   checkpoint × scenario × horizon; columns in README "tsfm train") and one summary row per run.
 
-Each run lives in ``runs_dir/<run_id>/``: ``spec.json``, ``rows.parquet`` (grows at every
-evaluated checkpoint), ``last.ckpt`` (Lightning checkpoint, loaded with ``weights_only=True``)
+Each run lives in ``runs_dir/<run_id>/``: ``spec.json``, ``rows.parquet`` and ``windows.parquet``
+(grow at every evaluated checkpoint; the second one row per evaluated window, read back with
+``read_window_metrics``), ``last.ckpt`` (Lightning checkpoint, loaded with ``weights_only=True``)
 and ``done.json`` once finished (``ok`` or ``failed`` with the reason). A finished run is never
 redone; a killed one resumes from ``last.ckpt``. The run id hashes the spec, every setting that
 changes results, and the input's manifest, so changed inputs or settings mean new runs.
@@ -40,6 +41,13 @@ from tsfm_cli.models.forecaster import Forecaster, Window, check_arch
 from tsfm_cli.models.scaling import get_scaler
 from tsfm_cli.schema import METRICS
 from tsfm_cli.stagedir import StageInput, open_stage, output_lock
+from tsfm_cli.train.budget import (
+    attention_flops,
+    epochs_done,
+    global_batch,
+    plan_run,
+    tokens_per_window,
+)
 from tsfm_cli.train.config import RunSpec, TrainConfig, is_global_zero
 from tsfm_cli.train.data import (
     BatchSampler,
@@ -57,13 +65,15 @@ from tsfm_cli.ui import Reporter
 # strategy, precision, compile, shard, eval batch size) are not: shards on GPUs and a merge on a
 # laptop must agree on the ids.
 RESULT_SETTINGS = (
-    "patch_size", "components", "steps", "batch_size", "lr", "min_lr", "weight_decay", "betas",
+    "patch_size", "components", "schedule", "epochs", "steps", "batch_size", "lr", "min_lr",
+    "weight_decay", "betas",
     "warmup_steps", "grad_clip", "context_length", "train_horizon", "checkpoints",
     "eval_windows", "eval_samples", "seed",
 )  # fmt: skip
 
 RESULT_SCHEMA: dict[str, pl.DataType] = {
     "run_id": pl.String,
+    "model": pl.String,
     "arch": pl.String,
     "embedding": pl.String,
     "normalisation": pl.String,
@@ -74,14 +84,22 @@ RESULT_SCHEMA: dict[str, pl.DataType] = {
     "params": pl.Int64,
     "params_total": pl.Int64,
     "data_points": pl.Int64,
+    "unique_points": pl.Int64,
     "train_quality": pl.String,
     "seed": pl.Int64,
+    "schedule": pl.String,
+    "compute_budget": pl.Float64,
     "step": pl.Int64,
+    "steps": pl.Int64,
+    "final": pl.Boolean,
+    "epochs": pl.Float64,
     "tokens": pl.Int64,
     "flops": pl.Float64,
+    "flops_attn": pl.Float64,
     "flops_fwd_batch": pl.Float64,
     "context_length": pl.Int64,
     "patch_size": pl.Int64,
+    "split": pl.String,
     "scenario": pl.String,
     "kind": pl.String,
     "family": pl.String,
@@ -112,6 +130,7 @@ class SweepData:
     train_horizon: int
     freq_s: float  # the most common sampling interval (for embeddings that want one)
     seed: int = 0  # the data seed
+    notes: list[str] = field(default_factory=list)  # for the user, once (e.g. no val split)
     _degraded: dict[str, TrainSeries] = field(default_factory=dict, repr=False)
 
     def series_for(self, quality: str) -> TrainSeries:
@@ -123,11 +142,13 @@ class SweepData:
 
 def load_sweep_data(splits: Path | str | StageInput, config: TrainConfig) -> SweepData:
     stage = splits if isinstance(splits, StageInput) else open_stage(splits, "ood-split")
+    notes: list[str] = []
     groups = load_eval(
         stage.file("eval.parquet"),
         stage.path / "scenarios.parquet",  # load_eval skips it when absent
         config.eval_windows,
         config.seed,
+        notes,
     )
     n_ctx = groups[0].context.shape[1]
     if config.context_length is not None and config.context_length != n_ctx:
@@ -150,6 +171,7 @@ def load_sweep_data(splits: Path | str | StageInput, config: TrainConfig) -> Swe
         train_horizon=train_horizon,
         freq_s=float(freqs[np.argmax(counts)]),
         seed=config.seed,
+        notes=notes,
     )
 
 
@@ -181,13 +203,17 @@ def evaluate(
     batch_size: int,
     seed: int,
     device: torch.device | str = "cpu",
-) -> list[dict[str, Any]]:
-    """Metrics of ``model`` on every scenario × horizon group (README "Metrics").
+    with_windows: bool = False,
+):
+    """Metrics of ``model`` on every split × scenario × horizon group (README "Metrics").
 
     nll: teacher-forced NLL per observed target point, instance-scaled; crps: sample CRPS of
     ``n_samples`` samples (decoder: autoregressive sample paths); mse/mae/mase: of the per-point
     median of the samples. Each metric is averaged per window, then over windows.
+    → rows; with ``with_windows`` → (rows, one frame of per-window metrics with each window's
+    identity columns).
     """
+    windows: list[pl.DataFrame] = []
     was_training = model.training
     model.eval()
     rows = []
@@ -226,12 +252,24 @@ def evaluate(
                         _mase_per_season(out, obs, group.context_observed[sl], seasons)
                     )
             row = group.describe()
+            per_metric = {}
             for name, parts in per_window.items():
                 values = np.concatenate(parts).astype(np.float64)
+                per_metric[name] = np.where(np.isfinite(values), values, np.nan)
                 finite = values[np.isfinite(values)]
                 row[name] = float(finite.mean()) if finite.size else None
             rows.append(row)
+            if with_windows:
+                labels = {k: row[k] for k in ("split", "scenario", "kind", "family", "horizon")}
+                windows.append(
+                    group.windows.with_columns(
+                        *(pl.lit(v).alias(k) for k, v in labels.items()),
+                        *(pl.Series(k, v).fill_nan(None) for k, v in per_metric.items()),
+                    )
+                )
     model.train(was_training)
+    if with_windows:
+        return rows, pl.concat(windows, how="diagonal_relaxed") if windows else pl.DataFrame()
     return rows
 
 
@@ -283,6 +321,54 @@ def _write_json_atomic(value: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+# window_metrics.parquet: one row per run × step × split × scenario × horizon × window, the
+# metrics of that window alone (README "tsfm train"), plus the window's group-key columns
+WINDOW_SCHEMA: dict[str, pl.DataType] = {
+    "run_id": pl.String,
+    "model": pl.String,
+    "arch": pl.String,
+    "size": pl.String,
+    "params": pl.Int64,
+    "data_points": pl.Int64,
+    "train_quality": pl.String,
+    "seed": pl.Int64,
+    "step": pl.Int64,
+    "final": pl.Boolean,
+    "tokens": pl.Int64,
+    "flops": pl.Float64,
+    "split": pl.String,
+    "scenario": pl.String,
+    "kind": pl.String,
+    "family": pl.String,
+    "horizon": pl.Int32,
+    "series_id": pl.String,
+    "window_id": pl.Int64,
+    **{m: pl.Float64 for m in METRICS},
+}
+
+
+def window_rows(windows: pl.DataFrame, labels: dict[str, Any]) -> pl.DataFrame:
+    """evaluate's per-window frame + the run and checkpoint labels → WINDOW_SCHEMA columns
+    first (cast), then the group-key columns as they came."""
+    absent = [k for k in WINDOW_SCHEMA if k not in windows.columns]
+    frame = windows.with_columns(pl.lit(labels.get(k)).alias(k) for k in absent)
+    fixed = [pl.col(k).cast(t) for k, t in WINDOW_SCHEMA.items()]
+    extra = [c for c in frame.columns if c not in WINDOW_SCHEMA]
+    return frame.select(*fixed, *extra)
+
+
+def read_window_metrics(runs_dir: Path | str, run_ids: list[str]) -> pl.DataFrame:
+    """The per-window metrics of the given runs (their ``windows.parquet``), one frame."""
+    parts = [
+        pl.read_parquet(path)
+        for run_id in run_ids
+        if (path := Path(runs_dir) / run_id / "windows.parquet").is_file()
+    ]
+    if not parts:
+        return pl.DataFrame(schema=WINDOW_SCHEMA)
+    return pl.concat(parts, how="diagonal_relaxed")
+
+
 def rows_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
     return pl.DataFrame(
         [{k: row.get(k) for k in RESULT_SCHEMA} for row in rows], schema=RESULT_SCHEMA
@@ -294,15 +380,35 @@ class _Run:
 
     def __init__(self, spec, data: SweepData, config: TrainConfig, run_dir: Path, task) -> None:
         self.spec, self.data, self.config, self.dir, self.task = spec, data, config, run_dir, task
-        self.steps = spec.steps or config.steps
         self.cfg: ModelConfig = spec.model_config
-        series = data.series_for(spec.train_quality)
-        segments = data.budget.take(spec.data_budget)
-        self.sampler = BatchSampler(
-            series, segments, data.context_length + data.train_horizon, config.batch_size, spec.seed
-        )
+        self.window = data.context_length + data.train_horizon
         self.rows: list[dict[str, Any]] = []
+        self.windows: list[pl.DataFrame] = []
         self.base: dict[str, Any] = {}
+
+    def plan(self, model: Forecaster) -> None:
+        """The run's steps and data (README "Schedule") → ``self.steps``, ``self.sampler``."""
+        spec, data = self.spec, self.data
+        self.window_tokens = tokens_per_window(
+            data.context_length, data.train_horizon, model.token_length
+        )
+        run_plan = plan_run(
+            spec,
+            self.config,
+            data_points=sum(seg.length for seg in data.budget.take(spec.data_budget)),
+            total_points=data.budget.total_points,
+            window=self.window,
+            window_tokens=self.window_tokens,
+            n_params=model.num_params()[0],
+        )
+        self.steps = run_plan.steps
+        self.sampler = BatchSampler(
+            data.series_for(spec.train_quality),
+            data.budget.take(run_plan.data_request),
+            self.window,
+            self.config.batch_size,
+            spec.seed,
+        )
 
     def model(self) -> Forecaster:
         torch.manual_seed(self.spec.seed)
@@ -324,6 +430,11 @@ class _Run:
         config, spec = self.config, self.spec
         model = self.model()
         n_params, n_total = model.num_params()
+        self.plan(model)
+        per_token_attn = attention_flops(
+            n_params, self.cfg.layers, self.cfg.d_model, self.window_tokens
+        )
+        batch = global_batch(config)
         horizons = [h for h in self.data.horizons if h <= self.data.train_horizon] or [
             self.data.train_horizon
         ]
@@ -334,6 +445,7 @@ class _Run:
         )
         self.base = {
             "run_id": run_id,
+            "model": "transformer",
             "arch": spec.arch,
             "embedding": spec.embedding,
             "normalisation": spec.normalisation,
@@ -344,14 +456,19 @@ class _Run:
             "params": n_params,
             "params_total": n_total,
             "data_points": self.sampler.data_points,
+            "unique_points": self.sampler.data_points,
             "train_quality": spec.train_quality,
             "seed": spec.seed,
+            "schedule": "isoflop" if spec.compute_budget is not None else config.schedule,
+            "compute_budget": spec.compute_budget,
+            "steps": self.steps,
             "flops_fwd_batch": flops_fwd,
             "context_length": self.data.context_length,
             "patch_size": model.token_length,
         }
         ckpt = self.dir / "last.ckpt"
         rows_path = self.dir / "rows.parquet"
+        windows_path = self.dir / "windows.parquet"
         resume_step = 0
         if ckpt.is_file():
             meta = torch.load(ckpt, map_location="cpu", weights_only=True)
@@ -360,6 +477,9 @@ class _Run:
             if rows_path.is_file():
                 old = pl.read_parquet(rows_path).filter(pl.col("step") <= resume_step)
                 self.rows = old.to_dicts()
+            if windows_path.is_file():
+                old = pl.read_parquet(windows_path).filter(pl.col("step") <= resume_step)
+                self.windows = [old]
         else:
             ckpt = None
         if config.compile:
@@ -370,28 +490,37 @@ class _Run:
         def on_eval(trainer, mod, step: int) -> None:
             if not trainer.is_global_zero:
                 return
-            found = evaluate(
+            found, windows = evaluate(
                 mod.model,
                 self.data.groups,
                 config.eval_samples,
                 config.eval_batch_size,
                 config.seed,
                 mod.device,
+                with_windows=True,
             )
-            loss = mod.loss_ema
+            at = {
+                "step": step,
+                "final": step == self.steps,
+                "epochs": epochs_done(step, batch, self.window, self.sampler.data_points),
+                "tokens": mod.tokens,
+                "flops": 6.0 * n_params * mod.tokens,
+                "flops_attn": per_token_attn * mod.tokens,
+            }
             for row in found:
                 self.rows.append(
                     {
                         **self.base,
                         **row,
-                        "step": step,
-                        "tokens": mod.tokens,
-                        "flops": 6.0 * n_params * mod.tokens,
-                        "train_loss": loss,
+                        **at,
+                        "train_loss": mod.loss_ema,
                         "status": "ok",
                         "reason": None,
                     }
                 )
+            self.windows.append(window_rows(windows, {**self.base, **at}))
+            # windows first: a crash between the two writes leaves rows that resume cleanly
+            _write_parquet_atomic(pl.concat(self.windows, how="diagonal_relaxed"), windows_path)
             _write_parquet_atomic(rows_frame(self.rows), rows_path)
 
         def save(trainer) -> None:
@@ -453,8 +582,11 @@ class _Run:
                         **self.base,
                         **group.describe(),
                         "step": step,
+                        "final": step == self.steps,
+                        "epochs": epochs_done(step, batch, self.window, self.sampler.data_points),
                         "tokens": module.tokens,
                         "flops": 6.0 * n_params * module.tokens,
+                        "flops_attn": per_token_attn * module.tokens,
                         "status": "failed",
                         "reason": reason,
                     }
