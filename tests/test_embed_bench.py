@@ -54,8 +54,10 @@ def test_bench_writes_documented_artifacts(bench):
     assert not summary["skipped"] and summary["runs_ok"] == summary["runs"] == 3 * 2
     frame = pl.read_parquet(out / "bench.parquet")
     assert set(frame.columns) >= DESIGN_COLUMNS | BRIEF_COLUMNS
-    # 3 strategies (2 embeddings + patch/meanabs) × 2 seeds × 2 scenarios × 2 horizons
-    assert frame.height == 3 * 2 * 2 * 2
+    # 3 strategies (2 embeddings + patch/meanabs) × 2 seeds × 3 scenarios (val too) × 2 horizons
+    assert frame.height == 3 * 2 * 3 * 2
+    assert set(frame.filter(pl.col("scenario") == "val")["split"]) == {"val"}
+    assert frame.filter(pl.col("chosen"))["strategy"].unique().to_list() == [summary["chosen"]]
     assert set(frame["strategy"]) == {"patch/std", "pointwise/std", "patch/meanabs"}
     assert set(frame["embedding"]) == {"patch", "pointwise"}
     assert frame["crps"].is_not_null().all() and (frame["status"] == "ok").all()
@@ -63,6 +65,33 @@ def test_bench_writes_documented_artifacts(bench):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["stage"] == "embed-bench"
     assert {"bench.parquet", "summary.parquet", "bench.png"} <= set(manifest["outputs"])
+
+
+def test_the_chosen_strategy_reads_validation_rows_only(bench):
+    """Adversarial test metrics (each other strategy made best on test in turn) never change the
+    choice; the validation metric does, and the summary reports test rows only."""
+    from tsfm_cli.embed_bench.summary import choose_strategy
+
+    _, out, summary = bench
+    frame = pl.read_parquet(out / "bench.parquet")
+    chosen = choose_strategy(frame, "crps")
+    assert chosen == summary["chosen"] is not None
+    for favoured in frame["strategy"].unique().to_list():
+        adversarial = frame.with_columns(
+            crps=pl.when(pl.col("split") == "test")
+            .then(pl.when(pl.col("strategy") == favoured).then(0.0).otherwise(1e9))
+            .otherwise(pl.col("crps"))
+        )
+        assert choose_strategy(adversarial, "crps") == chosen
+    other = next(s for s in frame["strategy"].unique().to_list() if s != chosen)
+    moved = frame.with_columns(
+        crps=pl.when((pl.col("split") == "val") & (pl.col("strategy") == other))
+        .then(-1.0)
+        .otherwise(pl.col("crps"))
+    )
+    assert choose_strategy(moved, "crps") == other
+    table = pl.read_parquet(out / "summary.parquet")
+    assert "val" not in set(table.filter(pl.col("level") == "scenario")["group"])
 
 
 def test_parameters_are_matched_within_ten_percent(bench):

@@ -17,7 +17,12 @@ import polars as pl
 
 from tsfm_cli.embed_bench.config import EmbedBenchConfig, check_config
 from tsfm_cli.embed_bench.protocol import Strategy, match_parameters, strategy_grid
-from tsfm_cli.embed_bench.summary import best_per_scenario, headline, summarise
+from tsfm_cli.embed_bench.summary import (
+    best_per_scenario,
+    choose_strategy,
+    headline,
+    summarise,
+)
 from tsfm_cli.recipe import RecipeSource, config_dict
 from tsfm_cli.stagedir import StageWriter, fingerprint, open_stage, reuse_summary
 from tsfm_cli.ui import Reporter
@@ -29,6 +34,7 @@ BENCH_COLUMNS = (
     "seed",
     "params",
     "params_total",
+    "split",
     "scenario",
     "kind",
     "family",
@@ -48,6 +54,7 @@ BENCH_COLUMNS = (
     "data_points",
     "tokens",
     "token_length",
+    "chosen",
 )
 
 
@@ -56,6 +63,7 @@ def train_config(cfg: EmbedBenchConfig):
     from tsfm_cli.train.config import TrainConfig
 
     return TrainConfig(
+        schedule="steps",  # the protocol: every strategy trains the same steps on the same data
         archs=[cfg.arch],
         sizes=[cfg.size],
         data_budgets=[cfg.data_budget],
@@ -163,7 +171,7 @@ def bench_rows(results: pl.DataFrame, strategies: list[Strategy], labels: dict[s
     )
     rows = rows.with_columns(pl.col("_embedding").alias("embedding"))
     return rows.select([c for c in BENCH_COLUMNS if c in rows.columns]).sort(
-        "strategy", "seed", "scenario", "horizon"
+        "strategy", "seed", "split", "scenario", "horizon"
     )
 
 
@@ -219,10 +227,20 @@ def run_embed_bench(
         f"of {tcfg.steps} steps; context {data.context_length}, horizons {data.horizons}, "
         f"{data.budget.points(config.data_budget):,} training points"
     )
+    for note in data.notes:
+        reporter.warn(f"embed-bench: {note}")
     results, runs = run_sweep(specs, data, tcfg, runs_dir, reporter=reporter)
     bench = bench_rows(results, strategies, labels)
-    summary_frame = summarise(bench) if bench.height else pl.DataFrame()
     metric = config.metric
+    # chosen on validation windows only; every reported figure comes from the test windows
+    chosen = choose_strategy(bench, metric) if bench.height else None
+    if bench.height:
+        bench = bench.with_columns(chosen=pl.col("strategy") == pl.lit(chosen, dtype=pl.String))
+        bench = bench.with_columns(pl.col("chosen").fill_null(False))
+    test = bench.filter(pl.col("split") == "test") if bench.height else bench
+    if chosen is None and bench.height:
+        reporter.warn("embed-bench: no validation windows, so no strategy is chosen")
+    summary_frame = summarise(test) if test.height else pl.DataFrame()
 
     totals = [s.params_total for s in strategies]
     summary: dict[str, Any] = {
@@ -231,6 +249,8 @@ def run_embed_bench(
         "strategies": len(strategies),
         "seeds": config.seeds,
         "metric": metric,
+        "chosen": chosen,
+        "chosen_on": "val",
         "steps": tcfg.steps,
         "context_length": data.context_length,
         "horizons": data.horizons,

@@ -212,3 +212,23 @@ def headline(summary: pl.DataFrame, metric: str) -> pl.DataFrame:
         pl.col("params_total").first(), pl.col("n_seeds").max()
     )
     return wide.join(params, on="strategy", how="left").sort(["rank", ranked_by], nulls_last=True)
+
+
+def choose_strategy(bench: pl.DataFrame, metric: str) -> str | None:
+    """The strategy a user should take: the lowest mean ``metric`` on the *validation* windows
+    (``split == "val"``; mean over the seeds of each seed's mean over validation scenarios ×
+    horizons; ties → the first by name). Test rows are never read; None without validation rows
+    (an ood-split from before the validation split)."""
+    if "split" not in bench.columns:
+        return None
+    ok = bench.filter((pl.col("split") == "val") & (pl.col("status") == "ok"))
+    value = pl.col(metric).cast(pl.Float64)
+    scores = (
+        ok.filter(value.is_finite())
+        .group_by("strategy", "seed")
+        .agg(value.mean().alias("score"))
+        .group_by("strategy")
+        .agg(pl.col("score").mean())
+        .sort("score", "strategy")
+    )
+    return scores["strategy"][0] if scores.height else None
