@@ -66,11 +66,22 @@ RESULT_COLUMNS = (
     "mase",
     "seed",
     "status",
+    # the experiment's columns (issue 12): validation split, D as a token budget
+    "split",
+    "model",
+    "epochs",
+    "unique_points",
+    "flops_attn",
 )
+# train: window_metrics.parquet (one row per run × checkpoint × split × scenario × horizon × window)
+WINDOW_METRIC_COLUMNS = (
+    "run_id", "seed", "step", "split", "scenario", "horizon", "series_id", "window_id",
+    "nll", "crps", "mse", "mae", "mase",
+)  # fmt: skip
 METRICS = ("nll", "crps", "mse", "mae", "mase")
 
 # embed-bench: bench.parquet (one row per strategy × seed × scenario)
-BENCH_COLUMNS = ("strategy", "seed", "params", "scenario", *METRICS)
+BENCH_COLUMNS = ("strategy", "seed", "params", "split", "chosen", "scenario", *METRICS)
 
 # fit: laws.parquet (one row per group × law × coefficient)
 LAW_COLUMNS = ("arch", "scenario", "metric", "x", "law", "coef", "value", "ci_low", "ci_high")
