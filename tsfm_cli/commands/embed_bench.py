@@ -166,6 +166,11 @@ def _render(summary: dict[str, Any], reporter) -> None:
             _ties(row.get("tied_with"), best=True),
         )
     reporter.show(best)
+    if summary.get("chosen"):
+        reporter.info(
+            f"chosen on validation windows ({metric}): {summary['chosen']}; the tables above are "
+            "test results"
+        )
     reporter.info(
         f"{summary.get('runs_ok', 0)}/{summary.get('runs', 0)} runs ok; parameters within "
         f"{(summary.get('params_spread') or 0):.1%} of each other; wrote {summary.get('out_dir')}"
