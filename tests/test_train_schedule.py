@@ -150,3 +150,21 @@ def test_spec_with_compute_budget_has_its_own_id():
     a = RunSpec.make(arch="decoder", size="1K", data_budget=1.0, seed=0, compute_budget=1e9)
     b = RunSpec.make(arch="decoder", size="1K", data_budget=1.0, seed=0, compute_budget=2e9)
     assert a.run_id({}) != b.run_id({})
+
+
+def test_an_isoflop_run_trains_its_budget_end_to_end(splits, tmp_path):
+    cfg = tiny_config(schedule="isoflop", compute_budgets=[3e6], archs=["decoder"], checkpoints=2)
+    data = load_sweep_data(splits, cfg)
+    rows, _ = run_sweep(grid(cfg), data, cfg, tmp_path / "runs")
+    final = rows.filter(pl.col("final"))
+    n, tokens = final["params"][0], final["tokens"][0]
+    per_step = cfg.batch_size * tokens_per_window(64, 32, 16)
+    assert 3e6 <= 6 * n * tokens < 3e6 + 6 * n * per_step  # C = 6·N·tokens, to one step
+    assert set(rows["schedule"]) == {"isoflop"} and set(rows["compute_budget"]) == {3e6}
+    # D = the points those steps cover once (epochs 1), so about one pass at the end
+    assert final["data_points"][0] < data.budget.total_points
+    assert final["epochs"][0] == pytest.approx(1.0, rel=0.05)
+    # a budget beyond the data trains on all of it, seeing it more often (recorded)
+    big = tiny_config(schedule="isoflop", compute_budgets=[3e7], archs=["decoder"], checkpoints=1)
+    rows, _ = run_sweep(grid(big), data, big, tmp_path / "big")
+    assert rows["data_points"][0] == data.budget.total_points and rows["epochs"][0] > 1.5
