@@ -291,8 +291,7 @@ class StageWriter:
         self.out_dir = Path(self.out_dir)
         if self.stage not in SCHEMA_VERSIONS:
             raise ValueError(f"unknown stage {self.stage!r}")
-        if self.out_dir.exists() and not self.out_dir.is_dir():
-            raise BadInputError(f"{self.out_dir}: exists and is not a directory")
+        check_output_dir(self.out_dir, self.stage)
         self._lock: contextlib.ExitStack | None = None
         self.tmp: Path | None = None
 
@@ -313,6 +312,7 @@ class StageWriter:
         self._lock = stack
         try:
             recover(self.out_dir)
+            check_output_dir(self.out_dir, self.stage)  # again, now that no one else writes it
             self.tmp = _sibling(self.out_dir, f"tmp-{os.getpid()}")
             self.tmp.mkdir()
         except BaseException:
@@ -403,9 +403,57 @@ class StageWriter:
 
 
 def require_new_output(out_dir: Path, inputs: list[Path]) -> None:
-    """Refuse to write a stage's output over one of its own inputs."""
+    """Refuse an output that is one of the inputs, holds one, or lies inside a stage folder
+    given as input (a rerun of that stage would replace it together with this output)."""
     out_dir = Path(out_dir).resolve()
     for path in inputs:
         path = Path(path).resolve()
-        if path == out_dir or out_dir in path.parents:
-            raise BadInputError(f"{out_dir}: the output directory would overwrite the input {path}")
+        if path == out_dir:
+            raise BadInputError(f"{out_dir}: the output directory is the input; choose another -o")
+        if out_dir in path.parents:
+            raise BadInputError(
+                f"{out_dir}: the output directory holds the input {path}; choose another -o"
+            )
+        if (path / MANIFEST).is_file() and path in out_dir.parents:
+            raise BadInputError(
+                f"{out_dir}: the output directory lies inside the input {path}; choose another -o"
+            )
+
+
+def check_output_dir(out_dir: Path, stage: str) -> None:
+    """Refuse to replace anything but an empty folder or this stage's own output.
+
+    A stage swaps its whole output folder, so any other existing folder (the user's) would be
+    deleted: it exits 2 instead and is left as it is.
+    """
+    out_dir = Path(out_dir)
+    if not out_dir.exists() and not out_dir.is_symlink():
+        return
+    if not out_dir.is_dir():
+        raise BadInputError(
+            f"{out_dir}: exists and is not a directory; tsfm writes its '{stage}' output "
+            "only to a new or empty folder or to its own earlier output"
+        )
+    entries = sorted(p.name for p in out_dir.iterdir())
+    if not entries:
+        return
+    manifest_path = out_dir / MANIFEST
+    manifest = None
+    if manifest_path.is_file():
+        with contextlib.suppress(OSError, ValueError):
+            manifest = json.loads(manifest_path.read_bytes())
+    found = manifest.get("stage") if isinstance(manifest, dict) else None
+    if found == stage:
+        return
+    what = f"a tsfm '{found}' output" if found else f"{len(entries)} entries, e.g. {entries[0]!r}"
+    raise BadInputError(
+        f"{out_dir}: folder exists and is not a tsfm '{stage}' output ({what}); "
+        "tsfm replaces only an empty folder or its own earlier output, so it was left "
+        "untouched; choose another -o"
+    )
+
+
+def claim_output(out_dir: Path, stage: str, inputs: list[Path] | tuple[Path, ...] = ()) -> None:
+    """Every check on a stage's output folder before any work: not an input, not the user's."""
+    require_new_output(out_dir, list(inputs))
+    check_output_dir(out_dir, stage)

@@ -19,7 +19,7 @@ from tsfm_cli.embed_bench.config import EmbedBenchConfig, check_config
 from tsfm_cli.embed_bench.protocol import Strategy, match_parameters, strategy_grid
 from tsfm_cli.embed_bench.summary import best_per_scenario, headline, summarise
 from tsfm_cli.recipe import RecipeSource, config_dict
-from tsfm_cli.stagedir import StageWriter, fingerprint, open_stage, reuse_summary
+from tsfm_cli.stagedir import StageWriter, claim_output, fingerprint, open_stage, reuse_summary
 from tsfm_cli.ui import Reporter
 
 BENCH_COLUMNS = (
@@ -189,6 +189,7 @@ def run_embed_bench(
     out_dir = Path(out_dir)
     runs_dir = Path(runs_dir) if runs_dir is not None else runs_dir_for(out_dir)
     stage = open_stage(inputs, "ood-split")
+    claim_output(out_dir, "embed-bench", [stage.path])
     cfg = config_dict(config)
     input_desc = [stage.describe()]
     fp = fingerprint(cfg, input_desc)

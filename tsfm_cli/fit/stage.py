@@ -12,7 +12,7 @@ from tsfm_cli.fit.config import FitConfig
 from tsfm_cli.fit.fitting import interval
 from tsfm_cli.fit.load import read_results
 from tsfm_cli.recipe import config_dict
-from tsfm_cli.stagedir import StageWriter, fingerprint, require_new_output, reuse_summary
+from tsfm_cli.stagedir import StageWriter, claim_output, fingerprint, reuse_summary
 from tsfm_cli.ui import Reporter
 
 STAGE = "fit"
@@ -33,7 +33,7 @@ def run_fit(
     reporter = reporter or Reporter()
     paths = [Path(p) for p in ([inputs] if isinstance(inputs, (str, Path)) else inputs)]
     out_dir = Path(out_dir)
-    require_new_output(out_dir, paths)
+    claim_output(out_dir, STAGE, paths)
     loaded = read_results(paths, config.metrics)
     cfg = config_dict(config)
     fp = fingerprint(cfg, loaded.inputs)

@@ -31,6 +31,7 @@ from tsfm_cli.schema import Flag
 from tsfm_cli.stagedir import (
     StageWriter,
     canonical_json,
+    claim_output,
     describe_file,
     fingerprint,
     require_new_output,
@@ -113,6 +114,7 @@ def run_ingest(
 ) -> dict[str, Any]:
     reporter = reporter or Reporter()
     out_dir = Path(out_dir)
+    claim_output(out_dir, STAGE, [Path(i) for i in inputs if not any(c in str(i) for c in "*?[")])
     sources = find_sources(inputs, out_dir)
     require_new_output(out_dir, [p for p, _ in sources])
     described = [describe_file(p) for p, _ in sources]

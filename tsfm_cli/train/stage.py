@@ -9,7 +9,7 @@ import polars as pl
 
 from tsfm_cli.errors import BadInputError
 from tsfm_cli.recipe import config_dict
-from tsfm_cli.stagedir import StageWriter, fingerprint, open_stage, reuse_summary
+from tsfm_cli.stagedir import StageWriter, claim_output, fingerprint, open_stage, reuse_summary
 from tsfm_cli.train.config import (
     TrainConfig,
     check_settings,
@@ -68,6 +68,7 @@ def run_train(
     out_dir, default_runs = shard_paths(Path(out_dir), config.shard)
     runs_dir = Path(runs_dir) if runs_dir is not None else default_runs
     stage = open_stage(inputs, "ood-split")
+    claim_output(out_dir, "train", [stage.path])
     cfg = config_dict(config)
     input_desc = [stage.describe()]
     fp = fingerprint(cfg, input_desc)
