@@ -182,7 +182,7 @@ def run_embed_bench(
     from tsfm_cli.models.embedding_strategies import with_options
     from tsfm_cli.train.config import RunSpec
     from tsfm_cli.train.stage import run_outcomes, runs_dir_for
-    from tsfm_cli.train.sweep import load_sweep_data, run_sweep
+    from tsfm_cli.train.sweep import SPLITS_READ, load_sweep_data, run_sweep
 
     reporter = reporter or Reporter()
     check_config(config, source)
@@ -191,9 +191,9 @@ def run_embed_bench(
     stage = open_stage(inputs, "ood-split")
     claim_output(out_dir, "embed-bench", [stage.path])
     cfg = config_dict(config)
-    input_desc = [stage.describe()]
+    input_desc = [stage.describe(*SPLITS_READ)]
     fp = fingerprint(cfg, input_desc)
-    reused = reuse_summary(out_dir, "embed-bench", fp)
+    reused = reuse_summary(out_dir, "embed-bench", fp, reporter)
     if reused is not None:
         return reused
     if config.n_seeds < 3:

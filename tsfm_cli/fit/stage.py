@@ -37,7 +37,7 @@ def run_fit(
     loaded = read_results(paths, config.metrics)
     cfg = config_dict(config)
     fp = fingerprint(cfg, loaded.inputs)
-    reused = reuse_summary(out_dir, STAGE, fp)
+    reused = reuse_summary(out_dir, STAGE, fp, reporter)
     if reused is not None:
         return reused
     frame = loaded.frame

@@ -117,10 +117,11 @@ def run_ingest(
     claim_output(out_dir, STAGE, [Path(i) for i in inputs if not any(c in str(i) for c in "*?[")])
     sources = find_sources(inputs, out_dir)
     require_new_output(out_dir, [p for p, _ in sources])
-    described = [describe_file(p) for p, _ in sources]
+    # a file's identity is its content and the relative path its group keys come from
+    described = [{**describe_file(p), "relative": rel.as_posix()} for p, rel in sources]
     cfg = config_dict(config)
     fp = fingerprint(cfg, described)
-    reused = reuse_summary(out_dir, STAGE, fp)
+    reused = reuse_summary(out_dir, STAGE, fp, reporter)
     if reused is not None:
         reused["files_parsed"] = 0
         _gate(reused, config)
@@ -129,7 +130,9 @@ def run_ingest(
     with StageWriter(
         out_dir, STAGE, config=cfg, inputs=described, command=command, wait_s=wait_s
     ) as writer:
-        previous = (writer.previous_manifest() or {}).get("files", {})
+        previous_manifest = writer.previous_manifest() or {}
+        previous = previous_manifest.get("files", {})
+        cached = previous_manifest.get("outputs", {})  # what the parts' bytes must hash to
         files_meta: dict[str, dict] = {}
         failed: list[dict[str, str]] = []
         # (file index, file, part key, readings of a file parsed now, None for a reused part)
@@ -144,11 +147,11 @@ def run_ingest(
                 part, part_rejects = f"parts/{key}.parquet", f"parts/{key}.rejects.parquet"
                 old = previous.get(file)
                 task.update(status=f"{rows_done:,} lines · {path.name}")
-                if old and old.get("part") == key and (out_dir / part).is_file():
-                    writer.carry_over(part)
-                    writer.carry_over(part_rejects)
-                    writer.register(part)
-                    writer.register(part_rejects)
+                if (
+                    old
+                    and old.get("part") == key
+                    and _carry_part(writer, cached, (part, part_rejects), file, reporter)
+                ):
                     files_meta[file] = old
                     parts.append((index, file, key, None))
                     reused += 1
@@ -195,6 +198,30 @@ def run_ingest(
     summary.update(out_dir=str(out_dir), skipped=False)
     _gate(summary, config)
     return summary
+
+
+def _carry_part(
+    writer: StageWriter, cached: dict, names: tuple[str, ...], file: str, reporter: Reporter
+) -> bool:
+    """Carry a file's cached parts into the new directory if their bytes are what was written;
+    a missing or damaged part is named, discarded and False returned (the file is parsed again)."""
+    for name in names:
+        if not (writer.out_dir / name).is_file():
+            return False
+    for name in names:
+        writer.carry_over(name)
+        writer.register(name)  # hashes the bytes
+        recorded = cached.get(name, {}).get("sha256")
+        if writer.outputs[name]["sha256"] != recorded:
+            reporter.warn(
+                f"{writer.out_dir / name}: cached part of {file} is damaged (sha256 differs); "
+                "discarded, the file is parsed again"
+            )
+            for done in names:
+                writer.outputs.pop(done, None)
+                (writer.dir / done).unlink(missing_ok=True)
+            return False
+    return True
 
 
 def _gate(summary: dict, config: IngestConfig) -> None:

@@ -185,8 +185,8 @@ def run_ood_split(
         for name, cond in cfg.custom.items()
     }
     settings = config_dict(cfg)
-    inputs_desc = [upstream.describe()]
-    reused = reuse_summary(out_dir, "ood-split", fingerprint(settings, inputs_desc))
+    inputs_desc = [upstream.describe("series.parquet")]
+    reused = reuse_summary(out_dir, "ood-split", fingerprint(settings, inputs_desc), reporter)
     if reused is not None:
         return reused
 

@@ -18,7 +18,7 @@ from tsfm_cli.train.config import (
     parse_shard,
     shard,
 )
-from tsfm_cli.train.sweep import load_sweep_data, run_sweep
+from tsfm_cli.train.sweep import SPLITS_READ, load_sweep_data, run_sweep
 from tsfm_cli.ui import Reporter
 
 
@@ -70,9 +70,9 @@ def run_train(
     stage = open_stage(inputs, "ood-split")
     claim_output(out_dir, "train", [stage.path])
     cfg = config_dict(config)
-    input_desc = [stage.describe()]
+    input_desc = [stage.describe(*SPLITS_READ)]
     fp = fingerprint(cfg, input_desc)
-    reused = reuse_summary(out_dir, "train", fp)
+    reused = reuse_summary(out_dir, "train", fp, reporter)
     if reused is not None:
         return reused
     specs = shard(grid(config), index, count)
