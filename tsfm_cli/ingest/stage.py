@@ -152,7 +152,7 @@ def run_ingest(
                     and old.get("part") == key
                     and _carry_part(writer, cached, (part, part_rejects), file, reporter)
                 ):
-                    files_meta[file] = old
+                    files_meta[file] = {**old, "relative": rel.as_posix()}
                     parts.append((index, file, key, None))
                     reused += 1
                 else:
@@ -180,6 +180,7 @@ def run_ingest(
                         files_meta[file] = {
                             **stats,
                             "part": key,
+                            "relative": rel.as_posix(),
                             "keys": keys,
                             "readings": reading_count(readings),
                         }
@@ -332,7 +333,10 @@ def _assemble(writer: StageWriter, parts, files_meta, failed, config) -> dict[st
     # so that nothing writes into the directory once it is discarded.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tsfm-plot") as pool:
         plot = pool.submit(quality_plot, grid, report, writer.dir / "quality.png")
-        _write_series(writer, grid, names, files, key_cols)
+        # `source` is the path the group keys come from (relative to the folder given), not
+        # where the folder lies: the same data elsewhere gives the same bytes (identity is content)
+        relative = [files_meta[f].get("relative", f) if f else "" for f in files]
+        _write_series(writer, grid, names, relative, key_cols)
         all_rejects = _write_rejects(writer, parts, dup_rejects, failed, files)
         writer.write_parquet("report.parquet", report.drop("_sid"))
         summary = _summary(grid, all_rejects, report, files, files_meta, failed)
