@@ -181,7 +181,7 @@ def run_embed_bench(
     from tsfm_cli.embed_bench.plot import heatmap
     from tsfm_cli.models.embedding_strategies import with_options
     from tsfm_cli.train.config import RunSpec
-    from tsfm_cli.train.stage import run_outcomes, runs_dir_for
+    from tsfm_cli.train.stage import run_ids, run_outcomes, runs_dir_for
     from tsfm_cli.train.sweep import SPLITS_READ, load_sweep_data, run_sweep
 
     reporter = reporter or Reporter()
@@ -247,6 +247,7 @@ def run_embed_bench(
             for s in strategies
         },
         "runs_dir": str(runs_dir),
+        "run_ids": run_ids(runs),  # what `tsfm gc` keeps in runs_dir
     }
     if summary_frame.height:
         summary["table"] = _json_rows(headline(summary_frame, metric))

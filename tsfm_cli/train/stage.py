@@ -34,6 +34,11 @@ def run_outcomes(runs: pl.DataFrame) -> dict[str, int]:
     return {"runs_ok": ok, "runs_failed": runs.height - ok}
 
 
+def run_ids(runs: pl.DataFrame) -> list[str]:
+    """The run ids of run_sweep's per-run table (every run this output uses)."""
+    return sorted(runs["run_id"].to_list()) if runs.height else []
+
+
 def shard_paths(out_dir: Path, shard_text: str) -> tuple[Path, Path]:
     """(where this invocation writes, the shared runs directory).
 
@@ -98,6 +103,7 @@ def run_train(
         "training_points": data.budget.total_points,
         "shard": f"{index}/{count}",
         "runs_dir": str(runs_dir),
+        "run_ids": run_ids(runs),  # what `tsfm gc` keeps in runs_dir
     }
     with StageWriter(
         out_dir, "train", config=cfg, inputs=input_desc, command=command, wait_s=wait_s
