@@ -71,6 +71,23 @@ def test_bit_flipped_stage_output_is_named_and_rebuilt_not_skipped(clean):
     assert run_ingest([src], out, IngestConfig())["skipped"] is True
 
 
+def test_bit_flipped_ood_split_output_is_rebuilt_identically(tmp_path):
+    from tsfm_cli.ood import OodConfig, run_ood_split
+
+    clean = make_ingest_dir(tmp_path / "clean")
+    out = tmp_path / "splits"
+    run_ood_split(clean, out, OodConfig())
+    good = snapshot(out)
+    flip_bit(out / "eval.parquet")
+    reporter = Recorder()
+    assert run_ood_split(clean, out, OodConfig(), reporter=reporter)["skipped"] is False
+    assert any("eval.parquet (sha256 differs)" in w for w in reporter.warnings)
+    rebuilt = snapshot(out)
+    assert {k: v for k, v in rebuilt.items() if k != "manifest.json"} == {
+        k: v for k, v in good.items() if k != "manifest.json"
+    }
+
+
 def test_damaged_parts_cache_is_named_discarded_and_rebuilt(clean):
     src, out = clean
     good = pl.read_parquet(out / "series.parquet")
@@ -163,7 +180,8 @@ def test_damaged_rows_of_a_finished_run_are_named_and_the_run_retrained(tmp_path
     )
 
 
-def test_disk_full_is_one_line_exit_1_and_the_old_output_intact(tmp_path, monkeypatch):
+@pytest.mark.parametrize("polars", [False, True])
+def test_disk_full_is_one_line_exit_1_and_the_old_output_intact(tmp_path, monkeypatch, polars):
     from tsfm_cli.cli import app
 
     clean = make_ingest_dir(tmp_path / "clean")
@@ -174,6 +192,11 @@ def test_disk_full_is_one_line_exit_1_and_the_old_output_intact(tmp_path, monkey
     before = snapshot(out)
 
     def full(self, path, *args, **kwargs):
+        if polars:  # what polars itself raises on a full disk (checked on /dev/full)
+            raise pl.exceptions.ComputeError(
+                "parquet: File out of specification: underlying IO error: "
+                "No space left on device (os error 28)"
+            )
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
     monkeypatch.setattr(pl.DataFrame, "write_parquet", full)
@@ -181,6 +204,7 @@ def test_disk_full_is_one_line_exit_1_and_the_old_output_intact(tmp_path, monkey
     assert result.exit_code == 1
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "disk full" in lines[0] and "intact" in lines[0], result.output
+    assert ".parquet" in lines[0]  # names the file
     assert "Traceback" not in result.output
     assert snapshot(out) == before
     assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name] == []

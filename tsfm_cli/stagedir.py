@@ -409,7 +409,13 @@ class StageWriter:
         """Write a polars DataFrame (zstd) and record its rows and hash."""
         path = self.dir / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        frame.write_parquet(path, compression="zstd", **options)
+        try:
+            frame.write_parquet(path, compression="zstd", **options)
+        except Exception as exc:
+            # polars reports a full disk as a ComputeError without the file: name it
+            if not isinstance(exc, OSError) and os.strerror(errno.ENOSPC) in str(exc):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from exc
+            raise
         self.register(name, rows=frame.height)
         return path
 
