@@ -7,16 +7,39 @@ input exits 2 saying so.
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
-from tests.conftest import REPO_ROOT, run_tsfm
+from tests.conftest import REPO_ROOT
 from tests.ingest_helpers import write_files
 from tests.ood_plant import make_ingest_dir
 from tests.splits_fixture import make_splits
 
 CSV = "timestamp,temp\n" + "".join(f"2024-01-01T00:{m:02d}:00Z,{20 + m % 7}\n" for m in range(60))
+
+
+@dataclass
+class Result:
+    returncode: int
+    stderr: str
+
+
+def run_tsfm(*args, cwd: Path | None = None) -> Result:
+    """The CLI in this process (no interpreter start per case: these checks come before work)."""
+    from tsfm_cli.cli import app
+
+    old = Path.cwd()
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        result = CliRunner().invoke(app, [str(a) for a in args])
+    finally:
+        os.chdir(old)
+    return Result(result.exit_code, " ".join(result.stderr.split()))
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
