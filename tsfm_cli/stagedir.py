@@ -114,17 +114,16 @@ class StageInput:
 
     def file(self, name: str) -> Path:
         """`name` in this directory, its bytes checked against the manifest (BadInputError)."""
-        path = self.path / name
-        if not path.is_file():
-            raise BadInputError(f"{self.path}: {name} is missing although manifest.json lists it")
         self.sha256(name)
-        return path
+        return self.path / name
 
     def sha256(self, name: str) -> str:
         """The content hash of `name`, verified once against the manifest's `outputs`."""
         if name in self._sha256:
             return self._sha256[name]
         path = self.path / name
+        if not path.is_file():
+            raise BadInputError(f"{self.path}: {name} is missing although manifest.json lists it")
         recorded = self.manifest.get("outputs", {}).get(name, {}).get("sha256")
         if name.endswith(".parquet") and not _looks_like_parquet(path):
             raise BadInputError(
