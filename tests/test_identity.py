@@ -107,6 +107,7 @@ def test_same_data_in_two_folders_gives_same_ids_and_bit_identical_results(two_p
     for stage in STAGE_NAMES:
         ma, mb = _manifest(work_a, stage), _manifest(work_b, stage)
         assert ma["inputs"] != mb["inputs"]  # paths differ: they are recorded...
+        assert ma["created_utc"] != mb["created_utc"]  # two times (each run takes seconds)
         assert ma["fingerprint"] == mb["fingerprint"], stage  # ...never hashed
         for name in DATA[stage]:
             assert ma["outputs"][name]["sha256"] == mb["outputs"][name]["sha256"], (stage, name)
