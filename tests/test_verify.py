@@ -210,3 +210,12 @@ def test_disk_full_is_one_line_exit_1_and_the_old_output_intact(tmp_path, monkey
     assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name] == []
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["stage"] == "ood-split"
+
+
+def test_inspect_names_a_damaged_file_without_reading_it(tmp_path):
+    clean = make_ingest_dir(tmp_path / "clean")
+    flip_bit(clean / "series.parquet", offset=4)
+    result = run_tsfm("inspect", clean, "--json")
+    assert result.returncode == 0, result.stderr
+    entry = json.loads(result.stdout)["files"]["series.parquet"]
+    assert entry["problem"].startswith("changed since written (sha256 differs)")
