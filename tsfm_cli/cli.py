@@ -9,6 +9,7 @@ import typer
 from tsfm_cli import __version__
 from tsfm_cli.commands.embed_bench import embed_bench_cmd
 from tsfm_cli.commands.fit import fit_cmd
+from tsfm_cli.commands.gc import gc_cmd
 from tsfm_cli.commands.ingest import ingest_cmd
 from tsfm_cli.commands.inspect import inspect_cmd
 from tsfm_cli.commands.ood_split import ood_split_cmd
@@ -54,6 +55,7 @@ app.command("train")(train_cmd)
 app.command("fit")(fit_cmd)
 app.command("run")(run_cmd)
 app.command("inspect")(inspect_cmd)
+app.command("gc")(gc_cmd)
 
 
 def main() -> None:

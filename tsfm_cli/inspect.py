@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from tsfm_cli.errors import BadInputError
-from tsfm_cli.stagedir import MANIFEST, SCHEMA_VERSIONS, read_manifest
+from tsfm_cli.stagedir import MANIFEST, SCHEMA_VERSIONS, read_manifest, sha256_file
 
 
 def _preview_value(value: Any, max_items: int = 6) -> Any:
@@ -55,12 +55,15 @@ def inspect_dir(directory: Path | str, rows: int = 5, only: str | None = None) -
             continue
         path = directory / name
         entry: dict[str, Any] = {**meta, "present": path.is_file()}
-        if entry["present"] and name.endswith(".parquet"):
+        if not entry["present"]:
+            entry["problem"] = "missing"
+        elif meta.get("sha256") is not None and sha256_file(path) != meta["sha256"]:
+            # not read further: damaged bytes may not even parse
+            entry["problem"] = "changed since written (sha256 differs); rerun the stage"
+        elif name.endswith(".parquet"):
             entry.update(describe_parquet(path, rows))
             if "rows" in meta and meta["rows"] != entry["rows"]:
                 entry["problem"] = f"manifest says {meta['rows']} rows, file has {entry['rows']}"
-        elif not entry["present"]:
-            entry["problem"] = "missing"
         files[name] = entry
     keys = ("stage", "schema_version", "tsfm_version", "created_utc", "command", "summary")
     return {

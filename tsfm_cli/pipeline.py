@@ -18,6 +18,7 @@ from typing import Any
 
 from tsfm_cli.errors import BadInputError
 from tsfm_cli.recipe import build_config, config_dict, load_section
+from tsfm_cli.stagedir import check_output_dir
 from tsfm_cli.ui import Reporter
 
 
@@ -129,6 +130,8 @@ def run_pipeline(
             {"source": section_source} if "source" in inspect.signature(function).parameters else {}
         )
         prepared.append((spec, function, config, extra))
+    for spec in stages:  # a stage folder that is the user's stops the run before any stage
+        check_output_dir(root / spec.name, spec.name)
 
     report: list[dict[str, Any]] = []
     for spec, function, config, extra in prepared:

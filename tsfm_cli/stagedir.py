@@ -67,9 +67,25 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
+# Recorded in a manifest's `inputs` for people, never hashed into an identity: the same data in
+# another folder (or rebuilt at another time) is the same input.
+NOT_IDENTITY = ("path", "manifest_sha256", "created_utc", "command")
+
+
+def content_identity(value: Any) -> Any:
+    """`value` without the keys that name where or when (paths, times, argv): content only."""
+    if isinstance(value, dict):
+        return {k: content_identity(v) for k, v in value.items() if k not in NOT_IDENTITY}
+    if isinstance(value, (list, tuple)):
+        return [content_identity(v) for v in value]
+    return value
+
+
 def fingerprint(config: Any, inputs: Any) -> str:
-    """Hash of what determines a stage's output; equal fingerprints mean nothing to redo."""
-    return hashlib.sha256(canonical_json({"config": config, "inputs": inputs}).encode()).hexdigest()
+    """Hash of what determines a stage's output: resolved settings and input *content* (sha256s),
+    never paths or times. Equal fingerprints mean nothing to redo."""
+    identity = {"config": config, "inputs": content_identity(inputs)}
+    return hashlib.sha256(canonical_json(identity).encode()).hexdigest()
 
 
 def default_output(first_input: Path, stage: str) -> Path:
@@ -90,24 +106,62 @@ class StageInput:
     path: Path
     manifest: dict[str, Any]
     manifest_sha256: str
+    _sha256: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def stage(self) -> str:
         return self.manifest["stage"]
 
     def file(self, name: str) -> Path:
+        """`name` in this directory, its bytes checked against the manifest (BadInputError)."""
+        self.sha256(name)
+        return self.path / name
+
+    def sha256(self, name: str) -> str:
+        """The content hash of `name`, verified once against the manifest's `outputs`."""
+        if name in self._sha256:
+            return self._sha256[name]
         path = self.path / name
         if not path.is_file():
             raise BadInputError(f"{self.path}: {name} is missing although manifest.json lists it")
-        return path
+        recorded = self.manifest.get("outputs", {}).get(name, {}).get("sha256")
+        if name.endswith(".parquet") and not _looks_like_parquet(path):
+            raise BadInputError(
+                f"{path}: not a parquet file; rerun `tsfm {self.stage}` to rebuild it"
+            )
+        actual = sha256_file(path)
+        if recorded is not None and actual != recorded:
+            raise BadInputError(
+                f"{path}: changed or damaged since `tsfm {self.stage}` wrote it (sha256 "
+                f"{actual[:12]}…, manifest.json says {recorded[:12]}…); rerun `tsfm {self.stage}`"
+            )
+        self._sha256[name] = actual
+        return actual
 
-    def describe(self) -> dict[str, Any]:
-        """How this input is recorded in a downstream manifest's `inputs`."""
+    def describe(self, *names: str) -> dict[str, Any]:
+        """How this input is recorded in a downstream manifest's `inputs`: where it is, and the
+        verified content hash of each file the downstream stage reads (`names`; default every
+        output). Only `content` is identity (see `content_identity`)."""
+        listed = list(self.manifest.get("outputs", {}))
+        wanted = names or tuple(listed)
+        present = [n for n in wanted if n in listed or (self.path / n).is_file()]
         return {
             "path": str(self.path),
             "stage": self.stage,
             "manifest_sha256": self.manifest_sha256,
+            "content": {name: self.sha256(name) for name in present},
         }
+
+
+def _looks_like_parquet(path: Path) -> bool:
+    """Parquet files start and end with the magic bytes PAR1."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+            handle.seek(-4, os.SEEK_END)
+            return head == b"PAR1" and handle.read(4) == b"PAR1"
+    except OSError:
+        return False
 
 
 def _load_manifest(path: Path) -> tuple[dict[str, Any], bytes]:
@@ -161,24 +215,42 @@ def describe_file(path: Path) -> dict[str, Any]:
     return {"path": str(path), "sha256": sha256_file(path), "bytes": path.stat().st_size}
 
 
-def fresh_manifest(out_dir: Path, stage: str, fp: str) -> dict[str, Any] | None:
-    """The existing manifest if `out_dir` already holds this stage's output for fingerprint `fp`."""
+def damaged_outputs(out_dir: Path, manifest: dict[str, Any]) -> list[str]:
+    """The files of `manifest["outputs"]` whose bytes are not what was written: missing, another
+    size, or another sha256 (always hashed in full: a flipped bit keeps size and may keep mtime)."""
+    damaged = []
+    for name, meta in manifest.get("outputs", {}).items():
+        path = Path(out_dir) / name
+        if not path.is_file():
+            damaged.append(f"{path} (missing)")
+        elif path.stat().st_size != meta.get("bytes"):
+            damaged.append(f"{path} (size changed)")
+        elif meta.get("sha256") is not None and sha256_file(path) != meta["sha256"]:
+            damaged.append(f"{path} (sha256 differs)")
+    return damaged
+
+
+def fresh_manifest(out_dir: Path, stage: str, fp: str, warn: Any = None) -> dict[str, Any] | None:
+    """The existing manifest if `out_dir` already holds this stage's intact output for
+    fingerprint `fp`; None when anything must be rebuilt (`warn` is told which files)."""
     manifest = read_manifest(out_dir)
     if not manifest or manifest.get("stage") != stage or manifest.get("fingerprint") != fp:
         return None
     if manifest.get("schema_version") != SCHEMA_VERSIONS[stage]:
         return None
-    outputs = manifest.get("outputs", {})
-    for name, meta in outputs.items():
-        path = Path(out_dir) / name
-        if not path.is_file() or path.stat().st_size != meta.get("bytes"):
-            return None
+    damaged = damaged_outputs(out_dir, manifest)
+    if damaged:
+        if warn is not None:
+            warn(f"{stage}: {', '.join(damaged)}: changed since written; rebuilding the output")
+        return None
     return manifest
 
 
-def reuse_summary(out_dir: Path, stage: str, fp: str) -> dict[str, Any] | None:
+def reuse_summary(
+    out_dir: Path, stage: str, fp: str, reporter: Any = None
+) -> dict[str, Any] | None:
     """The summary a stage returns when `out_dir` is already fresh: nothing is redone."""
-    manifest = fresh_manifest(out_dir, stage, fp)
+    manifest = fresh_manifest(out_dir, stage, fp, reporter.warn if reporter else None)
     if manifest is None:
         return None
     return {**manifest.get("summary", {}), "out_dir": str(out_dir), "skipped": True}
@@ -291,8 +363,7 @@ class StageWriter:
         self.out_dir = Path(self.out_dir)
         if self.stage not in SCHEMA_VERSIONS:
             raise ValueError(f"unknown stage {self.stage!r}")
-        if self.out_dir.exists() and not self.out_dir.is_dir():
-            raise BadInputError(f"{self.out_dir}: exists and is not a directory")
+        check_output_dir(self.out_dir, self.stage)
         self._lock: contextlib.ExitStack | None = None
         self.tmp: Path | None = None
 
@@ -313,6 +384,7 @@ class StageWriter:
         self._lock = stack
         try:
             recover(self.out_dir)
+            check_output_dir(self.out_dir, self.stage)  # again, now that no one else writes it
             self.tmp = _sibling(self.out_dir, f"tmp-{os.getpid()}")
             self.tmp.mkdir()
         except BaseException:
@@ -336,7 +408,13 @@ class StageWriter:
         """Write a polars DataFrame (zstd) and record its rows and hash."""
         path = self.dir / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        frame.write_parquet(path, compression="zstd", **options)
+        try:
+            frame.write_parquet(path, compression="zstd", **options)
+        except Exception as exc:
+            # polars reports a full disk as a ComputeError without the file: name it
+            if not isinstance(exc, OSError) and os.strerror(errno.ENOSPC) in str(exc):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from exc
+            raise
         self.register(name, rows=frame.height)
         return path
 
@@ -403,9 +481,57 @@ class StageWriter:
 
 
 def require_new_output(out_dir: Path, inputs: list[Path]) -> None:
-    """Refuse to write a stage's output over one of its own inputs."""
+    """Refuse an output that is one of the inputs, holds one, or lies inside a stage folder
+    given as input (a rerun of that stage would replace it together with this output)."""
     out_dir = Path(out_dir).resolve()
     for path in inputs:
         path = Path(path).resolve()
-        if path == out_dir or out_dir in path.parents:
-            raise BadInputError(f"{out_dir}: the output directory would overwrite the input {path}")
+        if path == out_dir:
+            raise BadInputError(f"{out_dir}: the output directory is the input; choose another -o")
+        if out_dir in path.parents:
+            raise BadInputError(
+                f"{out_dir}: the output directory holds the input {path}; choose another -o"
+            )
+        if (path / MANIFEST).is_file() and path in out_dir.parents:
+            raise BadInputError(
+                f"{out_dir}: the output directory lies inside the input {path}; choose another -o"
+            )
+
+
+def check_output_dir(out_dir: Path, stage: str) -> None:
+    """Refuse to replace anything but an empty folder or this stage's own output.
+
+    A stage swaps its whole output folder, so any other existing folder (the user's) would be
+    deleted: it exits 2 instead and is left as it is.
+    """
+    out_dir = Path(out_dir)
+    if not out_dir.exists() and not out_dir.is_symlink():
+        return
+    if not out_dir.is_dir():
+        raise BadInputError(
+            f"{out_dir}: exists and is not a directory; tsfm writes its '{stage}' output "
+            "only to a new or empty folder or to its own earlier output"
+        )
+    entries = sorted(p.name for p in out_dir.iterdir())
+    if not entries:
+        return
+    manifest_path = out_dir / MANIFEST
+    manifest = None
+    if manifest_path.is_file():
+        with contextlib.suppress(OSError, ValueError):
+            manifest = json.loads(manifest_path.read_bytes())
+    found = manifest.get("stage") if isinstance(manifest, dict) else None
+    if found == stage:
+        return
+    what = f"a tsfm '{found}' output" if found else f"{len(entries)} entries, e.g. {entries[0]!r}"
+    raise BadInputError(
+        f"{out_dir}: folder exists and is not a tsfm '{stage}' output ({what}); "
+        "tsfm replaces only an empty folder or its own earlier output, so it was left "
+        "untouched; choose another -o"
+    )
+
+
+def claim_output(out_dir: Path, stage: str, inputs: list[Path] | tuple[Path, ...] = ()) -> None:
+    """Every check on a stage's output folder before any work: not an input, not the user's."""
+    require_new_output(out_dir, list(inputs))
+    check_output_dir(out_dir, stage)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -86,6 +88,8 @@ def run_stage(
     except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
         if debug:
             raise
+        if isinstance(exc, OSError) or DISK_FULL in str(exc):
+            _fail(os_error_line(exc), EXIT_RUNTIME)
         _fail(
             f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
             EXIT_RUNTIME,
@@ -94,6 +98,23 @@ def run_stage(
         emit_json(result)
     elif not quiet:
         render(result, Reporter.for_cli(quiet=False))
+
+
+DISK_FULL = os.strerror(errno.ENOSPC)  # "No space left on device"
+
+
+def os_error_line(exc: BaseException) -> str:
+    """One line for a failed read or write (disk full, permission, …): which file, what happened,
+    and that the previous output is intact (stages write into a temporary sibling)."""
+    where = getattr(exc, "filename", None)
+    if getattr(exc, "errno", None) == errno.ENOSPC or DISK_FULL in str(exc):
+        what = "disk full (no space left on device)"
+    else:
+        what = getattr(exc, "strerror", None) or str(exc)
+    return (
+        f"{where or 'writing the output'}: {what}; nothing was replaced (the previous output, "
+        "if any, is intact); free space or fix the permission and rerun"
+    )
 
 
 def _fail(message: str, code: int) -> NoReturn:

@@ -24,7 +24,7 @@ from tsfm_cli.embed_bench.summary import (
     summarise,
 )
 from tsfm_cli.recipe import RecipeSource, config_dict
-from tsfm_cli.stagedir import StageWriter, fingerprint, open_stage, reuse_summary
+from tsfm_cli.stagedir import StageWriter, claim_output, fingerprint, open_stage, reuse_summary
 from tsfm_cli.ui import Reporter
 
 BENCH_COLUMNS = (
@@ -189,18 +189,19 @@ def run_embed_bench(
     from tsfm_cli.embed_bench.plot import heatmap
     from tsfm_cli.models.embedding_strategies import with_options
     from tsfm_cli.train.config import RunSpec
-    from tsfm_cli.train.stage import run_outcomes, runs_dir_for
-    from tsfm_cli.train.sweep import load_sweep_data, run_sweep
+    from tsfm_cli.train.stage import run_ids, run_outcomes, runs_dir_for
+    from tsfm_cli.train.sweep import SPLITS_READ, load_sweep_data, run_sweep
 
     reporter = reporter or Reporter()
     check_config(config, source)
     out_dir = Path(out_dir)
     runs_dir = Path(runs_dir) if runs_dir is not None else runs_dir_for(out_dir)
     stage = open_stage(inputs, "ood-split")
+    claim_output(out_dir, "embed-bench", [stage.path])
     cfg = config_dict(config)
-    input_desc = [stage.describe()]
+    input_desc = [stage.describe(*SPLITS_READ)]
     fp = fingerprint(cfg, input_desc)
-    reused = reuse_summary(out_dir, "embed-bench", fp)
+    reused = reuse_summary(out_dir, "embed-bench", fp, reporter)
     if reused is not None:
         return reused
     if config.n_seeds < 3:
@@ -266,6 +267,7 @@ def run_embed_bench(
             for s in strategies
         },
         "runs_dir": str(runs_dir),
+        "run_ids": run_ids(runs),  # what `tsfm gc` keeps in runs_dir
     }
     if summary_frame.height:
         summary["table"] = _json_rows(headline(summary_frame, metric))

@@ -68,7 +68,7 @@ def _expand(path: Path) -> tuple[list[Path], dict[str, Any] | None]:
                 f"{path}: is a '{stage}' directory; fit reads results of 'train' or 'embed-bench'"
             )
         stage_in = open_stage(path, tuple(STAGE_FILES))
-        return [stage_in.file(STAGE_FILES[stage])], stage_in.describe()
+        return [stage_in.file(STAGE_FILES[stage])], stage_in.describe(STAGE_FILES[stage])
     files = sorted([*path.glob("*.parquet"), *path.glob("*.csv")])
     if not files:
         raise BadInputError(f"{path}: no results (.parquet or .csv) in this directory")

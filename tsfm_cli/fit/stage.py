@@ -6,13 +6,15 @@ import math
 from pathlib import Path
 from typing import Any
 
-from tsfm_cli.errors import BadInputError
+import polars as pl
+
+from tsfm_cli.errors import BadInputError, TsfmError
 from tsfm_cli.fit import analysis, plots, report, tables
 from tsfm_cli.fit.config import FitConfig
 from tsfm_cli.fit.fitting import interval
 from tsfm_cli.fit.load import read_results
 from tsfm_cli.recipe import config_dict
-from tsfm_cli.stagedir import StageWriter, fingerprint, require_new_output, reuse_summary
+from tsfm_cli.stagedir import StageWriter, claim_output, fingerprint, reuse_summary
 from tsfm_cli.ui import Reporter
 
 STAGE = "fit"
@@ -33,11 +35,12 @@ def run_fit(
     reporter = reporter or Reporter()
     paths = [Path(p) for p in ([inputs] if isinstance(inputs, (str, Path)) else inputs)]
     out_dir = Path(out_dir)
-    require_new_output(out_dir, paths)
+    claim_output(out_dir, STAGE, paths)
     loaded = read_results(paths, config.metrics)
+    require_finite(loaded.frame, config.metrics, paths[0])
     cfg = config_dict(config)
     fp = fingerprint(cfg, loaded.inputs)
-    reused = reuse_summary(out_dir, STAGE, fp)
+    reused = reuse_summary(out_dir, STAGE, fp, reporter)
     if reused is not None:
         return reused
     frame = loaded.frame
@@ -115,6 +118,20 @@ def run_fit(
         summary["files"] = sorted(w.outputs) + ["manifest.json"]
         w.commit(summary=summary)
     return {**summary, "skipped": False}
+
+
+def require_finite(frame: pl.DataFrame, metrics: list[str], where: Path) -> None:
+    """A metric without one finite value (every run diverged, or it was never computed) leaves
+    nothing to fit: that is a failed experiment (exit 1), not a report of empty laws."""
+    if frame.height == 0:
+        return
+    for metric in metrics:
+        finite = frame[metric].cast(pl.Float64, strict=False).is_finite().fill_null(False)
+        if not finite.any():
+            raise TsfmError(
+                f"{where}: every {metric} value ({frame.height} rows) is NaN, infinite or "
+                "missing; nothing to fit (did every run diverge?)"
+            )
 
 
 def _headline(groups: list[analysis.Group], config: FitConfig) -> list[dict[str, Any]]:

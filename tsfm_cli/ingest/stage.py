@@ -31,6 +31,7 @@ from tsfm_cli.schema import Flag
 from tsfm_cli.stagedir import (
     StageWriter,
     canonical_json,
+    claim_output,
     describe_file,
     fingerprint,
     require_new_output,
@@ -113,12 +114,14 @@ def run_ingest(
 ) -> dict[str, Any]:
     reporter = reporter or Reporter()
     out_dir = Path(out_dir)
+    claim_output(out_dir, STAGE, [Path(i) for i in inputs if not any(c in str(i) for c in "*?[")])
     sources = find_sources(inputs, out_dir)
     require_new_output(out_dir, [p for p, _ in sources])
-    described = [describe_file(p) for p, _ in sources]
+    # a file's identity is its content and the relative path its group keys come from
+    described = [{**describe_file(p), "relative": rel.as_posix()} for p, rel in sources]
     cfg = config_dict(config)
     fp = fingerprint(cfg, described)
-    reused = reuse_summary(out_dir, STAGE, fp)
+    reused = reuse_summary(out_dir, STAGE, fp, reporter)
     if reused is not None:
         reused["files_parsed"] = 0
         _gate(reused, config)
@@ -127,7 +130,9 @@ def run_ingest(
     with StageWriter(
         out_dir, STAGE, config=cfg, inputs=described, command=command, wait_s=wait_s
     ) as writer:
-        previous = (writer.previous_manifest() or {}).get("files", {})
+        previous_manifest = writer.previous_manifest() or {}
+        previous = previous_manifest.get("files", {})
+        cached = previous_manifest.get("outputs", {})  # what the parts' bytes must hash to
         files_meta: dict[str, dict] = {}
         failed: list[dict[str, str]] = []
         # (file index, file, part key, readings of a file parsed now, None for a reused part)
@@ -142,12 +147,12 @@ def run_ingest(
                 part, part_rejects = f"parts/{key}.parquet", f"parts/{key}.rejects.parquet"
                 old = previous.get(file)
                 task.update(status=f"{rows_done:,} lines · {path.name}")
-                if old and old.get("part") == key and (out_dir / part).is_file():
-                    writer.carry_over(part)
-                    writer.carry_over(part_rejects)
-                    writer.register(part)
-                    writer.register(part_rejects)
-                    files_meta[file] = old
+                if (
+                    old
+                    and old.get("part") == key
+                    and _carry_part(writer, cached, (part, part_rejects), file, reporter)
+                ):
+                    files_meta[file] = {**old, "relative": rel.as_posix()}
                     parts.append((index, file, key, None))
                     reused += 1
                 else:
@@ -175,6 +180,7 @@ def run_ingest(
                         files_meta[file] = {
                             **stats,
                             "part": key,
+                            "relative": rel.as_posix(),
                             "keys": keys,
                             "readings": reading_count(readings),
                         }
@@ -193,6 +199,30 @@ def run_ingest(
     summary.update(out_dir=str(out_dir), skipped=False)
     _gate(summary, config)
     return summary
+
+
+def _carry_part(
+    writer: StageWriter, cached: dict, names: tuple[str, ...], file: str, reporter: Reporter
+) -> bool:
+    """Carry a file's cached parts into the new directory if their bytes are what was written;
+    a missing or damaged part is named, discarded and False returned (the file is parsed again)."""
+    for name in names:
+        if not (writer.out_dir / name).is_file():
+            return False
+    for name in names:
+        writer.carry_over(name)
+        writer.register(name)  # hashes the bytes
+        recorded = cached.get(name, {}).get("sha256")
+        if writer.outputs[name]["sha256"] != recorded:
+            reporter.warn(
+                f"{writer.out_dir / name}: cached part of {file} is damaged (sha256 differs); "
+                "discarded, the file is parsed again"
+            )
+            for done in names:
+                writer.outputs.pop(done, None)
+                (writer.dir / done).unlink(missing_ok=True)
+            return False
+    return True
 
 
 def _gate(summary: dict, config: IngestConfig) -> None:
@@ -303,7 +333,10 @@ def _assemble(writer: StageWriter, parts, files_meta, failed, config) -> dict[st
     # so that nothing writes into the directory once it is discarded.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tsfm-plot") as pool:
         plot = pool.submit(quality_plot, grid, report, writer.dir / "quality.png")
-        _write_series(writer, grid, names, files, key_cols)
+        # `source` is the path the group keys come from (relative to the folder given), not
+        # where the folder lies: the same data elsewhere gives the same bytes (identity is content)
+        relative = [files_meta[f].get("relative", f) if f else "" for f in files]
+        _write_series(writer, grid, names, relative, key_cols)
         all_rejects = _write_rejects(writer, parts, dup_rejects, failed, files)
         writer.write_parquet("report.parquet", report.drop("_sid"))
         summary = _summary(grid, all_rejects, report, files, files_meta, failed)

@@ -32,9 +32,9 @@ from tsfm_cli.ood.windows import EVAL_SCHEMA, Block, WindowIds, block_frame, rng
 from tsfm_cli.recipe import RecipeSource, config_dict
 from tsfm_cli.stagedir import (
     StageWriter,
+    claim_output,
     fingerprint,
     open_stage,
-    require_new_output,
     reuse_summary,
 )
 from tsfm_cli.ui import Reporter
@@ -167,7 +167,7 @@ def run_ood_split(
         inputs = inputs[0]
     upstream = open_stage(Path(inputs), "ingest")
     out_dir = Path(out_dir)
-    require_new_output(out_dir, [upstream.path])
+    claim_output(out_dir, "ood-split", [upstream.path])
     check_config(cfg, source)
     series_path = upstream.file("series.parquet")
     columns = columns_of(series_path)
@@ -185,8 +185,8 @@ def run_ood_split(
         for name, cond in cfg.custom.items()
     }
     settings = config_dict(cfg)
-    inputs_desc = [upstream.describe()]
-    reused = reuse_summary(out_dir, "ood-split", fingerprint(settings, inputs_desc))
+    inputs_desc = [upstream.describe("series.parquet")]
+    reused = reuse_summary(out_dir, "ood-split", fingerprint(settings, inputs_desc), reporter)
     if reused is not None:
         return reused
 

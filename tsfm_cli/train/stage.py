@@ -9,7 +9,7 @@ import polars as pl
 
 from tsfm_cli.errors import BadInputError
 from tsfm_cli.recipe import config_dict
-from tsfm_cli.stagedir import StageWriter, fingerprint, open_stage, reuse_summary
+from tsfm_cli.stagedir import StageWriter, claim_output, fingerprint, open_stage, reuse_summary
 from tsfm_cli.train.config import (
     TrainConfig,
     check_settings,
@@ -19,7 +19,7 @@ from tsfm_cli.train.config import (
     shard,
 )
 from tsfm_cli.train.select import select_checkpoints
-from tsfm_cli.train.sweep import load_sweep_data, read_window_metrics, run_sweep
+from tsfm_cli.train.sweep import SPLITS_READ, load_sweep_data, read_window_metrics, run_sweep
 from tsfm_cli.ui import Reporter
 
 
@@ -65,6 +65,11 @@ def run_outcomes(runs: pl.DataFrame) -> dict[str, int]:
     return {"runs_ok": ok, "runs_failed": runs.height - ok}
 
 
+def run_ids(runs: pl.DataFrame) -> list[str]:
+    """The run ids of run_sweep's per-run table (every run this output uses)."""
+    return sorted(runs["run_id"].to_list()) if runs.height else []
+
+
 def shard_paths(out_dir: Path, shard_text: str) -> tuple[Path, Path]:
     """(where this invocation writes, the shared runs directory).
 
@@ -99,10 +104,11 @@ def run_train(
     out_dir, default_runs = shard_paths(Path(out_dir), config.shard)
     runs_dir = Path(runs_dir) if runs_dir is not None else default_runs
     stage = open_stage(inputs, "ood-split")
+    claim_output(out_dir, "train", [stage.path])
     cfg = config_dict(config)
-    input_desc = [stage.describe()]
+    input_desc = [stage.describe(*SPLITS_READ)]
     fp = fingerprint(cfg, input_desc)
-    reused = reuse_summary(out_dir, "train", fp)
+    reused = reuse_summary(out_dir, "train", fp, reporter)
     if reused is not None:
         return reused
     specs = shard(grid(config), index, count)
@@ -143,6 +149,7 @@ def run_train(
         "training_points": data.budget.total_points,
         "shard": f"{index}/{count}",
         "runs_dir": str(runs_dir),
+        "run_ids": run_ids(runs),  # what `tsfm gc` keeps in runs_dir
     }
     with StageWriter(
         out_dir, "train", config=cfg, inputs=input_desc, command=command, wait_s=wait_s

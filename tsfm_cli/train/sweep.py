@@ -14,7 +14,8 @@ Each run lives in ``runs_dir/<run_id>/``: ``spec.json``, ``rows.parquet`` and ``
 ``read_window_metrics``), ``last.ckpt`` (Lightning checkpoint, loaded with ``weights_only=True``)
 and ``done.json`` once finished (``ok`` or ``failed`` with the reason). A finished run is never
 redone; a killed one resumes from ``last.ckpt``. The run id hashes the spec, every setting that
-changes results, and the input's manifest, so changed inputs or settings mean new runs.
+changes results, and the sha256 of the input files read (content, never paths or times), so
+changed inputs or settings mean new runs and the same data anywhere means the same ids.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from tsfm_cli.models.embeddings import embedding_class
 from tsfm_cli.models.forecaster import Forecaster, Window, check_arch
 from tsfm_cli.models.scaling import get_scaler
 from tsfm_cli.schema import METRICS
-from tsfm_cli.stagedir import StageInput, open_stage, output_lock
+from tsfm_cli.stagedir import StageInput, open_stage, output_lock, sha256_file
 from tsfm_cli.train.budget import (
     attention_flops,
     epochs_done,
@@ -70,6 +71,9 @@ RESULT_SETTINGS = (
     "warmup_steps", "grad_clip", "context_length", "train_horizon", "checkpoints",
     "eval_windows", "eval_samples", "seed",
 )  # fmt: skip
+
+# The files of an ood-split directory a sweep reads: their sha256s are the input's identity.
+SPLITS_READ = ("train.parquet", "eval.parquet", "scenarios.parquet")
 
 RESULT_SCHEMA: dict[str, pl.DataType] = {
     "run_id": pl.String,
@@ -143,6 +147,7 @@ class SweepData:
 def load_sweep_data(splits: Path | str | StageInput, config: TrainConfig) -> SweepData:
     stage = splits if isinstance(splits, StageInput) else open_stage(splits, "ood-split")
     notes: list[str] = []
+    source = stage.describe(*SPLITS_READ)  # every file's bytes verified before it is read
     groups = load_eval(
         stage.file("eval.parquet"),
         stage.path / "scenarios.parquet",  # load_eval skips it when absent
@@ -162,7 +167,7 @@ def load_sweep_data(splits: Path | str | StageInput, config: TrainConfig) -> Swe
     budget = DataBudget.build(series, n_ctx + train_horizon, config.seed)
     freqs, counts = np.unique(series.freq_s, return_counts=True)
     return SweepData(
-        source=stage.describe(),
+        source=source,
         series=series,
         budget=budget,
         groups=groups,
@@ -378,8 +383,11 @@ def rows_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
 class _Run:
     """Training and evaluation of one RunSpec inside its run directory."""
 
-    def __init__(self, spec, data: SweepData, config: TrainConfig, run_dir: Path, task) -> None:
+    def __init__(
+        self, spec, data: SweepData, config: TrainConfig, run_dir: Path, task, warn=None
+    ) -> None:
         self.spec, self.data, self.config, self.dir, self.task = spec, data, config, run_dir, task
+        self.warn = warn or Reporter().warn
         self.cfg: ModelConfig = spec.model_config
         self.window = data.context_length + data.train_horizon
         self.rows: list[dict[str, Any]] = []
@@ -469,18 +477,8 @@ class _Run:
         ckpt = self.dir / "last.ckpt"
         rows_path = self.dir / "rows.parquet"
         windows_path = self.dir / "windows.parquet"
-        resume_step = 0
-        if ckpt.is_file():
-            meta = torch.load(ckpt, map_location="cpu", weights_only=True)
-            resume_step = int(meta.get("global_step", 0))
-            del meta
-            if rows_path.is_file():
-                old = pl.read_parquet(rows_path).filter(pl.col("step") <= resume_step)
-                self.rows = old.to_dicts()
-            if windows_path.is_file():
-                old = pl.read_parquet(windows_path).filter(pl.col("step") <= resume_step)
-                self.windows = [old]
-        else:
+        resume_step = self._resume_point(ckpt, rows_path, windows_path)
+        if resume_step == 0:
             ckpt = None
         if config.compile:
             model.backbone = torch.compile(model.backbone)
@@ -607,10 +605,45 @@ class _Run:
             "params_total": n_total,
         }
         if zero:
+            if rows_path.is_file():  # verified before the run's rows are reused
+                done["rows_sha256"] = sha256_file(rows_path)
+            if windows_path.is_file():
+                done["windows_sha256"] = sha256_file(windows_path)
             _write_json_atomic(done, self.dir / "done.json")
             with contextlib.suppress(FileNotFoundError):
                 (self.dir / "last.ckpt").unlink()  # finished: rows are what is kept
         return done
+
+    def _resume_point(self, ckpt: Path, rows_path: Path, windows_path: Path) -> int:
+        """The step a killed run resumes from (0: from scratch), its rows reloaded. A checkpoint
+        or rows file that cannot be read is named, discarded, and the run starts again: a
+        damaged file must not fail every rerun forever."""
+        if not ckpt.is_file():
+            return 0
+        reading = ckpt
+        try:
+            meta = torch.load(ckpt, map_location="cpu", weights_only=True)
+            resume_step = int(meta.get("global_step", 0))
+            del meta
+            if rows_path.is_file():
+                reading = rows_path
+                old = pl.read_parquet(rows_path).filter(pl.col("step") <= resume_step)
+                self.rows = old.to_dicts()
+            if windows_path.is_file():
+                reading = windows_path
+                old = pl.read_parquet(windows_path).filter(pl.col("step") <= resume_step)
+                self.windows = [old]
+            return resume_step
+        except Exception as exc:  # noqa: BLE001 - any damage (EOFError, zip, pickle, parquet)
+            self.warn(
+                f"{reading}: unreadable ({type(exc).__name__}); discarded, the run restarts "
+                "from step 0"
+            )
+            ckpt.unlink(missing_ok=True)
+            rows_path.unlink(missing_ok=True)
+            windows_path.unlink(missing_ok=True)
+            self.rows, self.windows = [], []
+            return 0
 
     def _tokens_at(self, step: int) -> int:
         for row in reversed(self.rows):
@@ -647,7 +680,7 @@ def run_settings(config: TrainConfig, data: SweepData) -> dict[str, Any]:
     settings = {key: getattr(config, key) for key in RESULT_SETTINGS}
     settings["context_length"] = data.context_length
     settings["train_horizon"] = data.train_horizon
-    settings["input"] = data.source.get("manifest_sha256")
+    settings["input"] = data.source.get("content")  # sha256 of the files read: content only
     return settings
 
 
@@ -682,6 +715,11 @@ def run_sweep(
             done_path = run_dir / "done.json"
             trained = False
             zero = is_global_zero(config)
+            damage = finished_run_damage(run_dir) if zero else None
+            if damage:
+                reporter.warn(f"{damage}; the run is trained again")
+                for name in ("done.json", "rows.parquet", "last.ckpt"):
+                    (run_dir / name).unlink(missing_ok=True)
             if not done_path.is_file():
                 # one process per run directory; DDP ranks > 0 follow rank 0 without the lock
                 lock = output_lock(run_dir, wait_s=0.0) if zero else contextlib.nullcontext()
@@ -692,7 +730,7 @@ def run_sweep(
                                 {"run_id": run_id, "spec": asdict(spec), "settings": settings},
                                 run_dir / "spec.json",
                             )
-                        done = _Run(spec, data, config, run_dir, task).run(run_id)
+                        done = _Run(spec, data, config, run_dir, task, reporter.warn).run(run_id)
                         trained = True
                         if done["status"] == "failed":
                             reporter.warn(f"run {run_id} failed: {done['reason']}")
@@ -721,6 +759,30 @@ def run_sweep(
                 all_rows.append(pl.read_parquet(rows_path))
     rows = pl.concat(all_rows, how="vertical") if all_rows else rows_frame([])
     return rows, pl.DataFrame(summaries, infer_schema_length=None)
+
+
+def finished_run_damage(run_dir: Path) -> str | None:
+    """What is wrong with a finished run's files (None if not finished or intact): its
+    done.json unreadable, or its rows.parquet not the bytes done.json recorded."""
+    done_path = run_dir / "done.json"
+    if not done_path.is_file():
+        return None
+    try:
+        done = json.loads(done_path.read_text())
+    except (OSError, ValueError) as exc:
+        return f"{done_path}: unreadable ({type(exc).__name__})"
+    if not isinstance(done, dict):
+        return f"{done_path}: unreadable (not an object)"
+    for name in ("rows", "windows"):
+        recorded = done.get(f"{name}_sha256")
+        path = run_dir / f"{name}.parquet"
+        if recorded is None:
+            continue  # written before the file was hashed, or a run without it
+        if not path.is_file():
+            return f"{path}: missing"
+        if sha256_file(path) != recorded:
+            return f"{path}: changed since written (sha256 differs)"
+    return None
 
 
 def validate_spec(spec: RunSpec) -> None:
