@@ -52,6 +52,7 @@ def test_recipe_and_options_with_json(tsfm, clean, tmp_path):
         "level_shift:4",
         "missing_bursts:1",
         "missing_bursts:4",
+        "val",
     ]
     evals = pl.read_parquet(out / "eval.parquet")
     assert sorted(evals["horizon"].unique()) == [32, 64]
