@@ -54,8 +54,9 @@ def test_bench_writes_documented_artifacts(bench):
     assert not summary["skipped"] and summary["runs_ok"] == summary["runs"] == 3 * 2
     frame = pl.read_parquet(out / "bench.parquet")
     assert set(frame.columns) >= DESIGN_COLUMNS | BRIEF_COLUMNS
-    # 3 strategies (2 embeddings + patch/meanabs) × 2 seeds × 2 scenarios × 2 horizons
-    assert frame.height == 3 * 2 * 2 * 2
+    # 3 strategies (2 embeddings + patch/meanabs) × 2 seeds × 3 scenarios (id, level_shift:2,
+    # val) × 2 horizons
+    assert frame.height == 3 * 2 * 3 * 2
     assert set(frame["strategy"]) == {"patch/std", "pointwise/std", "patch/meanabs"}
     assert set(frame["embedding"]) == {"patch", "pointwise"}
     assert frame["crps"].is_not_null().all() and (frame["status"] == "ok").all()
@@ -139,7 +140,11 @@ def test_cli_json_and_table(tsfm, bench, tmp_path):
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["skipped"] and summary["out_dir"] == str(out)
-    assert {row["scenario"] for row in summary["best_per_scenario"]} == {"id", "level_shift:2"}
+    assert {row["scenario"] for row in summary["best_per_scenario"]} == {
+        "id",
+        "level_shift:2",
+        "val",
+    }
     console = Console(file=io.StringIO(), width=160)
     _render(summary, Reporter(quiet=False, console=console))
     text = console.file.getvalue()

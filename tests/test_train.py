@@ -128,9 +128,20 @@ def test_tiny_sweep_end_to_end_writes_the_documented_columns(splits, tmp_path):
     for column in (*RESULT_COLUMNS, *EXTRA_COLUMNS):
         assert column in rows.columns, column
     assert rows["horizon"].dtype == pl.Int32
-    # one row per run × checkpoint × scenario × horizon
-    assert rows.height == 8 * len(checkpoint_steps(12, 3)) * 2 * 2
-    assert set(rows["scenario"]) == {"id", "level_shift:2"}
+    # one row per run × checkpoint × scenario × horizon over all windows (group_key null) …
+    every = rows.filter(pl.col("group_key").is_null())
+    assert every.height == 8 * len(checkpoint_steps(12, 3)) * 3 * 2
+    assert set(rows["scenario"]) == {"id", "level_shift:2", "val"}
+    assert every.filter(pl.col("scenario") == "val")["kind"].unique().to_list() == ["val"]
+    # … plus one per value of each group key from eval.parquet (line, machine); their windows
+    # add up to the all-window row's
+    per_line = rows.filter(pl.col("group_key") == "line")
+    assert set(per_line["line"]) == {"line1", "line2"} and per_line["machine"].is_null().all()
+    assert every["line"].is_null().all() and every["machine"].is_null().all()
+    key = ["run_id", "step", "scenario", "horizon"]
+    sums = per_line.group_by(key).agg(pl.col("n_windows").sum().alias("in_lines"))
+    joined = every.join(sums, on=key)
+    assert joined.height > 0 and (joined["n_windows"] == joined["in_lines"]).all()
     assert set(rows["horizon"]) == {16, 32}
     assert set(rows["train_quality"]) == {"clean", "missing_bursts:3"}
     assert set(rows["status"]) == {"ok"}
@@ -182,8 +193,9 @@ def test_killed_run_resumes_from_its_last_checkpoint(splits, tmp_path, monkeypat
     assert done["resumed_from"] == checkpoint_steps(16, 3)[0] > 0
     assert sorted(set(rows["step"])) == checkpoint_steps(16, 3)
     cols = ["step", "scenario", "horizon", "tokens", "nll", "crps", "mae"]
-    left = rows.sort("step", "scenario", "horizon").select(cols)
-    right = reference.sort("step", "scenario", "horizon").select(cols)
+    every = [r.filter(pl.col("group_key").is_null()) for r in (rows, reference)]
+    left = every[0].sort("step", "scenario", "horizon").select(cols)
+    right = every[1].sort("step", "scenario", "horizon").select(cols)
     assert left["tokens"].to_list() == right["tokens"].to_list()
     np.testing.assert_allclose(left["nll"].to_numpy(), right["nll"].to_numpy(), rtol=1e-4)
     # a finished run is skipped
@@ -208,7 +220,7 @@ def test_divergence_is_recorded_and_the_sweep_goes_on(splits, tmp_path, monkeypa
     rows, runs = run_sweep(grid(cfg), data, cfg, tmp_path / "runs")
     assert runs.sort("params")["status"].to_list() == ["failed", "ok"]
     failed = rows.filter(pl.col("status") == "failed")
-    assert failed.height == 4 and failed["reason"].str.contains("nan").all()
+    assert failed.height == 3 * 2 and failed["reason"].str.contains("nan").all()
     assert failed["nll"].is_null().all()
 
 
@@ -255,7 +267,7 @@ def test_shards_merge_into_the_full_grid(splits, tmp_path, tsfm):
     shards = pl.concat(
         [pl.read_parquet(tmp_path / f"results-shard-{i}-of-2" / "results.parquet") for i in (0, 1)]
     )
-    key = ["run_id", "step", "scenario", "horizon"]
+    key = ["run_id", "step", "scenario", "horizon", "group_key", "line", "machine"]
     assert rows.sort(key).equals(shards.sort(key))
     assert rows["run_id"].n_unique() == 2
 

@@ -15,13 +15,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
 
 from tsfm_cli.errors import BadInputError
+from tsfm_cli.groupkeys import breakdown, eval_group_keys
 from tsfm_cli.train.config import CLEAN
 
 
@@ -234,6 +236,14 @@ class EvalGroup:
     target_observed: np.ndarray  # [n, H]
     times: np.ndarray  # [n, Tc + H] float64 seconds
     freq_s: np.ndarray  # [n]
+    keys: dict[str, np.ndarray] = field(default_factory=dict)  # group key → [n] value per window
+
+    def breakdown(self, per_window: dict[str, list[np.ndarray]]) -> list[dict[str, Any]]:
+        """Rows per group-key value (tsfm_cli/groupkeys.py) from evaluate's per-window parts."""
+        if not self.keys:
+            return []
+        values = {m: np.concatenate(parts).astype(np.float64) for m, parts in per_window.items()}
+        return [{**self.describe(), **row} for row in breakdown(self.keys, values)]
 
     def describe(self) -> dict[str, object]:
         """The group's columns in results.parquet."""
@@ -266,6 +276,7 @@ def load_eval(
     if scenarios_path is not None and scenarios_path.is_file():
         for row in pl.read_parquet(scenarios_path).iter_rows(named=True):
             kinds[row["scenario"]] = (row.get("kind"), row.get("family"), row.get("severity"))
+    key_columns = eval_group_keys(frame)
     groups = []
     for (scenario, horizon), part in frame.sort(
         "scenario", "horizon", "series_id", "window_id"
@@ -308,6 +319,7 @@ def load_eval(
                 target_observed=t_obs,
                 times=times,
                 freq_s=freq,
+                keys={k: part[k].to_numpy() for k in key_columns},
             )
         )
     if not groups:

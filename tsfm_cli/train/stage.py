@@ -85,7 +85,7 @@ def run_train(
     rows, runs = run_sweep(specs, data, config, runs_dir, reporter=reporter)
     if not is_global_zero(config):
         return {"out_dir": str(out_dir), "rank": "non-zero", "skipped": False}
-    rows = rows.sort("run_id", "step", "scenario", "horizon")
+    rows = rows.sort("run_id", "step", "scenario", "horizon", maintain_order=True)
     summary = {
         "runs": len(specs),
         **run_outcomes(runs),
