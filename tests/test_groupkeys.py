@@ -79,6 +79,9 @@ def results(tmp_path_factory):
 def test_results_carry_the_group_keys(results):
     rows = pl.read_parquet(results / "results.parquet")
     assert {GROUP_KEY, "line", "machine"} <= set(rows.columns)
+    baselines = rows.filter(pl.col("arch") == "baseline")
+    assert set(baselines.filter(pl.col(GROUP_KEY) == "line")["line"]) == {"line1", "line2"}
+    rows = rows.filter(pl.col("arch") != "baseline")
     every = rows.filter(pl.col(GROUP_KEY).is_null())
     assert every.height == 3 * 3 * 2  # runs × scenarios (id, level_shift:2, val) × horizons
     lines = rows.filter(pl.col(GROUP_KEY) == "line")
@@ -107,4 +110,5 @@ def test_fit_by_line_answers_per_line(results, tmp_path):
     assert by_line["groups"] == 3 * 2  # scenarios × lines
     # without a group key the fit reads the all-window rows only (one group per scenario)
     plain = run_fit([results], tmp_path / "plain", FitConfig(group_by=["scenario"], **fast))
-    assert plain["groups"] == 3 and plain["rows"] == 3 * 3 * 2
+    # 3 runs + 3 baselines (fit's own baseline handling is branch `verdict`'s)
+    assert plain["groups"] == 3 and plain["rows"] == (3 + 3) * 3 * 2

@@ -128,6 +128,12 @@ def test_tiny_sweep_end_to_end_writes_the_documented_columns(splits, tmp_path):
     for column in (*RESULT_COLUMNS, *EXTRA_COLUMNS):
         assert column in rows.columns, column
     assert rows["horizon"].dtype == pl.Int32
+    # the baselines: scored once on the same scenarios × horizons (tsfm_cli/baselines.py)
+    baselines = rows.filter(pl.col("arch") == "baseline")
+    assert set(baselines["model"]) == {"seasonal_naive", "naive", "auto_ets"}
+    assert baselines.filter(pl.col("group_key").is_null()).height == 3 * 3 * 2
+    assert (baselines["params"] == 0).all() and (baselines["step"] == 0).all()
+    rows = rows.filter(pl.col("arch") != "baseline")
     # one row per run × checkpoint × scenario × horizon over all windows (group_key null) …
     every = rows.filter(pl.col("group_key").is_null())
     assert every.height == 8 * len(checkpoint_steps(12, 3)) * 3 * 2
@@ -264,12 +270,13 @@ def test_shards_merge_into_the_full_grid(splits, tmp_path, tsfm):
     summary = json.loads(merged.stdout)
     assert summary["runs"] == 2 and summary["runs_trained"] == 0
     rows = pl.read_parquet(out / "results.parquet")
-    shards = pl.concat(
-        [pl.read_parquet(tmp_path / f"results-shard-{i}-of-2" / "results.parquet") for i in (0, 1)]
-    )
+    shards = pl.concat(  # diagonal: shard 0 also holds the baseline rows (and their columns)
+        [pl.read_parquet(tmp_path / f"results-shard-{i}-of-2" / "results.parquet") for i in (0, 1)],
+        how="diagonal_relaxed",
+    ).select(rows.columns)
     key = ["run_id", "step", "scenario", "horizon", "group_key", "line", "machine"]
     assert rows.sort(key).equals(shards.sort(key))
-    assert rows["run_id"].n_unique() == 2
+    assert rows.filter(pl.col("arch") != "baseline")["run_id"].n_unique() == 2
 
 
 def test_cli_bad_input_fails_fast_with_exit_2(splits, tmp_path, tsfm):

@@ -257,8 +257,11 @@ def score_baselines(
     window_frame = pl.concat(windows, how="diagonal_relaxed").with_columns(
         pl.col("horizon").cast(pl.Int32)
     )
-    for metric in METRIC_NAMES:  # a metric with no finite value at all comes back as null
-        result_frame = result_frame.with_columns(pl.col(metric).cast(pl.Float64))
+    casts = {**dict.fromkeys(METRIC_NAMES, pl.Float64), "flops": pl.Float64}
+    casts |= dict.fromkeys(("params", "params_total", "step", "seed", "tokens"), pl.Int64)
+    casts["data_points"] = pl.Int64
+    result_frame = result_frame.cast(casts)  # all-null columns would otherwise be Null-typed
+    window_frame = window_frame.cast({k: v for k, v in casts.items() if k in window_frame.columns})
     return result_frame, window_frame
 
 
@@ -273,6 +276,7 @@ def _base(model: str) -> dict[str, Any]:
         "step": 0,
         "seed": 0,
         "tokens": 0,
-        "flops": 0.0,
+        "flops": None,  # no training compute: never a point of L(C)
+        "data_points": None,  # nor of L(D)
         "status": "ok",
     }

@@ -264,6 +264,27 @@ def _list_array(column: pl.Series, dtype, fill) -> np.ndarray:
     return filled.list.to_array(filled.list.len().max()).to_numpy().astype(dtype)
 
 
+def select_windows(frame: pl.DataFrame, max_windows: int, seed: int) -> pl.DataFrame:
+    """The evaluated windows of eval.parquet: at most ``max_windows`` per scenario × horizon,
+    the same ones in every scenario and horizon where they exist (paired comparison), sorted by
+    scenario, horizon, series_id, window_id. The models and the baselines both score these."""
+    parts = []
+    for _, part in frame.sort("scenario", "horizon", "series_id", "window_id").group_by(
+        ["scenario", "horizon"], maintain_order=True
+    ):
+        if part.height > max_windows:
+            base = "base_window_id" if "base_window_id" in part.columns else "window_id"
+            key = pl.concat_str(pl.col("series_id"), pl.col(base).cast(pl.String), separator="#")
+            part = (
+                part.with_columns(_key=key.hash(seed=seed))
+                .sort("_key")
+                .head(max_windows)
+                .drop("_key")
+            )
+        parts.append(part)
+    return pl.concat(parts) if parts else frame.clear()
+
+
 def load_eval(
     path: Path, scenarios_path: Path | None, max_windows: int, seed: int
 ) -> list[EvalGroup]:
@@ -278,14 +299,9 @@ def load_eval(
             kinds[row["scenario"]] = (row.get("kind"), row.get("family"), row.get("severity"))
     key_columns = eval_group_keys(frame)
     groups = []
-    for (scenario, horizon), part in frame.sort(
-        "scenario", "horizon", "series_id", "window_id"
-    ).group_by(["scenario", "horizon"], maintain_order=True):
-        if part.height > max_windows:
-            # the same windows in every scenario and horizon where they exist (paired comparison)
-            base = "base_window_id" if "base_window_id" in part.columns else "window_id"
-            key = pl.concat_str(pl.col("series_id"), pl.col(base).cast(pl.String), separator="#")
-            part = part.with_columns(_key=key.hash(seed=seed)).sort("_key").head(max_windows)
+    for (scenario, horizon), part in select_windows(frame, max_windows, seed).group_by(
+        ["scenario", "horizon"], maintain_order=True
+    ):
         context = _list_array(part["context"], np.float32, float("nan"))
         target = _list_array(part["target"], np.float32, float("nan"))
         c_obs = _list_array(part["context_observed"], bool, False) & np.isfinite(context)

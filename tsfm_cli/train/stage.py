@@ -49,6 +49,19 @@ def shard_paths(out_dir: Path, shard_text: str) -> tuple[Path, Path]:
     return out_dir, runs_dir
 
 
+def baseline_results(stage, config: TrainConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(results rows, window rows) of the baselines on the windows the models are scored on."""
+    from tsfm_cli.baselines import score_baselines
+    from tsfm_cli.train.data import select_windows
+
+    frame = select_windows(
+        pl.read_parquet(stage.file("eval.parquet")), config.eval_windows, config.seed
+    )
+    scenarios_path = stage.path / "scenarios.parquet"
+    scenarios = pl.read_parquet(scenarios_path) if scenarios_path.is_file() else None
+    return score_baselines(frame, None, models=config.baselines, scenarios=scenarios)
+
+
 def run_train(
     inputs: Path | str,
     out_dir: Path | str,
@@ -85,6 +98,9 @@ def run_train(
     rows, runs = run_sweep(specs, data, config, runs_dir, reporter=reporter)
     if not is_global_zero(config):
         return {"out_dir": str(out_dir), "rank": "non-zero", "skipped": False}
+    if config.baselines and index == 0:  # one shard carries them: shards concatenate
+        baseline_rows, _baseline_windows = baseline_results(stage, config)
+        rows = pl.concat([rows, baseline_rows], how="diagonal_relaxed")
     rows = rows.sort("run_id", "step", "scenario", "horizon", maintain_order=True)
     summary = {
         "runs": len(specs),
