@@ -276,7 +276,8 @@ def _base(model: str) -> dict[str, Any]:
         "step": 0,
         "seed": 0,
         "tokens": 0,
-        "flops": None,  # no training compute: never a point of L(C)
-        "data_points": None,  # nor of L(D)
+        # no training: zero compute and data, so never a point of a law (fit keeps X > 0)
+        "flops": 0.0,
+        "data_points": 0,
         "status": "ok",
     }
