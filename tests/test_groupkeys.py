@@ -99,7 +99,7 @@ def test_results_carry_the_group_keys(results):
     np.testing.assert_allclose(both["mae"].to_numpy(), both["mae_all"].to_numpy(), rtol=1e-6)
 
 
-def test_fit_by_line_answers_per_line(results, tmp_path):
+def test_fit_by_line_answers_per_line(results, tmp_path, tsfm):
     fast = {"xs": ["D"], "laws": ["power"], "n_boot": 20, "plots": False}
     by_line = run_fit(
         [results], tmp_path / "by_line", FitConfig(group_by=["scenario", "line"], **fast)
@@ -110,5 +110,14 @@ def test_fit_by_line_answers_per_line(results, tmp_path):
     assert by_line["groups"] == 3 * 2  # scenarios × lines
     # without a group key the fit reads the all-window rows only (one group per scenario)
     plain = run_fit([results], tmp_path / "plain", FitConfig(group_by=["scenario"], **fast))
+    # the same through the real CLI
+    recipe = tmp_path / "fit.yaml"
+    recipe.write_text("fit:\n  xs: [D]\n  laws: [power]\n  n_boot: 20\n  plots: false\n")
+    out = tmp_path / "cli"
+    args = ["-o", out, "-c", recipe, "--group-by", "arch,scenario,line", "--json"]
+    result = tsfm("fit", results, *args)
+    assert result.returncode == 0, result.stderr
+    cli_laws = pl.read_parquet(out / "laws.parquet").filter(pl.col("arch") == "encoder")
+    assert set(cli_laws["line"]) == {"line1", "line2"}
     # 3 runs + 3 baselines (fit's own baseline handling is branch `verdict`'s)
     assert plain["groups"] == 3 and plain["rows"] == (3 + 3) * 3 * 2
