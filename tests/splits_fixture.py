@@ -1,10 +1,10 @@
 """A small valid `ood-split` stage directory, generated (tests never read ../shared).
 
 Follows the BRIEF contract: train.parquet as series.parquet; eval.parquet with list columns,
-`horizon`, `freq_s`, `sensor`, `line`, `machine` (group keys) and `split`; scenarios.parquet with
-`id` and one OOD scenario. With ``val`` (default) eval.parquet also holds validation windows
-(`scenario = family = kind = "val"`, `split = "val"`) from the end of the training period, as
-ood-split writes them; ``val=False`` writes an eval.parquet from before the split (no `split`).
+`horizon`, `freq_s`, `sensor`, `split`, the group keys `line` and `machine`; scenarios.parquet
+with `val` (validation windows whose targets follow the training range), `id` and one OOD
+scenario. Time layout per series: train | val targets | test windows. ``val=False`` writes an
+eval.parquet from before the validation split (no validation windows, no `split` column).
 """
 
 from __future__ import annotations
@@ -34,18 +34,24 @@ def make_splits(
     context: int = 64,
     horizons: tuple[int, ...] = (16, 32),
     windows: int = 6,
+    val_windows: int = 2,
     freq_s: int = 60,
     missing: float = 0.05,
     seed: int = 0,
     val: bool = True,
 ) -> Path:
-    """Write an ood-split directory at ``out`` and return it."""
+    """Write an ood-split directory at ``out`` and return it (``val=False``: an eval.parquet
+    from before the validation split, with no validation windows and no `split` column)."""
+    if not val:
+        val_windows = 0
     rng = np.random.default_rng(seed)
     start = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
-    eval_length = context + max(horizons) + windows * 16
+    val_span = val_windows * max(horizons)  # validation targets right after train.parquet
+    eval_length = val_span + context + max(horizons) + windows * 16
     train_frames, eval_rows = [], []
     for i in range(n_series):
-        sid = f"line1/m{i}/temp"
+        line = f"line{1 + i % 2}"  # two lines, so results can be reported per line
+        sid = f"{line}/m{i}/temp"
         full = _series(rng, train_length + eval_length, period=48 + 8 * i, level=20.0 * (i + 1))
         observed = rng.random(full.size) > missing
         times = [start + dt.timedelta(seconds=freq_s * k) for k in range(train_length)]
@@ -61,18 +67,39 @@ def make_splits(
                     "observed": observed[:train_length],
                     "flags": np.where(observed[:train_length], 0, 1).astype(np.uint16),
                     "freq_s": freq_s,
-                    "line": "line1",
+                    "line": line,
                     "machine": f"m{i}",
                 }
             )
         )
-        scenarios = [("id", 0.0), ("level_shift:2", 2.0)] + ([("val", 0.0)] if val else [])
-        for scenario, shift in scenarios:
+        keys = {"line": line, "machine": f"m{i}"}
+        for horizon in horizons:
+            for w in range(val_windows):
+                t = train_length + w * max(horizons)  # target start; context from train
+                c_obs, t_obs = observed[t - context : t], observed[t : t + horizon]
+                eval_rows.append(
+                    {
+                        "scenario": "val",
+                        "split": "val",
+                        "family": "val",
+                        "severity": 0.0,
+                        "series_id": sid,
+                        "window_id": windows + w,
+                        "target_start": start + dt.timedelta(seconds=freq_s * t),
+                        "context": np.where(c_obs, full[t - context : t], np.nan).tolist(),
+                        "context_observed": c_obs.tolist(),
+                        "target": np.where(t_obs, full[t : t + horizon], np.nan).tolist(),
+                        "target_observed": t_obs.tolist(),
+                        "horizon": horizon,
+                        "freq_s": freq_s,
+                        "sensor": "temp",
+                        **keys,
+                    }
+                )
+        for scenario, shift in (("id", 0.0), ("level_shift:2", 2.0)):
             for horizon in horizons:
                 for w in range(windows):
-                    a = train_length + w * 16
-                    if scenario == "val":  # the end of the training period, before the test
-                        a = train_length - context - max(horizons) - w * 16
+                    a = train_length + val_span + w * 16
                     ctx = full[a : a + context].copy()
                     tgt = full[a + context : a + context + horizon].copy()
                     if shift:
@@ -82,7 +109,8 @@ def make_splits(
                     eval_rows.append(
                         {
                             "scenario": scenario,
-                            "family": scenario if not shift else "level_shift",
+                            "split": "test",
+                            "family": "id" if not shift else "level_shift",
                             "severity": shift,
                             "series_id": sid,
                             "window_id": w,
@@ -94,9 +122,7 @@ def make_splits(
                             "horizon": horizon,
                             "freq_s": freq_s,
                             "sensor": "temp",
-                            "line": "line1",
-                            "machine": f"m{i}",
-                            "split": "val" if scenario == "val" else "test",
+                            **keys,
                         }
                     )
     train = pl.concat(train_frames).with_columns(pl.col("timestamp").cast(pl.Datetime("us", "UTC")))
@@ -104,6 +130,7 @@ def make_splits(
         eval_rows,
         schema={
             "scenario": pl.String,
+            "split": pl.String,
             "family": pl.String,
             "severity": pl.Float64,
             "series_id": pl.String,
@@ -118,7 +145,6 @@ def make_splits(
             "sensor": pl.String,
             "line": pl.String,
             "machine": pl.String,
-            "split": pl.String,
         },
     )
     if not val:
@@ -132,10 +158,15 @@ def make_splits(
             "kind": ["id", "synthetic", "val"],
             "severity": [0.0, 2.0, 0.0],
             "params": [json.dumps({}), json.dumps({"offset": 2.0}), json.dumps({})],
-            "n_windows": [n_series * windows * len(horizons)] * 3,
+            "n_windows": [n_series * w * len(horizons) for w in (windows, windows, val_windows)],
         }
-    ).head(3 if val else 2)
-    config = {"context_length": context, "horizons": list(horizons), "seed": seed}
+    ).filter(pl.col("n_windows") > 0)
+    config = {
+        "context_length": context,
+        "horizons": list(horizons),
+        "seed": seed,
+        "val_windows": val_windows,
+    }
     with StageWriter(Path(out), "ood-split", config=config, inputs=[], command=["fixture"]) as w:
         w.write_parquet("train.parquet", train)
         w.write_parquet("eval.parquet", evals)

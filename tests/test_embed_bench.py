@@ -168,7 +168,10 @@ def test_cli_json_and_table(tsfm, bench, tmp_path):
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["skipped"] and summary["out_dir"] == str(out)
+    # the best per scenario is a test result: validation windows only choose the strategy
     assert {row["scenario"] for row in summary["best_per_scenario"]} == {"id", "level_shift:2"}
+    bench = pl.read_parquet(out / "bench.parquet")
+    assert bench.filter(pl.col("chosen"))["strategy"].unique().to_list() == [summary["chosen"]]
     console = Console(file=io.StringIO(), width=160)
     _render(summary, Reporter(quiet=False, console=console))
     text = console.file.getvalue()

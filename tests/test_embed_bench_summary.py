@@ -23,6 +23,7 @@ SCENARIOS = [  # scenario, family, kind
     ("future", "future", "natural"),
     ("level_shift:1", "level_shift", "synthetic"),
     ("level_shift:2", "level_shift", "synthetic"),
+    ("val", "val", "val"),  # validation windows: a scenario, but no OOD family
 ]
 
 
@@ -55,7 +56,9 @@ def _bench(crps_of) -> pl.DataFrame:
 
 def _crps(strategy, seed, scenario, horizon):
     base = {"a": 1.0, "b": 1.05, "c": 3.0}[strategy]
-    shift = {"id": 0.0, "future": 0.5, "level_shift:1": 1.0, "level_shift:2": 2.0}[scenario]
+    shift = {"id": 0.0, "future": 0.5, "level_shift:1": 1.0, "level_shift:2": 2.0, "val": 9.0}[
+        scenario
+    ]
     # horizons 8 and 16 average to base + shift + 0.2·seed
     return base + shift + 0.2 * seed + (0.1 if horizon == 16 else -0.1)
 
@@ -80,6 +83,7 @@ def test_seed_scores_average_horizons_families_and_robustness():
     assert got[("ood", "ood")] == pytest.approx(2.0)
     assert got[("robustness", "robustness")] == pytest.approx(2.0)
     assert got[("scenario", "level_shift:2")] == pytest.approx(3.0)
+    assert got[("scenario", "val")] == pytest.approx(10.0) and ("family", "val") not in got
 
 
 def test_summary_intervals_come_from_the_seeds():

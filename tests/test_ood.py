@@ -62,7 +62,11 @@ def test_artifacts_and_contract_columns(split):
     assert {"manifest.json", "train.parquet", "eval.parquet", "scenarios.parquet"} <= names
     assert "scenarios.png" in names and (out / "scenarios.png").stat().st_size > 1000
     evals = pl.read_parquet(out / "eval.parquet")
-    assert dict(evals.schema) == EVAL_SCHEMA
+    # ingest's group keys travel with every window (train reports per line / machine)
+    assert dict(evals.schema) == {**EVAL_SCHEMA, "line": pl.String, "machine": pl.String}
+    assert evals.filter(pl.col("series_id") == "line2/m1/pressure")["line"].unique().to_list() == [
+        "line2"
+    ]
     series = pl.read_parquet(out.parent / "clean" / "series.parquet")
     train = pl.read_parquet(out / "train.parquet")
     assert train.schema == series.schema
@@ -82,11 +86,13 @@ def test_scenario_names(split):
     out, _ = split
     scenarios = pl.read_parquet(out / "scenarios.parquet")
     synthetic = [f"{f}:{s}" for f in FAMILIES for s in ("1", "2", "3")]
-    expected = ["id", "future", "heldout:machine=m3", "custom:late", *synthetic]
+    # validation windows come last (test windows keep their ids whatever val_fraction is)
+    expected = ["id", "future", "heldout:machine=m3", "custom:late", *synthetic, "val"]
     assert scenarios["scenario"].to_list() == expected
     kinds = dict(zip(scenarios["scenario"], scenarios["kind"], strict=True))
     assert (
-        kinds["id"] == "id"
+        kinds["val"] == "val"
+        and kinds["id"] == "id"
         and kinds["future"] == "natural"
         and kinds["level_shift:2"] == ("synthetic")
     )
@@ -424,3 +430,112 @@ def test_windows_with_a_constant_context_are_left_out(tmp_path):
     assert "line1/m1/pressure" in set(future)  # contexts that hold the jump vary: kept
     shift = pl.read_parquet(tmp_path / "s" / "scenarios.parquet")
     assert shift["wasserstein"].max() < 100
+
+
+# --------------------------------------------------------------------------------------------
+# The validation split: the end of the training period, time-separated from train and test
+
+
+def _spans(out) -> pl.DataFrame:
+    series = pl.read_parquet(out.parent / "clean" / "series.parquet")
+    return series.group_by("series_id").agg(
+        first=pl.col("timestamp").min(), last=pl.col("timestamp").max()
+    )
+
+
+def _fraction(at: float) -> pl.Expr:
+    return pl.col("first") + (pl.col("last") - pl.col("first")) * at
+
+
+def test_validation_windows_lie_at_the_end_of_the_training_period(split):
+    out, summary = split
+    evals = pl.read_parquet(out / "eval.parquet").join(_spans(out), on="series_id")
+    val = evals.filter(pl.col("split") == "val")
+    assert val.height == summary["val_windows"] > 0
+    assert set(val["scenario"]) == {"val"} and set(val["family"]) == {"val"}
+    assert set(evals.filter(pl.col("scenario") != "val")["split"]) == {"test"}
+    assert sorted(val["horizon"].unique()) == [32, 128]
+    # val_fraction 0.1 of the training period [first, id_start = 0.6): targets in [0.54, 0.6)
+    end = pl.col("target_start") + pl.duration(seconds=(pl.col("horizon") - 1) * pl.col("freq_s"))
+    assert val.select((pl.col("target_start") >= _fraction(0.54)).all()).item()
+    assert val.select((end < _fraction(0.6)).all()).item()
+    # the context reaches back into the training range, as a forecast's would
+    ctx = pl.col("target_start") - pl.duration(seconds=512 * pl.col("freq_s"))
+    assert val.select((ctx < _fraction(0.54)).all()).item()
+    # train.parquet stops where validation targets begin
+    train = pl.read_parquet(out / "train.parquet").join(_spans(out), on="series_id")
+    assert train.select((pl.col("timestamp") < _fraction(0.54)).all()).item()
+    assert train.select((pl.col("timestamp") >= _fraction(0.53)).any()).item()
+    # only series that are trained on get validation windows, at most max_windows each
+    assert not any("/m3/" in s for s in val["series_id"].unique())
+    assert val.group_by("series_id", "horizon").len()["len"].max() <= 64
+    scenarios = pl.read_parquet(out / "scenarios.parquet")
+    assert scenarios.filter(pl.col("scenario") == "val")["n_windows"].item() == val.height
+
+
+def test_validation_targets_never_meet_test_targets_or_train(split):
+    out, _ = split
+    evals = pl.read_parquet(out / "eval.parquet")
+    val = (
+        evals.filter(pl.col("scenario") == "val")
+        .with_columns(pl.int_ranges(0, pl.col("horizon")).alias("k"))
+        .explode("k", "target_observed")
+        .select(
+            "series_id",
+            "target_observed",
+            (pl.col("target_start") + pl.duration(seconds=pl.col("k") * pl.col("freq_s"))).alias(
+                "timestamp"
+            ),
+        )
+    )
+    test = _target_points(evals.filter(pl.col("scenario") != "val"))
+    test = test.select("series_id", "timestamp").unique()
+    seen = val.filter("target_observed")
+    assert seen.height > 1000
+    assert seen.join(test, on=["series_id", "timestamp"]).is_empty()
+    # points matching the custom condition (custom:late test targets) are hidden in val windows,
+    # as they are in train.parquet
+    late = val.filter(pl.col("timestamp").dt.hour() >= 12)
+    assert late.height > 0 and not late["target_observed"].any()
+    train = pl.read_parquet(out / "train.parquet").select("series_id", "timestamp")
+    assert val.join(train, on=["series_id", "timestamp"]).is_empty()
+
+
+def test_val_fraction_zero_keeps_the_old_layout_and_ids(plant, split, tmp_path):
+    out, _ = split
+    cfg = _config(val_fraction=0.0)
+    summary = run_ood_split(plant, tmp_path / "noval", cfg)
+    evals = pl.read_parquet(tmp_path / "noval" / "eval.parquet")
+    assert summary["val_windows"] == 0 and set(evals["split"]) == {"test"}
+    assert "val" not in pl.read_parquet(tmp_path / "noval" / "scenarios.parquet")["scenario"]
+    # the test windows are the same (ids included) with or without validation
+    with_val = pl.read_parquet(out / "eval.parquet").filter(pl.col("split") == "test")
+    same = ["scenario", "series_id", "window_id", "target_start", "target"]
+    assert evals.select(same).equals(with_val.select(same))
+    # and train.parquet runs up to id_start again
+    train = pl.read_parquet(tmp_path / "noval" / "train.parquet").join(_spans(out), on="series_id")
+    assert train.select((pl.col("timestamp") >= _fraction(0.59)).any()).item()
+    assert train.select((pl.col("timestamp") < _fraction(0.6)).all()).item()
+
+
+def test_val_fraction_sets_the_count_and_seed_the_choice(plant, tmp_path):
+    small = OodConfig(families=[], horizons=[32], val_fraction=0.05, max_windows=1000)
+    large = OodConfig(families=[], horizons=[32], val_fraction=0.2, max_windows=1000)
+    a = run_ood_split(plant, tmp_path / "a", small)
+    b = run_ood_split(plant, tmp_path / "b", large)
+    assert 0 < a["val_windows"] < b["val_windows"]
+    # the train rows lost are the validation target range
+    assert a["train_rows"] > b["train_rows"]
+    few = OodConfig(families=[], horizons=[32], val_fraction=0.2, max_windows=2, seed=1)
+    first = run_ood_split(plant, tmp_path / "c", few)
+    run_ood_split(plant, tmp_path / "d", few)
+    assert first["val_windows"] == 2 * 12  # 12 trained series long enough, 2 windows each
+    frames = [pl.read_parquet(tmp_path / d / "eval.parquet") for d in ("c", "d")]
+    assert frames[0].equals(frames[1])
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0])
+def test_val_fraction_out_of_range_is_bad_input(plant, tmp_path, value):
+    with pytest.raises(BadInputError, match="val_fraction"):
+        run_ood_split(plant, tmp_path / "bad", OodConfig(val_fraction=value))
+    assert not (tmp_path / "bad").exists()

@@ -52,6 +52,7 @@ def test_recipe_and_options_with_json(tsfm, clean, tmp_path):
         "level_shift:4",
         "missing_bursts:1",
         "missing_bursts:4",
+        "val",
     ]
     evals = pl.read_parquet(out / "eval.parquet")
     assert sorted(evals["horizon"].unique()) == [32, 64]
@@ -75,6 +76,7 @@ def test_default_output_is_splits_next_to_input(tsfm, clean):
         (["--severity", "20"], "out of range"),
         (["--heldout", "site"], "group key 'site' is not a column"),
         (["--onset", "later"], "onset"),
+        (["--val-fraction", "1.5"], "val_fraction"),
     ],
 )
 def test_bad_options_exit_2_and_write_nothing(tsfm, clean, tmp_path, args, message):
@@ -84,6 +86,15 @@ def test_bad_options_exit_2_and_write_nothing(tsfm, clean, tmp_path, args, messa
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert not out.exists()
+
+
+def test_val_fraction_option(tsfm, clean, tmp_path):
+    out = tmp_path / "noval"
+    args = ["--val-fraction", "0", "--family", "ramp", "--horizon", "32", "--json"]
+    result = tsfm("ood-split", clean, "-o", out, *args)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["val_windows"] == 0
+    assert set(pl.read_parquet(out / "eval.parquet")["split"]) == {"test"}
 
 
 def test_not_an_ingest_dir_exits_2(tsfm, tmp_path):

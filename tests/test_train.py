@@ -131,8 +131,27 @@ def test_tiny_sweep_end_to_end_writes_the_documented_columns(splits, tmp_path):
     for column in (*RESULT_COLUMNS, *EXTRA_COLUMNS):
         assert column in rows.columns, column
     assert rows["horizon"].dtype == pl.Int32
-    # one row per run × checkpoint × scenario × horizon (the validation scenario included)
-    assert rows.height == 8 * len(checkpoint_steps(12, 3)) * 3 * 2
+    # the baselines: scored once on the same scenarios × horizons (tsfm_cli/baselines.py)
+    baselines = rows.filter(pl.col("arch") == "baseline")
+    assert set(baselines["model"]) == {"seasonal_naive", "naive", "auto_ets"}
+    assert baselines.filter(pl.col("group_key").is_null()).height == 3 * 3 * 2
+    assert (baselines["params"] == 0).all() and (baselines["step"] == 0).all()
+    rows = rows.filter(pl.col("arch") != "baseline")
+    # one row per run × checkpoint × scenario × horizon over all windows (group_key null) …
+    every = rows.filter(pl.col("group_key").is_null())
+    assert every.height == 8 * len(checkpoint_steps(12, 3)) * 3 * 2
+    assert set(rows["scenario"]) == {"id", "level_shift:2", "val"}
+    assert every.filter(pl.col("scenario") == "val")["kind"].unique().to_list() == ["val"]
+    # … plus one per value of each group key from eval.parquet (line, machine); their windows
+    # add up to the all-window row's
+    per_line = rows.filter(pl.col("group_key") == "line")
+    assert set(per_line["line"]) == {"line1", "line2"} and per_line["machine"].is_null().all()
+    assert every["line"].is_null().all() and every["machine"].is_null().all()
+    line_key = ["run_id", "step", "scenario", "horizon"]
+    sums = per_line.group_by(line_key).agg(pl.col("n_windows").sum().alias("in_lines"))
+    joined = every.join(sums, on=line_key)
+    assert joined.height > 0 and (joined["n_windows"] == joined["in_lines"]).all()
+    # the validation scenario is marked, and the run columns describe the schedule
     assert set(rows["scenario"]) == {"id", "level_shift:2", "val"}
     assert set(rows.filter(pl.col("scenario") == "val")["split"]) == {"val"}
     assert set(rows.filter(pl.col("scenario") != "val")["split"]) == {"test"}
@@ -150,12 +169,15 @@ def test_tiny_sweep_end_to_end_writes_the_documented_columns(splits, tmp_path):
     # one window_metrics row per run × checkpoint × split × scenario × horizon × window, whose
     # means are the results' metrics
     windows = pl.read_parquet(stage.file("window_metrics.parquet"))
+    base_windows = windows.filter(pl.col("arch") == "baseline")  # the same windows, per model
+    assert base_windows.height == 3 * 3 * 2 * 4
+    windows = windows.filter(pl.col("arch") != "baseline")
     assert windows.height == 8 * len(checkpoint_steps(12, 3)) * 3 * 2 * 4
     assert {"series_id", "window_id", "seed", "split", "line", "machine"} <= set(windows.columns)
     key = ["run_id", "step", "split", "scenario", "horizon"]
     means = windows.group_by(key).agg(pl.col("crps").mean().alias("mean_crps"))
-    joined = rows.join(means, on=key)
-    assert joined.height == rows.height
+    joined = every.join(means, on=key)
+    assert joined.height == every.height
     np.testing.assert_allclose(joined["crps"].to_numpy(), joined["mean_crps"].to_numpy())
     assert set(rows["horizon"]) == {16, 32}
     assert set(rows["train_quality"]) == {"clean", "missing_bursts:3"}
@@ -208,8 +230,9 @@ def test_killed_run_resumes_from_its_last_checkpoint(splits, tmp_path, monkeypat
     assert done["resumed_from"] == checkpoint_steps(16, 3)[0] > 0
     assert sorted(set(rows["step"])) == checkpoint_steps(16, 3)
     cols = ["step", "scenario", "horizon", "tokens", "nll", "crps", "mae"]
-    left = rows.sort("step", "scenario", "horizon").select(cols)
-    right = reference.sort("step", "scenario", "horizon").select(cols)
+    every = [r.filter(pl.col("group_key").is_null()) for r in (rows, reference)]
+    left = every[0].sort("step", "scenario", "horizon").select(cols)
+    right = every[1].sort("step", "scenario", "horizon").select(cols)
     assert left["tokens"].to_list() == right["tokens"].to_list()
     np.testing.assert_allclose(left["nll"].to_numpy(), right["nll"].to_numpy(), rtol=1e-4)
     # a finished run is skipped
@@ -234,7 +257,7 @@ def test_divergence_is_recorded_and_the_sweep_goes_on(splits, tmp_path, monkeypa
     rows, runs = run_sweep(grid(cfg), data, cfg, tmp_path / "runs")
     assert runs.sort("params")["status"].to_list() == ["failed", "ok"]
     failed = rows.filter(pl.col("status") == "failed")
-    assert failed.height == 6 and failed["reason"].str.contains("nan").all()
+    assert failed.height == 3 * 2 and failed["reason"].str.contains("nan").all()
     assert failed["nll"].is_null().all()
 
 
@@ -279,12 +302,13 @@ def test_shards_merge_into_the_full_grid(splits, tmp_path, tsfm):
     summary = json.loads(merged.stdout)
     assert summary["runs"] == 2 and summary["runs_trained"] == 0
     rows = pl.read_parquet(out / "results.parquet")
-    shards = pl.concat(
-        [pl.read_parquet(tmp_path / f"results-shard-{i}-of-2" / "results.parquet") for i in (0, 1)]
-    )
-    key = ["run_id", "step", "scenario", "horizon"]
+    shards = pl.concat(  # diagonal: shard 0 also holds the baseline rows (and their columns)
+        [pl.read_parquet(tmp_path / f"results-shard-{i}-of-2" / "results.parquet") for i in (0, 1)],
+        how="diagonal_relaxed",
+    ).select(rows.columns)
+    key = ["run_id", "step", "scenario", "horizon", "group_key", "line", "machine"]
     assert rows.sort(key).equals(shards.sort(key))
-    assert rows["run_id"].n_unique() == 2
+    assert rows.filter(pl.col("arch") != "baseline")["run_id"].n_unique() == 2
 
 
 def test_cli_bad_input_fails_fast_with_exit_2(splits, tmp_path, tsfm):

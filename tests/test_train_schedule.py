@@ -99,7 +99,7 @@ def test_selection_reads_validation_rows_only(splits, tmp_path):
     cfg = tiny_config(archs=["decoder"], checkpoints=3)
     out = tmp_path / "results"
     run_train(splits, out, cfg, command=["t"])
-    rows = pl.read_parquet(out / "results.parquet")
+    rows = pl.read_parquet(out / "results.parquet").filter(pl.col("arch") != "baseline")
     chosen = rows.filter(pl.col("selected"))["step"].unique().to_list()
     assert len(chosen) == 1
     val = rows.filter(pl.col("split") == "val")
@@ -141,6 +141,7 @@ def test_an_eval_without_split_is_all_test_with_one_warning(tmp_path):
     run_train(old, tmp_path / "results", cfg, command=["t"], reporter=reporter)
     rows = pl.read_parquet(tmp_path / "results" / "results.parquet")
     assert set(rows["split"]) == {"test"}
+    rows = rows.filter(pl.col("arch") != "baseline")  # baselines have one "checkpoint", step 0
     assert len([w for w in reporter.warnings if "split" in w]) == 1
     # no validation rows: the selected checkpoint is the schedule's end, not a test minimum
     assert rows.filter(pl.col("selected"))["step"].unique().to_list() == [4]

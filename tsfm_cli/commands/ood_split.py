@@ -96,6 +96,13 @@ def ood_split_cmd(
         int | None,
         typer.Option(help="ID windows per series and horizon that get each drift (default: 8)."),
     ] = None,
+    val_fraction: Annotated[
+        float | None,
+        typer.Option(
+            help="Share of each series' training period, at its end, whose windows validate "
+            "(scenario val; default: 0.1; 0 = none)."
+        ),
+    ] = None,
     heldout: Annotated[
         list[str] | None,
         typer.Option(
@@ -144,6 +151,7 @@ def ood_split_cmd(
             "stride": stride,
             "max_windows": max_windows,
             "synthetic_windows": synthetic_windows,
+            "val_fraction": val_fraction,
             "heldout": heldout or None,
             "families": family or None,
             "severities": severity or None,

@@ -23,6 +23,7 @@ from tsfm_cli.embed_bench.summary import (
     headline,
     summarise,
 )
+from tsfm_cli.groupkeys import all_window_rows
 from tsfm_cli.recipe import RecipeSource, config_dict
 from tsfm_cli.stagedir import StageWriter, claim_output, fingerprint, open_stage, reuse_summary
 from tsfm_cli.ui import Reporter
@@ -155,6 +156,7 @@ def bench_rows(results: pl.DataFrame, strategies: list[Strategy], labels: dict[s
     """train's result rows (last evaluated step of each run) → `bench.parquet` rows."""
     if results.is_empty():
         return pl.DataFrame(schema={c: pl.String for c in BENCH_COLUMNS})
+    results = all_window_rows(results)  # the bench compares strategies over all windows
     last = results.filter(pl.col("step") == pl.col("step").max().over("run_id"))
     mapping = pl.DataFrame(
         {

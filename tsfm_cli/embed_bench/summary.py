@@ -66,8 +66,8 @@ def seed_scores(bench: pl.DataFrame, metric: str) -> pl.DataFrame:
         .agg(score=pl.col("score").mean())
         .with_columns(level=pl.lit("id"), group=pl.lit("id"))
     )
-    family = (
-        per_scenario.filter(~is_id)
+    family = (  # validation windows (kind "val") are no OOD family
+        per_scenario.filter(~is_id & (pl.col("kind") != "val"))
         .group_by([*keys, "family"])
         .agg(score=pl.col("score").mean())
         .select(*keys, pl.lit("family").alias("level"), pl.col("family").alias("group"), "score")

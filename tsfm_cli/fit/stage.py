@@ -13,6 +13,7 @@ from tsfm_cli.fit import analysis, plots, report, tables
 from tsfm_cli.fit.config import FitConfig
 from tsfm_cli.fit.fitting import interval
 from tsfm_cli.fit.load import read_results
+from tsfm_cli.groupkeys import rows_for_grouping
 from tsfm_cli.recipe import config_dict
 from tsfm_cli.stagedir import StageWriter, claim_output, fingerprint, reuse_summary
 from tsfm_cli.ui import Reporter
@@ -43,7 +44,7 @@ def run_fit(
     reused = reuse_summary(out_dir, STAGE, fp, reporter)
     if reused is not None:
         return reused
-    frame = loaded.frame
+    frame = rows_for_grouping(loaded.frame, config.group_by)  # per-line rows only if asked
     specs = analysis.law_specs(frame, config)
     if not specs:
         raise BadInputError(

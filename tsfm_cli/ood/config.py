@@ -31,6 +31,9 @@ class OodConfig:
     id_start: float | str = 0.6  # training ends here; ID targets lie in [id_start, train_end)
     train_end: float | str = 0.75  # end of the training period
     future_start: float | str = 0.8  # `future` targets start here (the gap follows train_end)
+    # the last val_fraction of each series' training period [start, id_start) becomes the
+    # validation targets (scenario "val", split "val"); 0 = no validation windows
+    val_fraction: float = 0.1
     heldout: list[str] = field(default_factory=list)  # "key=value", or "key": one value by seed
     custom: dict[str, str] = field(default_factory=dict)  # name → SQL condition on the columns
     families: list[str] = field(default_factory=lambda: list(FAMILIES))
@@ -51,6 +54,8 @@ def check_config(cfg: OodConfig, source: RecipeSource) -> None:
         _fail(source, "horizons", f"must be a non-empty list of positive lengths: {cfg.horizons}")
     if len(set(cfg.horizons)) != len(cfg.horizons):
         _fail(source, "horizons", f"lists a horizon twice: {cfg.horizons}")
+    if not 0.0 <= cfg.val_fraction < 1.0:
+        _fail(source, "val_fraction", f"must be within [0, 1), got {cfg.val_fraction}")
     if cfg.patch_size < 0:
         _fail(source, "patch_size", "must be ≥ 0")
     if cfg.stride is not None and cfg.stride < 1:
@@ -122,4 +127,9 @@ def split_points(
     )
     if not ordered[spans].all():
         _fail(source, "train_end", "split points must satisfy id_start < train_end ≤ future_start")
+    # validation targets: the end of the training period, [val_start, id_start)
+    train_span = np.maximum(points["id_start"] - starts, 0)
+    points["val_start"] = points["id_start"] - np.round(cfg.val_fraction * train_span).astype(
+        np.int64
+    )
     return points

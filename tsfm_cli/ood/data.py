@@ -13,6 +13,8 @@ from tsfm_cli.schema import SERIES_COLUMNS
 
 REQUIRED = (*SERIES_COLUMNS, "freq_s")
 NOT_GROUP_KEYS = ("timestamp", "value", "observed", "flags")
+# per-reading columns of series.parquet that are not a property of the series
+NOT_CARRIED = (*SERIES_COLUMNS, "freq_s", "raw_line")
 
 
 @dataclass
@@ -32,6 +34,7 @@ class Plant:
     sensors: list[str]
     freq_s: np.ndarray
     groups: dict[str, np.ndarray] = field(default_factory=dict)  # key → [S] value per series
+    carried: list[str] = field(default_factory=list)  # group keys copied into eval.parquet
     custom: dict[str, np.ndarray] = field(default_factory=dict)  # name → [R] bool matched rows
 
     @property
@@ -58,6 +61,12 @@ def group_keys(columns: list[str]) -> list[str]:
     return [c for c in columns if c not in NOT_GROUP_KEYS]
 
 
+def carried_keys(columns: list[str]) -> list[str]:
+    """Ingest's per-series group keys (line, machine, file, …): copied into eval.parquet so
+    that train can report per group (`tsfm fit --group-by line`)."""
+    return [c for c in columns if c not in NOT_CARRIED]
+
+
 def custom_expr(name: str, condition: str, columns: list[str], where: str) -> pl.Expr:
     """A user's SQL condition as a polars expression, checked against the columns."""
     try:
@@ -76,8 +85,13 @@ def custom_expr(name: str, condition: str, columns: list[str], where: str) -> pl
     return expr
 
 
-def load_plant(path: Path, keys: list[str], custom: dict[str, pl.Expr]) -> Plant:
-    """Read series.parquet into flat arrays (no per-row Python); per-series columns once."""
+def load_plant(
+    path: Path, keys: list[str], custom: dict[str, pl.Expr], carried: list[str] = ()
+) -> Plant:
+    """Read series.parquet into flat arrays (no per-row Python); per-series columns once.
+    `keys` and `carried` are per-series columns (their first value is taken)."""
+    carried = list(carried)
+    keys = list(dict.fromkeys([*keys, *carried]))
     scan = pl.scan_parquet(path)
     meta_cols = [c for c in dict.fromkeys(["sensor", "freq_s", *keys]) if c != "series_id"]
     meta = (
@@ -124,4 +138,5 @@ def load_plant(path: Path, keys: list[str], custom: dict[str, pl.Expr]) -> Plant
         freq_s=meta["freq_s"].to_numpy().astype(np.int64),
         groups={k: np.array(meta[k].cast(pl.String).to_list(), dtype=object) for k in keys},
         custom=custom_rows,
+        carried=carried,
     )

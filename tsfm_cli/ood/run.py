@@ -13,6 +13,7 @@ from tsfm_cli.errors import BadInputError
 from tsfm_cli.ood.config import OodConfig, check_config, iso_time, split_points
 from tsfm_cli.ood.data import (
     Plant,
+    carried_keys,
     check_columns,
     columns_of,
     custom_expr,
@@ -22,13 +23,22 @@ from tsfm_cli.ood.data import (
 from tsfm_cli.ood.plot import plot_scenarios
 from tsfm_cli.ood.scenarios import (
     Natural,
+    hide_custom,
     natural_blocks,
     natural_plan,
     onset_index,
     synthetic_blocks,
+    val_plan,
 )
 from tsfm_cli.ood.shift import MEASURES, measure, pool, value_shift
-from tsfm_cli.ood.windows import EVAL_SCHEMA, Block, WindowIds, block_frame, rng_for
+from tsfm_cli.ood.windows import (
+    EVAL_SCHEMA,
+    Block,
+    WindowIds,
+    block_frame,
+    eval_schema,
+    rng_for,
+)
 from tsfm_cli.recipe import RecipeSource, config_dict
 from tsfm_cli.stagedir import (
     StageWriter,
@@ -119,17 +129,17 @@ def _write_train(
     writer: StageWriter,
     series_path: Path,
     plant: Plant,
-    id_start_us: np.ndarray,
+    train_end_us: np.ndarray,
     held: set[int],
     custom: dict[str, pl.Expr],
 ) -> int:
-    """Stream the training rows (before each series' id_start, held-out series left out)."""
+    """Stream the training rows (before each series' val_start, held-out series left out)."""
     kept = [i for i in range(plant.n_series) if i not in held]
     # one row-local lookup (held-out series map to null and drop out); `is_in` would stop
     # polars from streaming and hold the whole file in memory
     cut = pl.col("series_id").replace_strict(
         [plant.series_ids[i] for i in kept],
-        [int(id_start_us[i]) for i in kept],
+        [int(train_end_us[i]) for i in kept],
         default=None,
         return_dtype=pl.Int64,
     )
@@ -191,7 +201,15 @@ def run_ood_split(
         return reused
 
     heldout_keys = sorted({e.partition("=")[0] for e in cfg.heldout})
-    plant = load_plant(series_path, heldout_keys, custom)
+    carried = carried_keys(columns)
+    clashing = [k for k in carried if k in EVAL_SCHEMA]
+    if clashing:
+        reporter.warn(
+            f"group key(s) {', '.join(clashing)} share a name with an eval.parquet column; "
+            "not carried into eval.parquet"
+        )
+        carried = [k for k in carried if k not in clashing]
+    plant = load_plant(series_path, heldout_keys, custom, carried)
     if plant.n_series == 0:
         raise BadInputError(f"{series_path}: no series to split")
     pairs = _resolve_heldout(plant, cfg, source)
@@ -219,13 +237,21 @@ def run_ood_split(
         raise BadInputError(f"{source.where('heldout')}: holds out every series; nothing to train")
     seen = [i for i in range(plant.n_series) if i not in held_any and not short[i]]
     plan = natural_plan(plant, cfg, splits, held, seen, short)
-    n_steps = (len(plan) + 1 + len(cfg.families) * len(cfg.severities)) * len(cfg.horizons)
+    validation = val_plan(splits, seen)
+    n_steps = (len(plan) + len(validation) + 1 + len(cfg.families) * len(cfg.severities)) * len(
+        cfg.horizons
+    )
     ids = WindowIds()
     with reporter.progress("ood-split", total=n_steps, unit="blocks") as task:
         blocks = natural_blocks(plant, cfg, plan, ids, task.advance)
         id_blocks = [b for b in blocks if b.scenario == "id"]
         blocks += synthetic_blocks(cfg, id_blocks, ids, task.advance)
-        reference_plan = [Natural("train", "train", "train", seen, None, splits["id_start"])]
+        # validation windows last, so the test windows keep their ids whatever val_fraction is
+        blocks += [
+            hide_custom(b, plant, C)
+            for b in natural_blocks(plant, cfg, validation, ids, task.advance)
+        ]
+        reference_plan = [Natural("train", "train", "train", seen, None, splits["val_start"])]
         reference = natural_blocks(plant, cfg, reference_plan, None, task.advance)
         scenario_rows = _scenario_rows(blocks, plant, cfg, reference)
     if not any(b.n for b in id_blocks):
@@ -239,7 +265,7 @@ def run_ood_split(
             reporter.warn(f"scenario {row['scenario']} has no windows")
 
     eval_frame = pl.concat(
-        [block_frame(b, plant, C) for b in blocks] or [pl.DataFrame(schema=EVAL_SCHEMA)]
+        [block_frame(b, plant, C) for b in blocks] or [pl.DataFrame(schema=eval_schema(plant))]
     )
     scenarios = pl.DataFrame(scenario_rows, schema=SCENARIO_SCHEMA)
     resolved = {
@@ -255,7 +281,7 @@ def run_ood_split(
     with StageWriter(
         out_dir, "ood-split", config=settings, inputs=inputs_desc, command=command, wait_s=wait_s
     ) as writer:
-        train_rows = _write_train(writer, series_path, plant, splits["id_start"], held_any, custom)
+        train_rows = _write_train(writer, series_path, plant, splits["val_start"], held_any, custom)
         writer.write_parquet("eval.parquet", eval_frame)
         writer.write_parquet("scenarios.parquet", scenarios)
         severity = max(cfg.severities) if cfg.severities else 1.0
@@ -279,6 +305,8 @@ def run_ood_split(
             "heldout_series": len(held_any),
             "train_rows": train_rows,
             "eval_windows": eval_frame.height,
+            "val_windows": eval_frame.filter(pl.col("split") == "val").height,
+            "group_keys": carried,
             "context_length": C,
             "horizons": list(cfg.horizons),
             **resolved,

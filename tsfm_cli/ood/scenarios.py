@@ -2,9 +2,13 @@
 
 Time layout of each series::
 
-    |──── train ────|── id targets ──|─ gap ─|──── future targets ────|
-    start        id_start        train_end  future_start            end
+    |──── train ────|─ val ─|── id targets ──|─ gap ─|──── future targets ────|
+    start      val_start  id_start        train_end  future_start            end
 
+- `val`: validation targets in [val_start, id_start), the last `val_fraction` of the training
+  period, cut out of train.parquet; the context may reach back into train (as a forecast's
+  would). Selection (checkpoints, frontier, best strategy) reads these; every other scenario is
+  a test scenario.
 - `id`: targets in [id_start, train_end) of the series that are trained on; the context may
   reach back into the training period (it is input, not a target), targets never do.
 - `future`: targets from future_start on, the whole window after train_end (temporal drift).
@@ -29,6 +33,7 @@ from tsfm_cli.drift import FAMILIES, apply_drift, window_spread
 from tsfm_cli.ood.config import OodConfig
 from tsfm_cli.ood.data import Plant
 from tsfm_cli.ood.windows import (
+    VAL_SCENARIO,
     Block,
     WindowIds,
     cut,
@@ -132,6 +137,50 @@ def natural_plan(
             )
         )
     return plan
+
+
+def val_plan(splits: dict[str, np.ndarray], seen: list[int]) -> list[Natural]:
+    """The validation scenario (none when val_fraction is 0)."""
+    if not (splits["val_start"] < splits["id_start"]).any():
+        return []
+    return [
+        Natural(
+            VAL_SCENARIO,
+            VAL_SCENARIO,
+            VAL_SCENARIO,
+            seen,
+            splits["val_start"],
+            splits["id_start"],
+            params={"targets": "[val_start, id_start)"},
+        )
+    ]
+
+
+def hide_custom(block: Block, plant: Plant, context: int) -> Block:
+    """A validation window sees the plant as train.parquet does: points matching a custom
+    condition are unobserved (they are `custom:` test targets, never validation targets).
+    Windows left without an observed target point are dropped."""
+    if not plant.custom or block.n == 0:
+        return block
+    matched = np.logical_or.reduce(list(plant.custom.values()))
+    index = block.start[:, None] + np.arange(-context, block.horizon)[None, :]
+    observed = block.observed & ~matched[index]
+    values = np.where(observed, block.values, np.float32(np.nan))
+    keep = observed[:, context:].any(axis=1)
+    return Block(
+        block.scenario,
+        block.family,
+        block.kind,
+        block.severity,
+        block.horizon,
+        block.series[keep],
+        block.start[keep],
+        values[keep],
+        observed[keep],
+        block.window_id[keep],
+        block.base_window_id[keep],
+        block.params,
+    )
 
 
 def natural_blocks(

@@ -15,8 +15,11 @@ import polars as pl
 
 from tsfm_cli.ood.data import Plant
 
+VAL_SCENARIO = "val"  # the validation windows (scenario, family and kind "val"; split "val")
+
 EVAL_SCHEMA = {
     "scenario": pl.String,
+    "split": pl.String,  # "val" for validation windows, "test" for every other row
     "family": pl.String,
     "severity": pl.Float64,
     "horizon": pl.Int32,
@@ -145,16 +148,23 @@ def _lists(matrix: np.ndarray, dtype: pl.DataType) -> pl.Series:
     return flat.reshape((rows, width)).cast(pl.List(dtype))
 
 
+def eval_schema(plant: Plant) -> dict[str, pl.DataType]:
+    """EVAL_SCHEMA, then one String column per carried group key."""
+    return {**EVAL_SCHEMA, **dict.fromkeys(plant.carried, pl.String)}
+
+
 def block_frame(block: Block, plant: Plant, context: int) -> pl.DataFrame:
-    """The eval.parquet rows of one block (columns in EVAL_SCHEMA order)."""
+    """The eval.parquet rows of one block (columns in eval_schema order)."""
+    schema = eval_schema(plant)
     if block.n == 0:
-        return pl.DataFrame(schema=EVAL_SCHEMA)
+        return pl.DataFrame(schema=schema)
     n = block.n
     ids = np.asarray(plant.series_ids, dtype=object)[block.series]
     sensors = np.asarray(plant.sensors, dtype=object)[block.series]
     frame = pl.DataFrame(
         {
             "scenario": [block.scenario] * n,
+            "split": ["val" if block.scenario == VAL_SCENARIO else "test"] * n,
             "family": [block.family] * n,
             "severity": np.full(n, block.severity, dtype=np.float64),
             "horizon": np.full(n, block.horizon, dtype=np.int32),
@@ -168,6 +178,7 @@ def block_frame(block: Block, plant: Plant, context: int) -> pl.DataFrame:
             "context_observed": _lists(block.observed[:, :context], pl.Boolean),
             "target": _lists(block.values[:, context:], pl.Float32),
             "target_observed": _lists(block.observed[:, context:], pl.Boolean),
+            **{key: plant.groups[key][block.series].tolist() for key in plant.carried},
         }
     )
-    return frame.cast(EVAL_SCHEMA)
+    return frame.cast(schema)

@@ -54,6 +54,8 @@ class TrainConfig:
     eval_samples: int = 64
     select_metric: str = "crps"  # each run's `selected` checkpoint: lowest on validation windows
     eval_batch_size: int = 256
+    # scored on the same windows with the same metrics (tsfm_cli/baselines.py); [] = none
+    baselines: list[str] = field(default_factory=lambda: ["seasonal_naive", "naive", "auto_ets"])
     checkpoint_every_s: float = 600.0  # also save a resumable checkpoint this often
     # engineering (Lightning)
     accelerator: str = "auto"
@@ -228,4 +230,8 @@ def check_config(config: TrainConfig) -> str | None:
     for key in ("archs", "sizes", "data_budgets", "seeds", "train_quality"):
         if not getattr(config, key):
             return f"train.{key} is empty: the grid has no runs"
+    known = ("seasonal_naive", "naive", "auto_ets")  # tsfm_cli/baselines.py BASELINES
+    unknown = [b for b in config.baselines if b not in known]
+    if unknown:
+        return f"train.baselines: unknown baseline '{unknown[0]}' (known: {', '.join(known)})"
     return None

@@ -18,13 +18,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
 
 from tsfm_cli.errors import BadInputError
+from tsfm_cli.groupkeys import breakdown, eval_group_keys
 from tsfm_cli.train.config import CLEAN
 
 
@@ -238,7 +240,15 @@ class EvalGroup:
     target_observed: np.ndarray  # [n, H]
     times: np.ndarray  # [n, Tc + H] float64 seconds
     freq_s: np.ndarray  # [n]
-    windows: pl.DataFrame  # [n] rows: series_id, window_id and the group-key columns
+    windows: pl.DataFrame  # [n] rows: series_id, window_id and sensor and group-key columns
+    keys: dict[str, np.ndarray] = field(default_factory=dict)  # group key → [n] value per window
+
+    def breakdown(self, per_window: dict[str, list[np.ndarray]]) -> list[dict[str, Any]]:
+        """Rows per group-key value (tsfm_cli/groupkeys.py) from evaluate's per-window parts."""
+        if not self.keys:
+            return []
+        values = {m: np.concatenate(parts).astype(np.float64) for m, parts in per_window.items()}
+        return [{**self.describe(), **row} for row in breakdown(self.keys, values)]
 
     def describe(self) -> dict[str, object]:
         """The group's columns in results.parquet."""
@@ -261,21 +271,27 @@ def _list_array(column: pl.Series, dtype, fill) -> np.ndarray:
 
 
 SPLITS = ("val", "test")
-# eval.parquet columns that are not a window's group keys (those are carried to window metrics)
-_NOT_KEYS = {
-    "split", "scenario", "family", "kind", "severity", "series_id", "window_id", "base_window_id",
-    "target_start", "context", "context_observed", "target", "target_observed", "horizon",
-    "freq_s",
-}  # fmt: skip
 
 
-def group_key_columns(frame: pl.DataFrame) -> list[str]:
-    """eval.parquet's per-window label columns (``sensor``, ``line``, ``machine``, …)."""
-    return [
-        c
-        for c in frame.columns
-        if c not in _NOT_KEYS and frame.schema[c] in (pl.String, pl.Categorical)
-    ]
+def select_windows(frame: pl.DataFrame, max_windows: int, seed: int) -> pl.DataFrame:
+    """The evaluated windows of eval.parquet: at most ``max_windows`` per scenario × horizon,
+    the same ones in every scenario and horizon where they exist (paired comparison), sorted by
+    scenario, horizon, series_id, window_id. The models and the baselines both score these."""
+    parts = []
+    for _, part in frame.sort("scenario", "horizon", "series_id", "window_id").group_by(
+        ["scenario", "horizon"], maintain_order=True
+    ):
+        if part.height > max_windows:
+            base = "base_window_id" if "base_window_id" in part.columns else "window_id"
+            key = pl.concat_str(pl.col("series_id"), pl.col(base).cast(pl.String), separator="#")
+            part = (
+                part.with_columns(_key=key.hash(seed=seed))
+                .sort("_key")
+                .head(max_windows)
+                .drop("_key")
+            )
+        parts.append(part)
+    return pl.concat(parts) if parts else frame.clear()
 
 
 def load_eval(
@@ -302,22 +318,18 @@ def load_eval(
     bad = frame.filter(~pl.col("split").is_in(SPLITS))["split"].unique().to_list()
     if bad:
         raise BadInputError(f"{path}: column split must be val or test, found {bad[:3]}")
-    keys = [c for c in ("series_id", "window_id") if c in frame.columns]
-    keys += group_key_columns(frame)
+    key_columns = eval_group_keys(frame)
+    # what window_metrics.parquet carries per window: its identity, sensor and group keys
+    keys = [c for c in ("series_id", "window_id", "sensor") if c in frame.columns]
+    keys += key_columns
     kinds: dict[str, tuple[str, str, float]] = {}
     if scenarios_path is not None and scenarios_path.is_file():
         for row in pl.read_parquet(scenarios_path).iter_rows(named=True):
             kinds[row["scenario"]] = (row.get("kind"), row.get("family"), row.get("severity"))
     groups = []
-    order = ["split", "scenario", "horizon", *keys[:2]]
-    for (split, scenario, horizon), part in frame.sort(order).group_by(
+    for (split, scenario, horizon), part in select_windows(frame, max_windows, seed).group_by(
         ["split", "scenario", "horizon"], maintain_order=True
     ):
-        if part.height > max_windows:
-            # the same windows in every scenario and horizon where they exist (paired comparison)
-            base = "base_window_id" if "base_window_id" in part.columns else "window_id"
-            key = pl.concat_str(pl.col("series_id"), pl.col(base).cast(pl.String), separator="#")
-            part = part.with_columns(_key=key.hash(seed=seed)).sort("_key").head(max_windows)
         context = _list_array(part["context"], np.float32, float("nan"))
         target = _list_array(part["target"], np.float32, float("nan"))
         c_obs = _list_array(part["context_observed"], bool, False) & np.isfinite(context)
@@ -355,6 +367,7 @@ def load_eval(
                 times=times,
                 freq_s=freq,
                 windows=part.select(keys),
+                keys={k: part[k].to_numpy() for k in key_columns},
             )
         )
     if not groups:

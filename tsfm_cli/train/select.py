@@ -1,7 +1,8 @@
 """Checkpoint selection on validation windows only (README "tsfm train", column ``selected``).
 
 Each run's selected checkpoint is the step with the lowest mean ``metric`` over its ``split ==
-"val"`` rows (every validation scenario × horizon, equally weighted; ties → the earlier step).
+"val"`` rows over all windows (every validation scenario × horizon, equally weighted, per-line
+rows left out; ties → the earlier step).
 Test rows are never read: they are reported at the step chosen here. A run without validation
 rows (an ood-split from before the validation split) keeps its final checkpoint — chosen by the
 schedule, not by any metric.
@@ -11,12 +12,14 @@ from __future__ import annotations
 
 import polars as pl
 
+from tsfm_cli.groupkeys import all_window_rows
+
 
 def select_checkpoints(rows: pl.DataFrame, metric: str = "crps") -> pl.DataFrame:
     """results rows → the same rows with ``selected`` (bool: the run's validation-chosen step)."""
     if rows.is_empty():
         return rows.with_columns(selected=pl.lit(None, dtype=pl.Boolean))
-    val = rows.filter((pl.col("split") == "val") & (pl.col("status") == "ok"))
+    val = all_window_rows(rows).filter((pl.col("split") == "val") & (pl.col("status") == "ok"))
     chosen = (
         val.group_by("run_id", "step")
         .agg(pl.col(metric).mean().alias("_score"))

@@ -23,36 +23,6 @@ from tsfm_cli.train.sweep import SPLITS_READ, load_sweep_data, read_window_metri
 from tsfm_cli.ui import Reporter
 
 
-def evaluated_windows(eval_path: Path, groups) -> pl.DataFrame:
-    """The eval.parquet rows the sweep evaluated (at most ``eval_windows`` per split × scenario
-    × horizon): what baselines must be scored on to be compared window for window."""
-    frame = pl.read_parquet(eval_path)
-    if "split" not in frame.columns:
-        frame = frame.with_columns(split=pl.lit("test"))
-    picked = pl.concat(
-        [
-            g.windows.select("series_id", "window_id").with_columns(
-                split=pl.lit(g.split), scenario=pl.lit(g.scenario), horizon=pl.lit(g.horizon)
-            )
-            for g in groups
-        ]
-    )
-    keys = ["split", "scenario", "horizon", "series_id", "window_id"]
-    picked = picked.with_columns(pl.col(c).cast(frame.schema[c]) for c in keys)
-    return frame.join(picked, on=keys, how="semi")
-
-
-def baseline_rows(
-    eval_frame: pl.DataFrame, config: TrainConfig
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Baseline (results rows, window rows) on the sweep's own windows, appended to the sweep's.
-
-    Seam for ``tsfm_cli.baselines.score_baselines(eval_frame, season=None)`` (branch `splits`):
-    returns empty frames until it is wired here (one line).
-    """
-    return pl.DataFrame(), pl.DataFrame()
-
-
 def runs_dir_for(out_dir: Path) -> Path:
     """The runs directory of a sweep writing ``out_dir``: ``<out_dir>.runs/`` beside it."""
     return out_dir.parent / f"{out_dir.name}.runs"
@@ -83,6 +53,19 @@ def shard_paths(out_dir: Path, shard_text: str) -> tuple[Path, Path]:
     if count > 1:
         out_dir = out_dir.parent / f"{out_dir.name}-shard-{index}-of-{count}"
     return out_dir, runs_dir
+
+
+def baseline_results(stage, config: TrainConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(results rows, window rows) of the baselines on the windows the models are scored on."""
+    from tsfm_cli.baselines import score_baselines
+    from tsfm_cli.train.data import select_windows
+
+    frame = select_windows(
+        pl.read_parquet(stage.file("eval.parquet")), config.eval_windows, config.seed
+    )
+    scenarios_path = stage.path / "scenarios.parquet"
+    scenarios = pl.read_parquet(scenarios_path) if scenarios_path.is_file() else None
+    return score_baselines(frame, None, models=config.baselines, scenarios=scenarios)
 
 
 def run_train(
@@ -126,13 +109,11 @@ def run_train(
         return {"out_dir": str(out_dir), "rank": "non-zero", "skipped": False}
     windows = read_window_metrics(runs_dir, runs["run_id"].to_list() if runs.height else [])
     rows = select_checkpoints(rows, config.select_metric)
-    base, base_windows = baseline_rows(
-        evaluated_windows(stage.file("eval.parquet"), data.groups), config
-    )
-    rows = pl.concat([rows, base], how="diagonal_relaxed") if base.height else rows
-    if base_windows.height:
+    if config.baselines and index == 0:  # one shard carries them: shards concatenate
+        base, base_windows = baseline_results(stage, config)
+        rows = pl.concat([rows, base], how="diagonal_relaxed")
         windows = pl.concat([windows, base_windows], how="diagonal_relaxed")
-    rows = rows.sort("run_id", "step", "split", "scenario", "horizon")
+    rows = rows.sort("run_id", "step", "split", "scenario", "horizon", maintain_order=True)
     windows = windows.sort(
         "run_id", "step", "split", "scenario", "horizon", "series_id", "window_id"
     )

@@ -36,6 +36,7 @@ import torch
 
 from tsfm_cli import metrics
 from tsfm_cli.errors import BadInputError
+from tsfm_cli.groupkeys import group_key_schema
 from tsfm_cli.models.config import ModelConfig
 from tsfm_cli.models.embeddings import embedding_class
 from tsfm_cli.models.forecaster import Forecaster, Window, check_arch
@@ -264,6 +265,7 @@ def evaluate(
                 finite = values[np.isfinite(values)]
                 row[name] = float(finite.mean()) if finite.size else None
             rows.append(row)
+            rows += group.breakdown(per_window)  # per line / machine … (tsfm_cli/groupkeys.py)
             if with_windows:
                 labels = {k: row[k] for k in ("split", "scenario", "kind", "family", "horizon")}
                 windows.append(
@@ -375,9 +377,8 @@ def read_window_metrics(runs_dir: Path | str, run_ids: list[str]) -> pl.DataFram
 
 
 def rows_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
-    return pl.DataFrame(
-        [{k: row.get(k) for k in RESULT_SCHEMA} for row in rows], schema=RESULT_SCHEMA
-    )
+    schema = {**RESULT_SCHEMA, **group_key_schema(rows)}
+    return pl.DataFrame([{k: row.get(k) for k in schema} for row in rows], schema=schema)
 
 
 class _Run:
@@ -757,7 +758,7 @@ def run_sweep(
             rows_path = run_dir / "rows.parquet"
             if rows_path.is_file():
                 all_rows.append(pl.read_parquet(rows_path))
-    rows = pl.concat(all_rows, how="vertical") if all_rows else rows_frame([])
+    rows = pl.concat(all_rows, how="diagonal") if all_rows else rows_frame([])
     return rows, pl.DataFrame(summaries, infer_schema_length=None)
 
 

@@ -1,0 +1,285 @@
+"""Baselines scored on the models' own evaluation windows with the models' own metrics.
+
+- ``seasonal_naive``: the value one season earlier (season from the sampling frequency, as MASE
+  takes it: ``metrics.season_length``; 1 = naive when two seasons do not fit the context);
+- ``naive``: the last observed value of the context;
+- ``auto_ets``: statsforecast's ``AutoETS`` (Hyndman's automatic ETS, model chosen by AICc),
+  fitted per window on its context, seasonal only for seasons 2–24 (as ``forecast::ets``).
+
+Every window is instance-scaled like the models' metrics (mean / std of the observed context,
+scale ≥ 1e-5). Missing context points are forward-filled (leading ones take the first observed
+value) before forecasting; metrics use observed target points only (``tsfm_cli.metrics``).
+
+Predictive distributions, so that CRPS and NLL exist for every baseline: a Gaussian around the
+point forecast. For ``auto_ets`` its σ comes from the model's own 80% interval,
+σ_h = (hi_h − lo_h) / (2·1.2816). For ``naive`` and ``seasonal_naive`` σ is the root mean square
+of the method's in-context residuals (x_t − x_{t−1}, resp. x_t − x_{t−m}, over observed pairs),
+grown with the horizon as for a random walk: σ_h = σ·√h (naive), σ·√(⌊(h−1)/m⌋ + 1) (seasonal;
+Hyndman & Athanasopoulos, FPP3 §5.5). CRPS is the Gaussian's closed form, NLL its density.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from tsfm_cli import metrics
+from tsfm_cli.groupkeys import breakdown, eval_group_keys, finite_mean
+
+BASELINES = ("seasonal_naive", "naive", "auto_ets")
+METRIC_NAMES = ("nll", "crps", "mse", "mae", "mase")
+ETS_MAX_SEASON = 24  # seasonal ETS only up to this period (forecast::ets, statsforecast)
+Z80 = 1.2815515655446004  # standard normal quantile 0.9: half-width of an 80% interval in σ
+MIN_SCALE = 1e-5  # as the models' instance scaling (models/scaling.py)
+VAL_SCENARIO = "val"
+
+
+def _lists(column: pl.Series, dtype, fill) -> np.ndarray:
+    filled = column.list.eval(pl.element().fill_null(fill))
+    return filled.list.to_array(filled.list.len().max()).to_numpy().astype(dtype)
+
+
+def forward_fill(values: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """[W, T] values with unobserved points replaced by the last observed one (leading ones by
+    the first observed; a window with no observed point becomes 0)."""
+    W, T = values.shape
+    index = np.where(observed, np.arange(T)[None, :], -1)
+    last = np.maximum.accumulate(index, axis=1)
+    first = np.argmax(observed, axis=1)
+    last = np.where(last < 0, first[:, None], last)
+    filled = np.take_along_axis(values, last, axis=1)
+    return np.where(observed.any(axis=1, keepdims=True), filled, 0.0)
+
+
+def instance_scale(context: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(loc, scale) [W, 1]: mean and std of the observed context (the models' `std` scaler)."""
+    count = np.maximum(observed.sum(axis=1, keepdims=True), 1)
+    loc = np.where(observed, context, 0.0).sum(axis=1, keepdims=True) / count
+    var = (np.where(observed, context - loc, 0.0) ** 2).sum(axis=1, keepdims=True) / count
+    return loc, np.maximum(np.sqrt(var), MIN_SCALE)
+
+
+def _residual_sigma(context: np.ndarray, observed: np.ndarray, lag: int) -> np.ndarray:
+    """[W] RMS of x_t − x_{t−lag} over pairs observed at both ends (1 when there is none)."""
+    pairs = observed[:, lag:] & observed[:, :-lag]
+    diff = np.where(pairs, context[:, lag:] - context[:, :-lag], 0.0)
+    count = pairs.sum(axis=1)
+    rms = np.sqrt((diff**2).sum(axis=1) / np.maximum(count, 1))
+    return np.where(count > 0, np.maximum(rms, MIN_SCALE), 1.0)
+
+
+def seasonal_naive_forecast(
+    context: np.ndarray, observed: np.ndarray, horizon: int, season: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, sigma) [W, H] of the seasonal-naive forecast of forward-filled contexts."""
+    filled = forward_fill(context, observed)
+    T = context.shape[1]
+    steps = np.arange(horizon)
+    mean = filled[:, T - season + (steps % season)]
+    sigma = _residual_sigma(context, observed, season)[:, None] * np.sqrt(steps // season + 1)
+    return mean, sigma
+
+
+def naive_forecast(
+    context: np.ndarray, observed: np.ndarray, horizon: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, sigma) [W, H]: the last observed value, σ·√h."""
+    filled = forward_fill(context, observed)
+    mean = np.repeat(filled[:, -1:], horizon, axis=1)
+    sigma = _residual_sigma(context, observed, 1)[:, None] * np.sqrt(np.arange(1, horizon + 1))
+    return mean, sigma
+
+
+def ets_forecast(
+    context: np.ndarray, observed: np.ndarray, horizon: int, season: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, sigma) [W, H] of AutoETS fitted to each forward-filled context (one StatsForecast
+    call for all windows, n_jobs=1: the sweep already owns the cores; Naive where ETS fails)."""
+    from statsforecast import StatsForecast
+    from statsforecast.models import AutoETS, Naive
+
+    W, T = context.shape
+    if W == 0:
+        return np.zeros((0, horizon)), np.zeros((0, horizon))
+    filled = forward_fill(context, observed)
+    m = season if 2 <= season <= ETS_MAX_SEASON else 1
+    frame = pl.DataFrame(
+        {
+            "unique_id": np.repeat(np.arange(W, dtype=np.int64), T),
+            "ds": np.tile(np.arange(T, dtype=np.int64), W),
+            "y": filled.reshape(-1),
+        }
+    )
+    model = StatsForecast(
+        models=[AutoETS(season_length=m)], freq=1, n_jobs=1, fallback_model=Naive()
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = model.forecast(h=horizon, df=frame, level=[80]).sort("unique_id", "ds")
+    mean = out["AutoETS"].to_numpy().reshape(W, horizon)
+    hi, lo = (out[f"AutoETS-{s}-80"].to_numpy().reshape(W, horizon) for s in ("hi", "lo"))
+    sigma = np.maximum((hi - lo) / (2.0 * Z80), MIN_SCALE)
+    sigma = np.where(np.isfinite(sigma), sigma, 1.0)  # no interval: one context std
+    return mean, sigma
+
+
+def _forecast(model: str, context, observed, horizon: int, season: int):
+    if model == "seasonal_naive":
+        return seasonal_naive_forecast(context, observed, horizon, season)
+    if model == "naive":
+        return naive_forecast(context, observed, horizon)
+    if model == "auto_ets":
+        return ets_forecast(context, observed, horizon, season)
+    raise ValueError(f"unknown baseline '{model}' (known: {', '.join(BASELINES)})")
+
+
+def window_metrics(
+    mean: np.ndarray,
+    sigma: np.ndarray,
+    target: np.ndarray,
+    target_observed: np.ndarray,
+    context: np.ndarray,
+    context_observed: np.ndarray,
+    mase_season: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Per-window metrics [W] of Gaussian forecasts, with the functions train uses."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out = {
+            "nll": metrics.gaussian_nll(mean, sigma, target, target_observed),
+            "crps": metrics.crps_gaussian(mean, sigma, target, target_observed),
+            "mse": metrics.mse(mean, target, target_observed),
+            "mae": metrics.mae(mean, target, target_observed),
+            "mase": np.empty(len(mean)),
+        }
+        for m in np.unique(mase_season):
+            rows = mase_season == m
+            out["mase"][rows] = metrics.mase(
+                mean[rows],
+                target[rows],
+                target_observed[rows],
+                context[rows],
+                context_observed[rows],
+                int(m),
+            )
+    return out
+
+
+def _kinds(frame: pl.DataFrame, scenarios: pl.DataFrame | None) -> dict[str, str]:
+    kinds = {}
+    if scenarios is not None and {"scenario", "kind"} <= set(scenarios.columns):
+        kinds = dict(zip(scenarios["scenario"], scenarios["kind"], strict=True))
+    return {
+        s: kinds.get(s) or (s if s in ("id", VAL_SCENARIO) else "synthetic")
+        for s in frame["scenario"].unique().to_list()
+    }
+
+
+def score_baselines(
+    eval_frame: pl.DataFrame,
+    season: int | None = None,
+    *,
+    models: tuple[str, ...] | list[str] = BASELINES,
+    scenarios: pl.DataFrame | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Score every baseline on every window of `eval_frame` (eval.parquet columns) →
+    (results rows, window rows).
+
+    season: the seasonal-naive and ETS period; None = from each window's sampling frequency, as
+    MASE takes it. MASE always uses metrics.season_length (the same scale as the models').
+    Results rows: one per model × scenario × horizon × split over all windows, plus per-group
+    rows (tsfm_cli/groupkeys.py); window rows: one per model × window.
+    """
+    for model in models:
+        if model not in BASELINES:
+            raise ValueError(f"unknown baseline '{model}' (known: {', '.join(BASELINES)})")
+    if eval_frame.is_empty() or not models:
+        return pl.DataFrame(), pl.DataFrame()
+    if "split" not in eval_frame.columns:
+        split = pl.when(pl.col("scenario") == VAL_SCENARIO).then(pl.lit("val"))
+        eval_frame = eval_frame.with_columns(split=split.otherwise(pl.lit("test")))
+    if "freq_s" not in eval_frame.columns:
+        eval_frame = eval_frame.with_columns(freq_s=pl.lit(1, pl.Int64))
+    keys = eval_group_keys(eval_frame)
+    kinds = _kinds(eval_frame, scenarios)
+    results: list[dict[str, Any]] = []
+    windows: list[pl.DataFrame] = []
+    order = ["scenario", "horizon", "split"]
+    for (scenario, horizon, split), part in eval_frame.sort(
+        [*order, "series_id", "window_id"]
+    ).group_by(order, maintain_order=True):
+        raw_ctx = _lists(part["context"], np.float64, math.nan)
+        raw_tgt = _lists(part["target"], np.float64, math.nan)
+        c_obs = _lists(part["context_observed"], bool, False) & np.isfinite(raw_ctx)
+        t_obs = _lists(part["target_observed"], bool, False) & np.isfinite(raw_tgt)
+        loc, scale = instance_scale(np.nan_to_num(raw_ctx), c_obs)
+        context = np.where(c_obs, (np.nan_to_num(raw_ctx) - loc) / scale, 0.0)
+        target = np.where(t_obs, (np.nan_to_num(raw_tgt) - loc) / scale, 0.0)
+        n_ctx, h = context.shape[1], int(horizon)
+        freq = part["freq_s"].to_numpy().astype(np.float64)
+        mase_season = np.array([metrics.season_length(f, n_ctx) for f in freq])
+        periods = mase_season if season is None else np.full(len(freq), season)
+        periods = np.where(2 * periods <= n_ctx, periods, 1)
+        first = part.row(0, named=True)
+        describe = {
+            "scenario": scenario,
+            "kind": kinds[scenario],
+            "family": first.get("family") or scenario,
+            "severity": float(first.get("severity") or 0.0),
+            "horizon": h,
+            "split": split,
+        }
+        for model in models:
+            mean = np.zeros((part.height, h))
+            sigma = np.ones((part.height, h))
+            for m in np.unique(periods):
+                rows = periods == m
+                mean[rows], sigma[rows] = _forecast(model, context[rows], c_obs[rows], h, int(m))
+            per = window_metrics(mean, sigma, target, t_obs, context, c_obs, mase_season)
+            base = _base(model)
+            row = {**base, **describe, "n_windows": part.height}
+            results.append({**row, **{k: finite_mean(v) for k, v in per.items()}})
+            key_values = {k: part[k].to_numpy() for k in keys}
+            results += [{**row, **r} for r in breakdown(key_values, per)]
+            windows.append(
+                part.select("series_id", "window_id", *keys).with_columns(
+                    *[pl.lit(v).alias(k) for k, v in {**base, **describe}.items()],
+                    *[pl.Series(k, v, dtype=pl.Float64) for k, v in per.items()],
+                )
+            )
+    result_frame = pl.DataFrame(results, infer_schema_length=None).with_columns(
+        pl.col("horizon").cast(pl.Int32), pl.col("n_windows").cast(pl.Int64)
+    )
+    window_frame = pl.concat(windows, how="diagonal_relaxed").with_columns(
+        pl.col("horizon").cast(pl.Int32)
+    )
+    casts = {**dict.fromkeys(METRIC_NAMES, pl.Float64), "flops": pl.Float64}
+    casts |= dict.fromkeys(("params", "params_total", "step", "seed", "tokens"), pl.Int64)
+    casts["data_points"] = pl.Int64
+    result_frame = result_frame.cast(casts)  # all-null columns would otherwise be Null-typed
+    window_frame = window_frame.cast({k: v for k, v in casts.items() if k in window_frame.columns})
+    return result_frame, window_frame
+
+
+def _base(model: str) -> dict[str, Any]:
+    """The run columns of a baseline's rows (README "Baselines")."""
+    return {
+        "run_id": f"baseline-{model}",
+        "arch": "baseline",
+        "model": model,
+        "params": 0,
+        "params_total": 0,
+        "step": 0,
+        "seed": 0,
+        "tokens": 0,
+        # no training: zero compute and data, so never a point of a law (fit keeps X > 0)
+        "flops": 0.0,
+        "data_points": 0,
+        "status": "ok",
+        "final": True,  # nothing to select: the one "checkpoint" is the forecast itself
+        "selected": True,
+    }
