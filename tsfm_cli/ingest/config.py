@@ -111,6 +111,10 @@ class IngestConfig:
     # gates
     max_missing: float | None = None
     strict: bool = False
+    # limits on hostile input, checked before parsing (README "Ingest limits"): a longer line or
+    # a wider table is refused, the file goes to failed_files
+    max_line_bytes: int = 1_048_576
+    max_columns: int = 1000
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|m|min|h|d)?\s*$", re.IGNORECASE)

@@ -38,12 +38,13 @@ def _pick(names: list[str], configured: str | None, pattern: re.Pattern) -> str 
 
 
 def read_source(
-    path: Path, keys: dict[str, str], config: IngestConfig
+    path: Path, keys: dict[str, str], config: IngestConfig, data: bytes | None = None
 ) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
-    """(readings, rejects, stats) for one file; BadInputError when the file is unusable."""
+    """(readings, rejects, stats) for one file (or its bytes `data`, as read and hashed by the
+    caller); BadInputError when the file is unusable."""
     file = str(path)
     try:
-        sn = sniff(path, config)
+        sn = sniff(path, config, data)
         cells, bad_lines, counts = read_cells(sn, config.comment_prefixes)
         names, units, line_of = sn.names, sn.units, None
         if config.transposed:
