@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import gzip
 
+import polars as pl
 import pytest
-from ingest_helpers import ingest, write_files
+from ingest_helpers import ingest, minutes, one, wide_csv, write_files
 
-from tsfm_cli.errors import BadInputError
+from tests.conftest import run_tsfm
+from tsfm_cli.errors import BadInputError, QualityGateError
 from tsfm_cli.ingest import IngestConfig, run_ingest
 
 
@@ -57,3 +59,148 @@ def test_limits_are_bounded_settings(tmp_path):
     values, source = load_section(recipe, "ingest")
     with pytest.raises(BadInputError, match="max_columns.*out of range"):
         build_config(IngestConfig, values, source)
+
+
+def _decimal_comma_csv(n: int = 40) -> str:
+    rows = ["timestamp,flow,temp,note"]
+    for i, t in enumerate(minutes(n)):
+        rows.append(f'{t},{1.5 + i / 10:.1f},"{20 + i % 7},{i % 10}",RUN')
+    return "\n".join(rows) + "\n"
+
+
+def test_quoted_decimal_comma_column_next_to_point_decimals_is_parsed(tmp_path):
+    summary, series, rejects, _ = ingest(tmp_path, {"dc.csv": _decimal_comma_csv()})
+    temp = one(series, "temp")
+    assert temp["observed"].all() and temp["value"].to_list()[:3] == pytest.approx(
+        [20.0, 21.1, 22.2]
+    )
+    assert one(series, "flow")["value"].to_list()[:2] == pytest.approx([1.5, 1.6])
+    # the label column is not a sensor, and says so in rejects (not dropped unseen)
+    note = rejects.filter(pl.col("column") == "note")
+    assert note.height == 1 and "none of its 40 non-empty cells is a number" in note["reason"][0]
+    assert summary["lines_used"] == summary["lines_data"] == 40
+
+
+def test_inverted_range_is_a_config_error_naming_the_key(tmp_path):
+    from tsfm_cli.ingest.config import validate
+    from tsfm_cli.recipe import build_config, load_section
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("ingest:\n  ranges:\n    temp: [50, 10]\n")
+    values, source = load_section(recipe, "ingest")
+    config = build_config(IngestConfig, values, source)
+    with pytest.raises(BadInputError, match=rf"{recipe}:3: key 'ingest.ranges.temp'.*inverted"):
+        validate(config, source.where)
+
+
+def test_dangling_symlink_goes_to_failed_files_the_rest_is_ingested(tmp_path):
+    src = write_files(tmp_path / "src", {"good.csv": wide_csv([1, 2, 3])})
+    (src / "gone.csv").symlink_to(tmp_path / "nowhere.csv")
+    out = tmp_path / "out"
+    with pytest.raises(QualityGateError, match="1 of 2 files not ingested") as err:
+        run_ingest([src], out, IngestConfig())
+    summary = err.value.summary
+    assert summary["failed_files"] == [
+        {"file": str(src / "gone.csv"), "reason": f"{src / 'gone.csv'}: cannot read "
+         "(dangling symbolic link)"}
+    ]  # fmt: skip
+    assert summary["series"] == 1 and (out / "series.parquet").is_file()
+    rejects = pl.read_parquet(out / "rejects.parquet")
+    assert (
+        rejects.filter(pl.col("file") == str(src / "gone.csv"))["reason"]
+        .str.contains("dangling")
+        .all()
+    )
+
+
+def _deny(monkeypatch, victim):
+    """`open` raises PermissionError for `victim`, as chmod 000 does for a non-root user (the
+    tests may run as root, whom chmod does not stop)."""
+    import builtins
+    import io
+
+    real_open = builtins.open
+
+    def guarded(file, *args, **kwargs):
+        if str(file) == str(victim):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", guarded)
+    monkeypatch.setattr(io, "open", guarded)
+
+
+def test_unreadable_file_goes_to_failed_files_the_rest_is_ingested(tmp_path, monkeypatch):
+    src = write_files(
+        tmp_path / "src", {"a.csv": wide_csv([1, 2, 3]), "locked.csv": wide_csv([4, 5, 6])}
+    )
+    _deny(monkeypatch, src / "locked.csv")
+    with pytest.raises(QualityGateError) as err:
+        run_ingest([src], tmp_path / "out", IngestConfig())
+    (failed,) = err.value.summary["failed_files"]
+    assert failed["file"] == str(src / "locked.csv") and "Permission denied" in failed["reason"]
+    assert err.value.summary["series"] == 1
+    # the file readable again is a change: it is ingested on the next run
+    monkeypatch.undo()
+    summary = run_ingest([src], tmp_path / "out", IngestConfig())
+    assert summary["failed_files"] == [] and summary["series"] == 2
+
+
+def test_only_unreadable_files_is_exit_2(tmp_path, monkeypatch):
+    src = write_files(tmp_path / "src", {"locked.csv": wide_csv([4, 5, 6])})
+    _deny(monkeypatch, src / "locked.csv")
+    with pytest.raises(BadInputError, match="locked.csv: cannot read"):
+        run_ingest([src], tmp_path / "out", IngestConfig())
+
+
+def test_file_growing_while_read_is_not_parsed_at_another_length(tmp_path, monkeypatch):
+    import tsfm_cli.ingest.stage as stage
+
+    src = write_files(
+        tmp_path / "src", {"a.csv": wide_csv([1, 2, 3]), "live.csv": wide_csv([4, 5, 6])}
+    )
+    real = stage.describe_file
+
+    def describe_then_grow(path):
+        described = real(path)
+        if path.name == "live.csv":  # the export appends a line after it was hashed
+            with open(path, "a") as handle:
+                handle.write("2024-05-06 08:03:00,7\n")
+        return described
+
+    monkeypatch.setattr(stage, "describe_file", describe_then_grow)
+    with pytest.raises(QualityGateError) as err:
+        run_ingest([src], tmp_path / "out", IngestConfig())
+    (failed,) = err.value.summary["failed_files"]
+    assert "changed while being read" in failed["reason"] and "live.csv" in failed["reason"]
+    monkeypatch.undo()  # complete now: the next run reads it, all four lines
+    summary = run_ingest([src], tmp_path / "out", IngestConfig())
+    assert summary["failed_files"] == [] and summary["lines_used"] == 3 + 4
+
+
+def test_quiet_cron_with_a_broken_file_exits_3_with_one_line(tmp_path):
+    src = write_files(
+        tmp_path / "src",
+        {"good.csv": wide_csv([1, 2, 3]), "broken.csv": b"\x00\x01binary\x00" * 20},
+    )
+    res = run_tsfm("ingest", src, "-o", tmp_path / "out", "--quiet")
+    assert res.returncode == 3 and res.stdout == ""
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "1 of 2 files not ingested" in lines[0] and "broken.csv" in lines[0]
+    again = run_tsfm("ingest", src, "-o", tmp_path / "out", "--quiet")  # reused: still says so
+    assert again.returncode == 3 and len(again.stderr.strip().splitlines()) == 1
+
+
+def test_tsfm_run_propagates_the_failed_file_exit_3(tmp_path):
+    src = write_files(
+        tmp_path / "src",
+        {"good.csv": wide_csv([1, 2, 3]), "broken.csv": b"\x00\x01binary\x00" * 20},
+    )
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        f"run:\n  sources: [{src}]\n  workdir: {tmp_path / 'work'}\n  stages: [ingest, ood-split]\n"
+    )
+    res = run_tsfm("run", recipe, "--quiet")
+    assert res.returncode == 3, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and "not ingested" in res.stderr
+    assert not (tmp_path / "work" / "ood-split").exists()  # the chain stops at the gate

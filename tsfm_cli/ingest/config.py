@@ -143,11 +143,10 @@ def format_duration(seconds: int) -> str:
     return f"{seconds}s"
 
 
-def for_file(config: IngestConfig, rel_path: str, where=None) -> IngestConfig:
-    """The settings for one file: `files:` entries whose glob matches, applied in order."""
+def for_file(config: IngestConfig, rel_path: str) -> IngestConfig:
+    """The settings for one file: `files:` entries whose glob matches, applied in order (their
+    keys, types and values were checked by `validate`, whether or not a glob matches)."""
     import fnmatch
-
-    from tsfm_cli.recipe import RecipeSource, build_config
 
     values: dict[str, Any] = {}
     for pattern, settings in config.files.items():
@@ -155,12 +154,29 @@ def for_file(config: IngestConfig, rel_path: str, where=None) -> IngestConfig:
             values.update(settings)
     if not values:
         return config
+    return _with_file_settings(config, values, _Located(lambda *keys: f"files: key {keys}"))
+
+
+class _Located:
+    """Locates per-file keys under `files.<glob>` for `build_config` (a RecipeSource's `where`)."""
+
+    def __init__(self, where, *prefix: str) -> None:
+        self._where, self._prefix = where, prefix
+
+    def where(self, *keys: str) -> str:
+        return self._where(*self._prefix, *keys)
+
+
+def _with_file_settings(config: IngestConfig, values: dict, source) -> IngestConfig:
+    from tsfm_cli.recipe import build_config
+
     for key in values:
         if key not in PARSE_KEYS:
-            where_key = where(f"files.{key}") if where else f"files: key '{key}'"
-            raise BadInputError(f"{where_key}: only parse settings may differ per file ({key})")
+            raise BadInputError(
+                f"{source.where(key)}: only parse settings may differ per file ({key})"
+            )
     base = {k: v for k, v in dataclasses.asdict(config).items() if k in PARSE_KEYS}
-    merged = build_config(IngestConfig, {**base, **values}, RecipeSource())
+    merged = build_config(IngestConfig, {**base, **values}, source)
     return dataclasses.replace(config, **{k: getattr(merged, k) for k in PARSE_KEYS})
 
 
@@ -186,7 +202,13 @@ def validate(config: IngestConfig, where) -> None:
             parse_duration(value, where(key))
     for key, value in config.ranges.items():
         if not (isinstance(value, list) and len(value) == 2):
-            raise BadInputError(f"{where('ranges')}: '{key}' needs [low, high]")
+            raise BadInputError(f"{where('ranges', key)}: needs [low, high]")
+        low, high = value
+        if low is not None and high is not None and low > high:
+            raise BadInputError(
+                f"{where('ranges', key)}: [{low:g}, {high:g}] is inverted (low > high) and would "
+                "mask every reading; write [low, high]"
+            )
     for name in config.mask_faults:
         if name not in FAULTS:
             raise BadInputError(f"{where('mask_faults')}: unknown fault '{name}' ({FAULTS})")
@@ -197,14 +219,18 @@ def validate(config: IngestConfig, where) -> None:
             raise BadInputError(f"{where('group_pattern')}: invalid regex ({exc})") from None
     if config.max_missing is not None and not 0 <= config.max_missing <= 1:
         raise BadInputError(f"{where('max_missing')}: must be between 0 and 1")
+    if config.spike_window < 3:
+        raise BadInputError(f"{where('spike_window')}: must be at least 3")
     for pattern, settings in config.files.items():
         if not isinstance(settings, dict):
-            raise BadInputError(f"{where('files')}: '{pattern}' needs a mapping of settings")
+            raise BadInputError(f"{where('files', pattern)}: needs a mapping of settings")
         for key in settings:
             if key not in PARSE_KEYS:
                 raise BadInputError(
-                    f"{where('files')}: '{pattern}' sets '{key}', which is not a per-file "
+                    f"{where('files', pattern, key)}: '{key}', which is not a per-file "
                     f"setting (allowed: {', '.join(PARSE_KEYS)})"
                 )
-    if config.spike_window < 3:
-        raise BadInputError(f"{where('spike_window')}: must be at least 3")
+        # types and values now, whether or not the glob matches a file of this run
+        located = _Located(where, "files", pattern)
+        file_config = _with_file_settings(config, settings, located)
+        validate(dataclasses.replace(file_config, files={}), located.where)

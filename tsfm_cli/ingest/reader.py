@@ -154,7 +154,7 @@ def _readings(names, units, cells: pl.DataFrame, sn, keys, config, line_of=None)
         )
     else:
         sensors = [n for n in names if n not in time_cols and n not in group_cols]
-        exprs, seen = [], {}
+        exprs, seen, column_decimals = [], {}, {}
         for i, name in enumerate(sensors):
             sensor, unit = sensor_name(name)
             if sensor in seen:
@@ -163,9 +163,11 @@ def _readings(names, units, cells: pl.DataFrame, sn, keys, config, line_of=None)
             seen.setdefault(sensor, 1)
             pos = names.index(name)
             unit_of[sensor] = unit or (units[pos] if pos < len(units) else None)
-            value, flags = clean_series(
+            value, flags, mark = _clean_wide_column(
                 cells[raw_name(name)], decimal, thousands, text_sentinels, number_sentinels
             )
+            if mark != decimal:
+                column_decimals[name] = mark
             exprs.append(
                 (name, sensor, value.alias(f"_v{i}"), (flags | cells["flags"]).alias(f"_f{i}"))
             )
@@ -183,6 +185,7 @@ def _readings(names, units, cells: pl.DataFrame, sn, keys, config, line_of=None)
             if not usable[i]:
                 ignored.append(name)
                 unit_of.pop(sensor, None)
+                rejects.append(_ignored_column(cleaned, name))
                 continue
             kept.append((i, sensor))
             line = pl.lit(line_of[name], pl.Int64) if line_of else pl.col("line")
@@ -221,7 +224,42 @@ def _readings(names, units, cells: pl.DataFrame, sn, keys, config, line_of=None)
         "time_columns": time_cols,
         "layout": "long" if long else "wide",
     }
+    if not long and column_decimals:
+        stats["column_decimals"] = column_decimals
     return readings, pl.concat([time_rejects, cell_rejects]), stats
+
+
+def _clean_wide_column(raw: pl.Series, decimal, thousands, text_sentinels, numbers):
+    """`clean_series` with the file's decimal mark, or with the other one when that parses more
+    cells: a comma file can hold a quoted decimal-comma column ("20,5") next to `1.5` values.
+    Returns (values, flags, the mark used)."""
+    value, flags = clean_series(raw, decimal, thousands, text_sentinels, numbers)
+    if not ((flags & int(Flag.UNPARSEABLE)) != 0).any():
+        return value, flags, decimal
+    other = "," if decimal == "." else "."
+    value2, flags2 = clean_series(raw, other, None, text_sentinels, numbers)
+    if value2.is_not_null().sum() > value.is_not_null().sum():
+        return value2, flags2, other
+    return value, flags, decimal
+
+
+def _ignored_column(cells: pl.DataFrame, name: str) -> pl.DataFrame:
+    """One reject row for a column left out because no cell in it is a number (a label or
+    comment column): where it starts, how many cells it had and the first of them."""
+    col = pl.col(raw_name(name))
+    filled = cells.select("line", col.alias("raw")).filter(
+        pl.col("raw").is_not_null() & (pl.col("raw").str.len_bytes() > 0)
+    )
+    count = filled.height
+    return filled.head(1).select(
+        "line",
+        pl.lit(name, pl.String).alias("column"),
+        "raw",
+        pl.lit(
+            f"column not used: none of its {count} non-empty cells is a number (a label column? "
+            "set exclude_sensors, or decimal/delimiter if it holds numbers)"
+        ).alias("reason"),
+    )
 
 
 def is_wide(readings: pl.DataFrame | pl.LazyFrame) -> bool:

@@ -55,7 +55,7 @@ def find_sources(inputs: list[Path | str], out_dir: Path) -> list[tuple[Path, Pu
         text = str(item)
         if any(ch in text for ch in "*?["):
             matches = sorted(Path(p) for p in glob.glob(text, recursive=True))
-            files = [p for p in matches if p.is_file()]
+            files = [p for p in matches if p.is_file() or (p.is_symlink() and not p.exists())]
             if not files:
                 raise BadInputError(f"{text}: no file matches this pattern")
             root = Path(text.split("*")[0].split("?")[0].split("[")[0]).parent
@@ -63,13 +63,14 @@ def find_sources(inputs: list[Path | str], out_dir: Path) -> list[tuple[Path, Pu
                 found.setdefault(p, _relative(p, root))
             continue
         path = Path(item)
-        if not path.exists():
+        if not path.exists() and not path.is_symlink():
             raise BadInputError(f"{path}: no such file or directory")
         if path.is_dir():
             files = [
                 p
                 for p in sorted(path.rglob("*"))
-                if p.is_file()
+                # a dangling link is kept: it is reported in failed_files, not skipped unseen
+                if (p.is_file() or (p.is_symlink() and not p.exists()))
                 and wanted(p)
                 and not any(part.startswith(".") for part in p.relative_to(path).parts)
                 and out_resolved not in p.resolve().parents
@@ -92,7 +93,7 @@ def _relative(path: Path, root: Path) -> PurePath:
         return PurePath(path.parent.name) / path.name
 
 
-CACHE_FORMAT = 3  # 2: wide files cached wide; 3: no path keys cached (reader.long_readings)
+CACHE_FORMAT = 4  # 2: wide files cached wide; 3: no path keys cached; 4: per-column decimal
 
 
 def _part_key(file_sha: str, path: str, parse_settings: dict) -> str:
@@ -115,9 +116,18 @@ def run_ingest(
     out_dir = Path(out_dir)
     sources = find_sources(inputs, out_dir)
     require_new_output(out_dir, [p for p, _ in sources])
-    described = [describe_file(p) for p, _ in sources]
+    described, unreadable = _describe(sources)
+    if unreadable and (len(unreadable) == len(sources) or config.strict):
+        raise BadInputError(unreadable[0]["reason"])
+    readable = [(s, d) for s, d in zip(sources, described, strict=True) if "sha256" in d]
+    sources, described = [s for s, _ in readable], [d for _, d in readable]
+    # unreadable files are inputs too: one that becomes readable (or goes away) is a change
+    inputs = described + [
+        {"path": u["file"], "sha256": None, "bytes": None, "unreadable": u["reason"]}
+        for u in unreadable
+    ]
     cfg = config_dict(config)
-    fp = fingerprint(cfg, described)
+    fp = fingerprint(cfg, inputs)
     reused = reuse_summary(out_dir, STAGE, fp)
     if reused is not None:
         reused["files_parsed"] = 0
@@ -125,11 +135,11 @@ def run_ingest(
         return reused
 
     with StageWriter(
-        out_dir, STAGE, config=cfg, inputs=described, command=command, wait_s=wait_s
+        out_dir, STAGE, config=cfg, inputs=inputs, command=command, wait_s=wait_s
     ) as writer:
         previous = (writer.previous_manifest() or {}).get("files", {})
         files_meta: dict[str, dict] = {}
-        failed: list[dict[str, str]] = []
+        failed: list[dict[str, str]] = list(unreadable)
         # (file index, file, part key, readings of a file parsed now, None for a reused part)
         parts: list[tuple[int, str, str, pl.DataFrame | None]] = []
         parsed = reused = rows_done = 0
@@ -153,7 +163,9 @@ def run_ingest(
                 else:
                     keys = keys_from_path(rel, file_config.group_pattern)
                     try:
-                        readings, rejects, stats = read_source(path, keys, file_config)
+                        data = _read_as_hashed(path, desc)
+                        readings, rejects, stats = read_source(path, keys, file_config, data)
+                        del data
                     except BadInputError as exc:
                         failed.append({"file": file, "reason": str(exc)})
                     except Exception as exc:  # noqa: BLE001 - one odd file must not stop the rest
@@ -188,25 +200,72 @@ def run_ingest(
         for item in failed:
             reporter.warn(item["reason"])
         summary = _assemble(writer, parts, files_meta, failed, config)
-        summary.update(files=len(sources), files_parsed=parsed, files_reused=reused)
+        summary.update(
+            files=len(sources) + len(unreadable), files_parsed=parsed, files_reused=reused
+        )
         writer.commit(summary=summary, files=files_meta)
     summary.update(out_dir=str(out_dir), skipped=False)
     _gate(summary, config)
     return summary
 
 
+def _describe(sources) -> tuple[list[dict], list[dict[str, str]]]:
+    """Each source's manifest entry (path, sha256, bytes), and the files that cannot be read
+    (no permission, a dangling link) as failed_files entries: one such file does not stop
+    the others. Unreadable files get an entry without a sha256 in the first list."""
+    described, unreadable = [], []
+    for path, _ in sources:
+        try:
+            described.append(describe_file(path))
+        except OSError as exc:
+            why = "dangling symbolic link" if path.is_symlink() and not path.exists() else None
+            reason = f"{path}: cannot read ({why or exc.strerror or type(exc).__name__})"
+            unreadable.append({"file": str(path), "reason": reason})
+            described.append({"path": str(path)})
+    return described, unreadable
+
+
+def _read_as_hashed(path: Path, desc: dict) -> bytes:
+    """The file's bytes, read once and checked against the sha256 its manifest entry recorded:
+    what is parsed is exactly what was hashed. A file still being written (grown, or rewritten,
+    since it was hashed) is a failed file, tried again on the next run."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise BadInputError(f"{path}: cannot read ({exc.strerror or type(exc).__name__})") from None
+    if len(data) != desc["bytes"] or hashlib.sha256(data).hexdigest() != desc["sha256"]:
+        raise BadInputError(
+            f"{path}: changed while being read ({desc['bytes']:,} bytes when hashed, "
+            f"{len(data):,} when read; still being written?); it is read on the next run"
+        )
+    return data
+
+
 def _gate(summary: dict, config: IngestConfig) -> None:
-    if config.max_missing is None:
-        return
-    worst = summary.get("worst_missing_frac", 0.0) or 0.0
-    if worst > config.max_missing:
+    """Exit 3 (QualityGateError, after the outputs are written) when a file was not ingested
+    or a series misses more than `max_missing`: one line that cron shows even with --quiet."""
+    problems = []
+    failed = summary.get("failed_files") or []
+    if failed:
+        problems.append(
+            f"{len(failed)} of {summary.get('files', len(failed))} files not ingested (first: "
+            f"{failed[0]['reason']}); see failed_files in {summary['out_dir']}/manifest.json"
+        )
+    if config.max_missing is not None:
+        worst = summary.get("worst_missing_frac", 0.0) or 0.0
+        if worst > config.max_missing:
+            problems.append(
+                f"series {summary.get('worst_series')} is {worst:.1%} missing "
+                f"(--max-missing {config.max_missing:g})"
+            )
+    if problems:
         summary["quality_gate"] = "failed"
         raise QualityGateError(
-            f"quality gate: series {summary.get('worst_series')} is {worst:.1%} missing "
-            f"(--max-missing {config.max_missing:g}); outputs were written to {summary['out_dir']}",
+            f"quality gate: {'; '.join(problems)}; outputs were written to {summary['out_dir']}",
             summary,
         )
-    summary["quality_gate"] = "passed"
+    if config.max_missing is not None:
+        summary["quality_gate"] = "passed"
 
 
 def _series_runs(frame: pl.LazyFrame, cols: list[str]) -> pl.DataFrame:
