@@ -108,3 +108,68 @@ def test_unlisted_numbers_must_be_finite():
     assert out_of_bounds("NoSuchConfig", "x", float("inf"))
     assert out_of_bounds("NoSuchConfig", "x", 5) is None
     assert out_of_bounds("IngestConfig", "spike_window", True) is None  # booleans are not numbers
+
+
+def _run_recipe(tmp_path, body: str):
+    """A recipe whose ingest would work, plus `body`; `tsfm run` on it, and the workdir."""
+    from ingest_helpers import wide_csv, write_files
+
+    src = write_files(tmp_path / "src", {"a.csv": wide_csv(list(range(30)))})
+    work = tmp_path / "work"
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"run:\n  sources: [{src}]\n  workdir: {work}\n" + body)
+    return recipe, work
+
+
+def test_per_file_setting_of_wrong_type_names_file_line_and_full_key(tmp_path, tsfm):
+    recipe, work = _run_recipe(
+        tmp_path,
+        'ingest:\n  files:\n    "line2/*":\n      headerless: true\n      timezone: 5\n',
+    )
+    result = tsfm("run", recipe, timeout=120)  # the glob matches no file: checked anyway
+    assert result.returncode == 2, result.stderr
+    assert f"{recipe}:8: key 'ingest.files.\"line2/*\".timezone': expected" in result.stderr
+    assert not work.exists()
+
+
+def test_per_file_setting_values_are_checked_too(tmp_path):
+    from tsfm_cli.ingest import IngestConfig
+    from tsfm_cli.ingest.config import validate
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text('files:\n  "*.dat":\n    timezone: Mars/Olympus\n')
+    values, source = load_section(recipe, "ingest")
+    config = build_config(IngestConfig, values, source)
+    with pytest.raises(BadInputError, match=r"r.yaml:3: key 'files.\"\*.dat\".timezone'.*Mars"):
+        validate(config, source.where)
+
+
+def test_unknown_embedding_option_fails_before_ingest_runs(tmp_path, tsfm):
+    recipe, work = _run_recipe(
+        tmp_path,
+        "embed-bench:\n  embedding_options:\n    pointwise: {hiden: 32}\n",
+    )
+    result = tsfm("run", recipe, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "key 'embed-bench.embedding_options.pointwise.hiden': unknown option" in result.stderr
+    assert not work.exists()  # nothing ran
+
+
+def test_embedding_option_width_out_of_range(tmp_path):
+    from tsfm_cli.embed_bench.config import check_config
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("embedding_options:\n  pointwise:\n    hidden: 5000000\n")
+    values, source = load_section(recipe, "embed-bench")
+    from tsfm_cli.embed_bench import EmbedBenchConfig
+
+    config = build_config(EmbedBenchConfig, values, source)
+    with pytest.raises(BadInputError, match="pointwise.hidden': needs a whole number"):
+        check_config(config, source)
+
+
+def test_sections_of_stages_left_out_are_checked_too(tmp_path, tsfm):
+    recipe, work = _run_recipe(tmp_path, "fit:\n  bootstrapp: 10\n")
+    result = tsfm("run", recipe, "--only", "ingest", timeout=120)
+    assert result.returncode == 2 and "key 'fit.bootstrapp': unknown key" in result.stderr
+    assert not work.exists()

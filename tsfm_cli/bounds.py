@@ -105,7 +105,7 @@ BOUNDS: dict[str, dict[str, tuple[float, float]]] = {
 }
 
 
-def _numbers(value: Any):
+def numbers_in(value: Any):
     """The numbers in a setting's value (itself, or inside lists and mappings); not booleans."""
     if isinstance(value, bool):
         return
@@ -113,10 +113,10 @@ def _numbers(value: Any):
         yield value
     elif isinstance(value, (list, tuple)):
         for item in value:
-            yield from _numbers(item)
+            yield from numbers_in(item)
     elif isinstance(value, dict):
         for item in value.values():
-            yield from _numbers(item)
+            yield from numbers_in(item)
 
 
 def _show(x: float) -> str:
@@ -126,7 +126,7 @@ def _show(x: float) -> str:
 def out_of_bounds(config_name: str, key: str, value: Any) -> str | None:
     """Why `value` is not allowed for `key` of settings class `config_name`, or None if it is."""
     bound = BOUNDS.get(config_name, {}).get(key)
-    for number in _numbers(value):
+    for number in numbers_in(value):
         if bound is None:
             if not (math.isfinite(number) and abs(number) <= DEFAULT_LIMIT):
                 return f"{number!r} is out of range (a finite number within ±{DEFAULT_LIMIT:g})"
