@@ -204,3 +204,69 @@ def test_tsfm_run_propagates_the_failed_file_exit_3(tmp_path):
     assert res.returncode == 3, res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and "not ingested" in res.stderr
     assert not (tmp_path / "work" / "ood-split").exists()  # the chain stops at the gate
+
+
+def _valve_and_flow(n: int = 80):
+    """A valve that stays shut (constant: after its 5 absent readings, a run of 65 is 'stuck'
+    by the default check), and a flow with one absent reading."""
+    rows = ["timestamp,valve,flow"]
+    for i, t in enumerate(minutes(n)):
+        valve = "" if 10 <= i < 15 else "0"
+        flow = "" if i == 40 else f"{10 + (i * 7) % 5 + i / 100:.2f}"
+        rows.append(f"{t},{valve},{flow}")
+    return "\n".join(rows) + "\n"
+
+
+def test_report_tells_absent_from_faults(tmp_path):
+    _, _, _, report = ingest(tmp_path, {"plant.csv": _valve_and_flow()})
+    valve = report.filter(pl.col("sensor") == "valve").row(0, named=True)
+    assert valve["absent_frac"] == pytest.approx(5 / 80)
+    assert valve["fault_frac"] == pytest.approx(65 / 80)  # its 65-reading run flagged stuck
+    assert valve["missing_frac"] == pytest.approx(70 / 80)  # kept for compatibility
+    flow = report.filter(pl.col("sensor") == "flow").row(0, named=True)
+    assert flow["absent_frac"] == pytest.approx(1 / 80) and flow["fault_frac"] == 0
+
+
+@pytest.mark.parametrize(
+    "gate_on, exit_code",
+    [("absent", None), ("faults", "81.2% flagged as faults"), ("both", "87.5% missing")],
+)
+def test_gate_on_chooses_what_the_gate_counts(tmp_path, gate_on, exit_code):
+    src = write_files(tmp_path / "src", {"plant.csv": _valve_and_flow()})
+    config = IngestConfig(max_missing=0.2, gate_on=gate_on)
+    if exit_code is None:  # 6% absent at worst: passes
+        assert run_ingest([src], tmp_path / "out", config)["quality_gate"] == "passed"
+    else:
+        with pytest.raises(QualityGateError, match=f"plant/valve is {exit_code}"):
+            run_ingest([src], tmp_path / "out", config)
+
+
+def test_fault_checks_per_series_glob(tmp_path):
+    summary, series, _, report = ingest(
+        tmp_path, {"plant.csv": _valve_and_flow()}, series={"plant/valve*": {"stuck": False}}
+    )
+    valve = report.filter(pl.col("sensor") == "valve").row(0, named=True)
+    assert valve["fault_frac"] == 0 and valve["missing_frac"] == pytest.approx(5 / 80)
+    assert one(series, "valve")["observed"].sum() == 75
+
+
+def test_per_series_mask_flags_but_keeps_observed(tmp_path):
+    _, series, _, report = ingest(
+        tmp_path, {"plant.csv": _valve_and_flow()}, series={"valve": {"mask_faults": []}}
+    )
+    valve = report.filter(pl.col("sensor") == "valve").row(0, named=True)
+    assert valve["fault_frac"] == pytest.approx(65 / 80)  # still flagged
+    assert valve["missing_frac"] == pytest.approx(5 / 80)  # but not hidden
+
+
+def test_per_series_settings_are_checked_with_their_key(tmp_path):
+    from tsfm_cli.ingest.config import validate
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text('series:\n  "plant/valve*":\n    stuck: maybe\n')
+    from tsfm_cli.recipe import build_config, load_section
+
+    values, source = load_section(recipe, "ingest")
+    config = build_config(IngestConfig, values, source)
+    with pytest.raises(BadInputError, match=r"r.yaml:3: key 'series.\"plant/valve\*\".stuck'"):
+        validate(config, source.where)

@@ -34,6 +34,16 @@ DEFAULT_SENTINELS = [
 
 FAULTS = ("out_of_range", "spike", "stuck")
 
+# keys of a `series:` entry; spike/stuck/out_of_range: false (YAML `off`) turns that check off
+SERIES_KEYS = {
+    "spike_threshold": (float, 0, 1e6),
+    "stuck_points": (int, 0, 1_000_000_000),
+    "mask_faults": (list, None, None),
+    "spike": (bool, None, None),
+    "stuck": (bool, None, None),
+    "out_of_range": (bool, None, None),
+}
+
 # Settings that change how a file is parsed; a change invalidates the per-file cache.
 PARSE_KEYS = (
     "timezone",
@@ -103,6 +113,9 @@ class IngestConfig:
     spike_threshold: float = 6.0  # robust z (MAD) above which a point is a spike; 0: off
     stuck_points: int = 30  # this many identical consecutive readings = stuck; 0: off
     mask_faults: list[str] = field(default_factory=lambda: list(FAULTS))
+    # per-series fault settings: glob on series id or sensor → SERIES_KEYS (later entries win),
+    # e.g. {"plant/valve*": {stuck: off}}: a valve that is meant to stay put is not "stuck"
+    series: dict[str, dict[str, Any]] = field(default_factory=dict)
     # gap filling (never changes `observed`)
     fill: Literal["none", "ffill", "linear"] = "none"
     max_gap: int = 3  # longest gap (grid points) that is filled
@@ -110,6 +123,9 @@ class IngestConfig:
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     # gates
     max_missing: float | None = None
+    # what max_missing gates on: points with no reading (absent), points flagged by the fault
+    # checks (faults: spike, stuck, out_of_range, sentinel) or either (both)
+    gate_on: Literal["absent", "faults", "both"] = "both"
     strict: bool = False
     # limits on hostile input, checked before parsing (README "Ingest limits"): a longer line or
     # a wider table is refused, the file goes to failed_files
@@ -234,3 +250,60 @@ def validate(config: IngestConfig, where) -> None:
         located = _Located(where, "files", pattern)
         file_config = _with_file_settings(config, settings, located)
         validate(dataclasses.replace(file_config, files={}), located.where)
+    for pattern, settings in config.series.items():
+        _check_series_settings(settings, lambda *keys, p=pattern: where("series", p, *keys))
+
+
+def _check_series_settings(settings: Any, where) -> None:
+    if not isinstance(settings, dict):
+        raise BadInputError(f"{where()}: needs a mapping of fault settings")
+    for key, value in settings.items():
+        if key not in SERIES_KEYS:
+            raise BadInputError(
+                f"{where(key)}: not a per-series setting (allowed: {', '.join(SERIES_KEYS)})"
+            )
+        kind, low, high = SERIES_KEYS[key]
+        if kind is bool and not isinstance(value, bool):
+            raise BadInputError(f"{where(key)}: expected on/off (true/false), got {value!r}")
+        if kind in (int, float):
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not number or (kind is int and not isinstance(value, int)):
+                raise BadInputError(f"{where(key)}: expected {kind.__name__}, got {value!r}")
+            if not low <= value <= high:
+                raise BadInputError(f"{where(key)}: {value!r} is out of range ({low} … {high:g})")
+        if kind is list and (
+            not isinstance(value, list) or any(name not in FAULTS for name in value)
+        ):
+            raise BadInputError(f"{where(key)}: expected a list of {', '.join(FAULTS)}")
+
+
+def series_settings(config: IngestConfig, series_ids: list[str], sensors: list[str]) -> dict:
+    """Per series (in order): the fault settings after the `series:` entries matching its id
+    or sensor: {"spike_threshold": [...], "stuck_points": [...], "out_of_range": [...] (on),
+    "mask": {fault: [...]}}."""
+    import fnmatch
+
+    n = len(series_ids)
+    out = {
+        "spike_threshold": [config.spike_threshold] * n,
+        "stuck_points": [config.stuck_points] * n,
+        "out_of_range": [True] * n,
+        "mask": {fault: [fault in config.mask_faults] * n for fault in FAULTS},
+    }
+    for pattern, settings in config.series.items():
+        for i, (sid, sensor) in enumerate(zip(series_ids, sensors, strict=True)):
+            if not (fnmatch.fnmatchcase(sid, pattern) or fnmatch.fnmatchcase(sensor, pattern)):
+                continue
+            for key, value in settings.items():
+                if key in ("spike_threshold", "stuck_points"):
+                    out[key][i] = value
+                elif key == "spike":
+                    out["spike_threshold"][i] = config.spike_threshold if value else 0.0
+                elif key == "stuck":
+                    out["stuck_points"][i] = config.stuck_points if value else 0
+                elif key == "out_of_range":
+                    out["out_of_range"][i] = value
+                elif key == "mask_faults":
+                    for fault in FAULTS:
+                        out["mask"][fault][i] = fault in value
+    return out

@@ -10,6 +10,9 @@ from tsfm_cli.ingest.config import format_duration
 from tsfm_cli.schema import Flag
 
 FAULT_BITS = int(Flag.OUT_OF_RANGE | Flag.SPIKE | Flag.STUCK | Flag.DUPLICATE_CONFLICT)
+# what `fault_frac` counts: points the fault checks flagged (hidden when masked), as opposed to
+# `absent_frac`: points with no usable reading that no check flagged (no row, empty, junk text)
+CHECK_BITS = int(Flag.OUT_OF_RANGE | Flag.SPIKE | Flag.STUCK | Flag.SENTINEL)
 PLOT_BINS = 400
 PLOT_MAX_SERIES = 120
 
@@ -31,6 +34,11 @@ def build_report(
             pl.col("_file").unique().alias("_files"),
             pl.len().cast(pl.Int64).alias("points"),
             pl.col("observed").sum().cast(pl.Int64).alias("observed"),
+            ((pl.col("flags") & CHECK_BITS) != 0).sum().cast(pl.Int64).alias("_faulty"),
+            (~pl.col("observed") & ((pl.col("flags") & CHECK_BITS) == 0))
+            .sum()
+            .cast(pl.Int64)
+            .alias("_absent"),
             *counts,
             pl.col("freq_s").first(),
             pl.col("timestamp").min().alias("start"),
@@ -54,12 +62,22 @@ def build_report(
         .join(per, on="_sid", how="inner")
         .with_columns(
             missing_frac=1 - pl.col("observed") / pl.col("points"),
+            absent_frac=pl.col("_absent") / pl.col("points"),
+            fault_frac=pl.col("_faulty") / pl.col("points"),
             freq=pl.col("freq_s").map_elements(format_duration, return_dtype=pl.String),
             unit=pl.col("series_id").replace_strict(units, default=None, return_dtype=pl.String),
         )
+        .drop("_absent", "_faulty")
         .sort("_sid")
     )
     return report
+
+
+GATED = {  # gate_on → the share of a series' points the quality gate looks at
+    "absent": pl.col("absent_frac"),
+    "faults": pl.col("fault_frac"),
+    "both": pl.col("absent_frac") + pl.col("fault_frac"),  # disjoint: absent has no check flag
+}
 
 
 def _ffill(row):

@@ -24,7 +24,7 @@ from tsfm_cli.ingest.fill import fill_gaps
 from tsfm_cli.ingest.grid import build_grid, series_table
 from tsfm_cli.ingest.groups import keys_from_path
 from tsfm_cli.ingest.reader import long_readings, read_source, reading_count
-from tsfm_cli.ingest.report import build_report, quality_plot
+from tsfm_cli.ingest.report import GATED, build_report, quality_plot
 from tsfm_cli.ingest.table import REJECT_SCHEMA
 from tsfm_cli.recipe import config_dict
 from tsfm_cli.schema import Flag
@@ -252,11 +252,14 @@ def _gate(summary: dict, config: IngestConfig) -> None:
             f"{failed[0]['reason']}); see failed_files in {summary['out_dir']}/manifest.json"
         )
     if config.max_missing is not None:
-        worst = summary.get("worst_missing_frac", 0.0) or 0.0
+        worst = summary.get("worst_gate_frac", 0.0) or 0.0
         if worst > config.max_missing:
+            what = {"absent": "absent", "faults": "flagged as faults", "both": "missing"}
             problems.append(
-                f"series {summary.get('worst_series')} is {worst:.1%} missing "
-                f"(--max-missing {config.max_missing:g})"
+                f"series {summary.get('worst_gate_series')} is {worst:.1%} "
+                f"{what[config.gate_on]} (--max-missing {config.max_missing:g}, gate_on "
+                f"{config.gate_on}; worst absent {summary.get('worst_absent_frac', 0):.1%}, "
+                f"worst faults {summary.get('worst_fault_frac', 0):.1%})"
             )
     if problems:
         summary["quality_gate"] = "failed"
@@ -365,7 +368,7 @@ def _assemble(writer: StageWriter, parts, files_meta, failed, config) -> dict[st
         _write_series(writer, grid, names, files, key_cols)
         all_rejects = _write_rejects(writer, parts, dup_rejects, failed, files)
         writer.write_parquet("report.parquet", report.drop("_sid"))
-        summary = _summary(grid, all_rejects, report, files, files_meta, failed)
+        summary = _summary(grid, all_rejects, report, files, files_meta, failed, config.gate_on)
         plot.result()  # the drawing's error, if any, is the stage's error
     writer.register("quality.png")
     return summary
@@ -453,7 +456,7 @@ def _per_file(bits: np.ndarray, sizes: np.ndarray) -> list[int]:
     return np.diff(ends, prepend=0).tolist()
 
 
-def _summary(grid, rejects, report, files, files_meta, failed) -> dict[str, Any]:
+def _summary(grid, rejects, report, files, files_meta, failed, gate_on) -> dict[str, Any]:
     # used lines per file as bitmaps over line numbers: no hashing of millions of rows
     index_of = {file: i for i, file in enumerate(files)}
     sizes = np.array(
@@ -485,6 +488,13 @@ def _summary(grid, rejects, report, files, files_meta, failed) -> dict[str, Any]
         for flag in Flag
     }
     worst = report.sort("missing_frac", descending=True).head(1)
+    shares = {}
+    for name, share in (*(("absent", "absent_frac"), ("fault", "fault_frac")), ("gate", None)):
+        expr = GATED[gate_on] if share is None else pl.col(share)
+        top = report.select("series_id", expr.alias("_share")).sort("_share", descending=True)
+        top = top.head(1)
+        shares[f"worst_{name}_series"] = top["series_id"].item() if top.height else None
+        shares[f"worst_{name}_frac"] = round(float(top["_share"].item()), 6) if top.height else 0.0
     points = grid.height
     observed = int(grid["observed"].sum()) if points else 0
     return {
@@ -502,5 +512,7 @@ def _summary(grid, rejects, report, files, files_meta, failed) -> dict[str, Any]
         "lines_unaccounted": lines_data - lines_used - lines_rejected,
         "rejects": rejects.height,
         "flags": flag_counts,
+        **shares,
+        "gate_on": gate_on,
         "failed_files": failed,
     }
