@@ -119,8 +119,9 @@ def numbers_in(value: Any):
             yield from numbers_in(item)
 
 
-def _show(x: float) -> str:
-    return f"{x:,}" if isinstance(x, int) or float(x).is_integer() and abs(x) < 1e16 else f"{x:g}"
+def show(x: float) -> str:
+    """A bound as people read it: 10,001, 0.5, 1e+40."""
+    return f"{int(x):,}" if float(x).is_integer() and abs(x) < 1e16 else f"{x:g}"
 
 
 def out_of_bounds(config_name: str, key: str, value: Any) -> str | None:
@@ -133,5 +134,5 @@ def out_of_bounds(config_name: str, key: str, value: Any) -> str | None:
             continue
         low, high = bound
         if not low <= number <= high:  # NaN fails too
-            return f"{number!r} is out of range (allowed {_show(low)} … {_show(high)})"
+            return f"{number!r} is out of range (allowed {show(low)} … {show(high)})"
     return None
