@@ -234,9 +234,12 @@ def _clean_wide_column(raw: pl.Series, decimal, thousands, text_sentinels, numbe
     cells: a comma file can hold a quoted decimal-comma column ("20,5") next to `1.5` values.
     Returns (values, flags, the mark used)."""
     value, flags = clean_series(raw, decimal, thousands, text_sentinels, numbers)
-    if not ((flags & int(Flag.UNPARSEABLE)) != 0).any():
-        return value, flags, decimal
     other = "," if decimal == "." else "."
+    # only when a cell that did not parse looks like a number with the other mark (cheap: the
+    # unparseable cells are few); a column of junk text is not parsed twice
+    bad = raw.filter((flags & int(Flag.UNPARSEABLE)) != 0)
+    if not bad.str.contains(rf"^[+-]?\d*{re.escape(other)}\d+$").any():
+        return value, flags, decimal
     value2, flags2 = clean_series(raw, other, None, text_sentinels, numbers)
     if value2.is_not_null().sum() > value.is_not_null().sum():
         return value2, flags2, other
