@@ -172,6 +172,8 @@ def load_section(path: Path | str | None, section: str) -> tuple[dict[str, Any],
 
 
 def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is typing.Literal:  # "one of absent, faults, both", not "Literal"
+        return "one of " + ", ".join(str(v) for v in typing.get_args(tp))
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
