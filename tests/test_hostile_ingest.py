@@ -270,3 +270,39 @@ def test_per_series_settings_are_checked_with_their_key(tmp_path):
     config = build_config(IngestConfig, values, source)
     with pytest.raises(BadInputError, match=r"r.yaml:3: key 'series.\"plant/valve\*\".stuck'"):
         validate(config, source.where)
+
+
+def test_reading_stops_at_the_first_line_over_the_limit(tmp_path, monkeypatch):
+    """A file that is one long line is not read whole: the read stops in the chunk where the
+    line passes max_line_bytes (so memory stays bounded for a 10 GB one-line file)."""
+    import tsfm_cli.ingest.stage as stage
+    from tsfm_cli.ingest.sniff import CHUNK
+    from tsfm_cli.stagedir import describe_file
+
+    path = tmp_path / "one_line.csv"
+    path.write_bytes(b"timestamp,temp\n2024-01-01 00:00:00," + b"1" * (40 * CHUNK) + b"\n")
+    read = []
+
+    class Counting:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+        def read(self, n):
+            chunk = self.handle.read(n)
+            read.append(len(chunk))
+            return chunk
+
+        def seek(self, offset):
+            read.clear()  # the two bytes that tell a .gz are looked at again
+            return self.handle.seek(offset)
+
+    monkeypatch.setattr(stage, "open", lambda p, mode: Counting(open(p, mode)), raising=False)  # noqa: SIM115 (closed by Counting)
+    with pytest.raises(BadInputError, match=r"one_line.csv:2: line longer than 1,048,576 bytes"):
+        stage._read_as_hashed(path, describe_file(path), CHUNK)
+    assert sum(read) <= 2 * CHUNK < path.stat().st_size

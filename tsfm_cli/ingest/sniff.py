@@ -136,7 +136,7 @@ CHUNK = 1 << 20  # bytes looked at (or decompressed) at a time by the bounded re
 MAX_DECOMPRESSED = 4 << 30  # a .gz that inflates beyond this is refused (a zip bomb)
 
 
-class _LineLimit:
+class LineLimit:
     """Tracks the longest line over chunks of bytes; raises once a line passes the limit, so a
     file that is one huge line is refused after reading at most `limit` bytes of that line."""
 
@@ -169,7 +169,7 @@ class _LineLimit:
 def check_line_lengths(path: Path, raw: bytes, limit: int) -> None:
     """BadInputError naming the first line longer than `limit` bytes (numpy, chunk by chunk)."""
     view = memoryview(raw)
-    lines = _LineLimit(path, limit)
+    lines = LineLimit(path, limit)
     for start in range(0, len(view), CHUNK):
         lines.feed(view[start : start + CHUNK])
 
@@ -178,7 +178,7 @@ def gunzip_bounded(path: Path, raw: bytes, max_line_bytes: int) -> bytes:
     """A .gz file's content, decompressed chunk by chunk: a line longer than `max_line_bytes`
     or more than `MAX_DECOMPRESSED` bytes stop it before memory fills (zip bombs)."""
     out, size = [], 0
-    lines = _LineLimit(path, max_line_bytes)
+    lines = LineLimit(path, max_line_bytes)
     data = raw
     try:
         while data:
@@ -211,7 +211,8 @@ def read_text(
 ) -> tuple[str, str, bytes | None]:
     """The file's text, the encoding used and, when the file is UTF-8 already, its bytes (BOM
     removed); BadInputError for empty, binary, corrupt files and lines over `max_line_bytes`.
-    `data`: the file's bytes as read (and hashed) by the caller, so both see the same bytes."""
+    `data`: the file's bytes as read (and hashed) by the caller, so both see the same bytes;
+    the caller has checked their line lengths unless they are gzip."""
     if data is not None:
         raw = data
     else:
@@ -221,7 +222,7 @@ def read_text(
             raise BadInputError(f"{path}: cannot read ({exc.strerror})") from None
     if raw[:2] == b"\x1f\x8b":
         raw = gunzip_bounded(path, raw, config.max_line_bytes)
-    else:
+    elif data is None:  # bytes given were checked as they were read (ingest.stage)
         check_line_lengths(path, raw, config.max_line_bytes)
     if not raw.strip():
         raise BadInputError(f"{path}: empty file")

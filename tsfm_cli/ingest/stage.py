@@ -25,6 +25,7 @@ from tsfm_cli.ingest.grid import build_grid, series_table
 from tsfm_cli.ingest.groups import keys_from_path
 from tsfm_cli.ingest.reader import long_readings, read_source, reading_count
 from tsfm_cli.ingest.report import GATED, build_report, quality_plot
+from tsfm_cli.ingest.sniff import CHUNK, LineLimit
 from tsfm_cli.ingest.table import REJECT_SCHEMA
 from tsfm_cli.recipe import config_dict
 from tsfm_cli.schema import Flag
@@ -163,7 +164,7 @@ def run_ingest(
                 else:
                     keys = keys_from_path(rel, file_config.group_pattern)
                     try:
-                        data = _read_as_hashed(path, desc)
+                        data = _read_as_hashed(path, desc, file_config.max_line_bytes)
                         readings, rejects, stats = read_source(path, keys, file_config, data)
                         del data
                     except BadInputError as exc:
@@ -225,20 +226,40 @@ def _describe(sources) -> tuple[list[dict], list[dict[str, str]]]:
     return described, unreadable
 
 
-def _read_as_hashed(path: Path, desc: dict) -> bytes:
-    """The file's bytes, read once and checked against the sha256 its manifest entry recorded:
-    what is parsed is exactly what was hashed. A file still being written (grown, or rewritten,
-    since it was hashed) is a failed file, tried again on the next run."""
+def _read_as_hashed(path: Path, desc: dict, max_line_bytes: int) -> bytearray:
+    """The file's bytes, read once in chunks and checked against the sha256 its manifest entry
+    recorded: what is parsed is exactly what was hashed. A file still being written (grown, or
+    rewritten, since it was hashed) is a failed file, tried again on the next run. A plain
+    text file with a line over `max_line_bytes` stops the read at that line (a 10 GB one-line
+    file costs 1 MiB, not 10 GB); a .gz is checked while it is decompressed."""
+    size = desc["bytes"]
+    buffer = bytearray()  # grown chunk by chunk (realloc, not copies): a refused file is small
+    digest = hashlib.sha256()
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as handle:
+            # a .gz's lines are checked while it is decompressed (sniff.gunzip_bounded)
+            gzip = handle.read(2) == b"\x1f\x8b"
+            handle.seek(0)
+            lines = None if gzip else LineLimit(path, max_line_bytes)
+            while len(buffer) < size:
+                chunk = handle.read(min(CHUNK, size - len(buffer)))
+                if not chunk:
+                    break
+                if lines is not None:
+                    lines.feed(chunk)
+                digest.update(chunk)
+                buffer += chunk
+            grew = bool(handle.read(1))
     except OSError as exc:
         raise BadInputError(f"{path}: cannot read ({exc.strerror or type(exc).__name__})") from None
-    if len(data) != desc["bytes"] or hashlib.sha256(data).hexdigest() != desc["sha256"]:
+    done = len(buffer)
+    if grew or done != size or digest.hexdigest() != desc["sha256"]:
+        now = path.stat().st_size if path.exists() else 0
         raise BadInputError(
-            f"{path}: changed while being read ({desc['bytes']:,} bytes when hashed, "
-            f"{len(data):,} when read; still being written?); it is read on the next run"
+            f"{path}: changed while being read ({size:,} bytes when hashed, {now:,} now; still "
+            "being written?); it is read on the next run"
         )
-    return data
+    return buffer
 
 
 def _gate(summary: dict, config: IngestConfig) -> None:
