@@ -306,3 +306,13 @@ def test_reading_stops_at_the_first_line_over_the_limit(tmp_path, monkeypatch):
     with pytest.raises(BadInputError, match=r"one_line.csv:2: line longer than 1,048,576 bytes"):
         stage._read_as_hashed(path, describe_file(path), CHUNK)
     assert sum(read) <= 2 * CHUNK < path.stat().st_size
+
+
+def test_long_layout_value_column_with_quoted_decimal_commas(tmp_path):
+    rows = ["timestamp,tag,value,quality"]  # the point decimals of `quality` make "." the mark
+    for i, t in enumerate(minutes(20)):
+        rows.append(f'{t},temp,"{20 + i % 7},5",0.{90 + i % 9}')
+    summary, series, rejects, _ = ingest(tmp_path, {"long.csv": "\n".join(rows) + "\n"})
+    temp = one(series, "temp")
+    assert temp["observed"].all() and temp["value"][0] == pytest.approx(20.5)
+    assert rejects.height == 0

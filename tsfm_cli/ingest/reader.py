@@ -18,7 +18,7 @@ from tsfm_cli.ingest.groups import sensor_name
 from tsfm_cli.ingest.sniff import sniff
 from tsfm_cli.ingest.table import raw_name, read_cells, rejects_frame, transpose_cells
 from tsfm_cli.ingest.timestamps import find_time_columns, localize, parse_times, start_times
-from tsfm_cli.ingest.values import clean_column, clean_series, sentinel_sets
+from tsfm_cli.ingest.values import clean_series, sentinel_sets
 from tsfm_cli.schema import Flag
 
 SENSOR_COLUMN = re.compile(
@@ -124,10 +124,14 @@ def _readings(names, units, cells: pl.DataFrame, sn, keys, config, line_of=None)
     decimal, thousands = sn.decimal, sn.thousands
     unit_of: dict[str, str | None] = {}
     ignored: list[str] = []
+    column_decimals: dict[str, str] = {}  # columns parsed with the other decimal mark
     if long:
-        value, flags = clean_column(
-            raw_name(value_col), decimal, thousands, text_sentinels, number_sentinels
+        value, flags, mark = _clean_wide_column(
+            cells[raw_name(value_col)], decimal, thousands, text_sentinels, number_sentinels
         )
+        if mark != decimal:
+            column_decimals[value_col] = mark
+        value, flags = pl.lit(value), pl.lit(flags)
         cleaned = cells.with_columns(
             sensor=pl.col(raw_name(sensor_col))
             .str.replace_all(r"[^0-9a-zA-Z]+", "_")
@@ -154,7 +158,7 @@ def _readings(names, units, cells: pl.DataFrame, sn, keys, config, line_of=None)
         )
     else:
         sensors = [n for n in names if n not in time_cols and n not in group_cols]
-        exprs, seen, column_decimals = [], {}, {}
+        exprs, seen = [], {}
         for i, name in enumerate(sensors):
             sensor, unit = sensor_name(name)
             if sensor in seen:
@@ -224,7 +228,7 @@ def _readings(names, units, cells: pl.DataFrame, sn, keys, config, line_of=None)
         "time_columns": time_cols,
         "layout": "long" if long else "wide",
     }
-    if not long and column_decimals:
+    if column_decimals:
         stats["column_decimals"] = column_decimals
     return readings, pl.concat([time_rejects, cell_rejects]), stats
 
