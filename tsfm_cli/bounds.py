@@ -17,7 +17,7 @@ SEED = (0, 2**32 - 1)
 STEPS = (1, 1_000_000_000)
 LENGTH = (1, 1_000_000)  # points of a context, horizon or window
 PATCH = (1, 65_536)
-DEVICES = (1, 4096)
+DEVICES = (-1, 4096)  # Lightning: -1 = every device
 THREADS = (1, 1024)
 MODEL_DIM = (1, 100_000)  # d_model, layers, heads of a size given as a mapping
 DATA_BUDGET = (0, 1e13)  # a fraction ≤ 1 or a count of training points
@@ -38,7 +38,7 @@ BOUNDS: dict[str, dict[str, tuple[float, float]]] = {
     "OodConfig": {
         "context_length": LENGTH,
         "horizons": LENGTH,
-        "patch_size": PATCH,
+        "patch_size": (0, 65_536),  # 0: no multiple-of-patch check
         "stride": (1, 1_000_000_000),
         "max_windows": (1, 10_000_000),
         "synthetic_windows": (0, 1_000_000),
