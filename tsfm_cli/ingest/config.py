@@ -249,7 +249,7 @@ def validate(config: IngestConfig, where) -> None:
         # types and values now, whether or not the glob matches a file of this run
         located = _Located(where, "files", pattern)
         file_config = _with_file_settings(config, settings, located)
-        validate(dataclasses.replace(file_config, files={}), located.where)
+        validate(dataclasses.replace(file_config, files={}, series={}), located.where)
     for pattern, settings in config.series.items():
         _check_series_settings(settings, lambda *keys, p=pattern: where("series", p, *keys))
 
