@@ -139,10 +139,8 @@ def quality_plot(grid: pl.DataFrame, report: pl.DataFrame, path: Path) -> None:
     for row in range(shown.height):
         matrix[row] = bin_states(states[offsets[row] : offsets[row] + points[row]], PLOT_BINS)
     row_of = {sid: i for i, sid in enumerate(shown["series_id"].to_list())}
-    span_of = {
-        r["series_id"]: (r["start"], r["end"], r["missing_frac"])
-        for r in shown.select("series_id", "start", "end", "missing_frac").iter_rows(named=True)
-    }
+    columns = ("series_id", "start", "end", "missing_frac", "absent_frac", "fault_frac")
+    span_of = {r["series_id"]: r for r in shown.select(columns).iter_rows(named=True)}
     colours = ListedColormap(["#cfe8cf", "#7fb3e6", "#f2b8b8", "#d03030", "#f0a030"])
     height = 1.6 + 0.22 * len(row_of)
     fig = Figure(figsize=(13, height))
@@ -153,8 +151,11 @@ def quality_plot(grid: pl.DataFrame, report: pl.DataFrame, path: Path) -> None:
     ax.set_xticks([])
     fmt = "%Y-%m-%d %H:%M"
     for sid, row in row_of.items():
-        start, end, missing = span_of[sid]
-        text = f"{start:{fmt}} → {end:{fmt}} UTC, {missing:.1%} missing"
+        r = span_of[sid]
+        text = (
+            f"{r['start']:{fmt}} → {r['end']:{fmt}} UTC, {r['missing_frac']:.1%} missing "
+            f"({r['absent_frac']:.1%} absent, {r['fault_frac']:.1%} faults)"
+        )
         ax.text(PLOT_BINS + 4, row, text, va="center", fontsize=6)
     ax.set_xlabel("each row spans its series' own time range (shown on the right)", fontsize=8)
     ax.set_title("tsfm ingest: missing and flagged points per series", fontsize=10)
@@ -174,5 +175,5 @@ def quality_plot(grid: pl.DataFrame, report: pl.DataFrame, path: Path) -> None:
     ]
     ax.legend(handles=legend, loc="upper center", bbox_to_anchor=(0.5, -0.04), ncol=5, fontsize=7)
     inch = 1 / fig.get_figheight()
-    fig.subplots_adjust(left=0.2, right=0.8, top=1 - 0.4 * inch, bottom=0.7 * inch)
+    fig.subplots_adjust(left=0.2, right=0.69, top=1 - 0.4 * inch, bottom=0.7 * inch)
     fig.savefig(path, dpi=100)
