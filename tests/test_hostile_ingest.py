@@ -316,3 +316,14 @@ def test_long_layout_value_column_with_quoted_decimal_commas(tmp_path):
     temp = one(series, "temp")
     assert temp["observed"].all() and temp["value"][0] == pytest.approx(20.5)
     assert rejects.height == 0
+
+
+def test_a_fifo_named_csv_is_reported_not_opened(tmp_path):
+    import os
+
+    src = write_files(tmp_path / "src", {"good.csv": wide_csv([1, 2, 3])})
+    os.mkfifo(src / "pipe.csv")  # opening it to read would block until a writer comes
+    with pytest.raises(QualityGateError) as err:
+        run_ingest([src], tmp_path / "out", IngestConfig())
+    (failed,) = err.value.summary["failed_files"]
+    assert failed["file"] == str(src / "pipe.csv") and "not a regular file" in failed["reason"]

@@ -56,7 +56,7 @@ def find_sources(inputs: list[Path | str], out_dir: Path) -> list[tuple[Path, Pu
         text = str(item)
         if any(ch in text for ch in "*?["):
             matches = sorted(Path(p) for p in glob.glob(text, recursive=True))
-            files = [p for p in matches if p.is_file() or (p.is_symlink() and not p.exists())]
+            files = [p for p in matches if not p.is_dir()]
             if not files:
                 raise BadInputError(f"{text}: no file matches this pattern")
             root = Path(text.split("*")[0].split("?")[0].split("[")[0]).parent
@@ -70,8 +70,8 @@ def find_sources(inputs: list[Path | str], out_dir: Path) -> list[tuple[Path, Pu
             files = [
                 p
                 for p in sorted(path.rglob("*"))
-                # a dangling link is kept: it is reported in failed_files, not skipped unseen
-                if (p.is_file() or (p.is_symlink() and not p.exists()))
+                # a dangling link or a fifo is kept: reported in failed_files, not skipped unseen
+                if not p.is_dir()
                 and wanted(p)
                 and not any(part.startswith(".") for part in p.relative_to(path).parts)
                 and out_resolved not in p.resolve().parents
@@ -216,6 +216,11 @@ def _describe(sources) -> tuple[list[dict], list[dict[str, str]]]:
     the others. Unreadable files get an entry without a sha256 in the first list."""
     described, unreadable = [], []
     for path, _ in sources:
+        if path.exists() and not path.is_file():  # opening a fifo would wait forever
+            reason = f"{path}: cannot read (not a regular file: a fifo, socket or device)"
+            unreadable.append({"file": str(path), "reason": reason})
+            described.append({"path": str(path)})
+            continue
         try:
             described.append(describe_file(path))
         except OSError as exc:
