@@ -393,7 +393,7 @@ def test_per_file_settings_reject_non_parse_keys(tmp_path):
 
     config = IngestConfig(files={"*.csv": {"fill": "linear"}})
     with pytest.raises(BadInputError, match="'fill', which is not a per-file setting"):
-        validate(config, lambda key: f"r.yaml: key '{key}'")
+        validate(config, lambda *keys: f"r.yaml: key '{keys}'")
 
 
 def test_label_columns_are_left_out_by_glob(tmp_path):

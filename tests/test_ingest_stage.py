@@ -203,7 +203,7 @@ def test_cli_bad_file_among_good_ones(tmp_path):
     )
     out = tmp_path / "clean"
     res = run_tsfm("ingest", src, "-o", out, "--json")
-    assert res.returncode == 0, res.stderr
+    assert res.returncode == 3, res.stderr  # written, but a file was not ingested
     summary = json.loads(res.stdout)
     assert [f["file"] for f in summary["failed_files"]] == [str(src / "bad.csv")]
     rejects = pl.read_parquet(out / "rejects.parquet")

@@ -89,7 +89,10 @@ def test_quoted_cells_may_hold_the_delimiter(tmp_path):
     assert one(series, "pressure")["value"].to_list() == [1000, 1001, 1002]
     assert set(series["sensor"]) == {"temp", "pressure"}  # the text column is not a sensor
     assert report.filter(pl.col("sensor") == "temp")["unit"].item() == "°C"
-    assert summary["lines_unaccounted"] == 0 and rejects.height == 0
+    assert summary["lines_unaccounted"] == 0
+    # the text column is named in rejects once (not dropped unseen), nothing else is rejected
+    assert rejects["column"].to_list() == ["note, free text"]
+    assert rejects["reason"][0].startswith("column not used")
 
 
 def test_a_line_break_inside_quotes_falls_back_and_still_adds_up(tmp_path):

@@ -121,11 +121,15 @@ def run_pipeline(
     stages = select_stages(run_config.stages, from_stage, only)
 
     prepared = []
-    for spec in stages:  # validate every section before the first stage starts
+    # every section is checked before the first stage starts, also those of stages this run
+    # leaves out (--from, --only, run.stages): a recipe with a typo anywhere fails at once
+    for spec in PIPELINE:
         function, config_class, check = _stage_api(spec)
         section, section_source = load_section(recipe, spec.name)
         config = build_config(config_class, section, section_source)
         check(config, section_source)  # values too, not only keys and types
+        if spec not in stages:
+            continue
         extra = (
             {"source": section_source} if "source" in inspect.signature(function).parameters else {}
         )

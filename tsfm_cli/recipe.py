@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from tsfm_cli.bounds import out_of_bounds
 from tsfm_cli.errors import BadInputError
 
 SECTIONS = ("run", "ingest", "ood-split", "train", "embed-bench", "fit")
@@ -61,12 +62,56 @@ class RecipeSource:
     def where(self, *keys: str) -> str:
         """`recipes/x.yaml:12 (ingest.ranges)` or `option --ranges` when no file set it."""
         scoped = ((self.section,) if self.section else ()) + tuple(keys)
-        dotted = ".".join(scoped)
+        dotted = ".".join(k if _PLAIN_KEY.match(k) else f'"{k}"' for k in scoped)
         if self.path is None:
             return f"key '{dotted}'"
         line = self.lines.get(scoped)
         location = f"{self.path}:{line}" if line else str(self.path)
         return f"{location}: key '{dotted}'"
+
+
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+# A recipe is a screenful of settings; YAML aliases can make a small file expand into billions of
+# nodes ("billion laughs"). The expanded size is counted on the composed graph before anything
+# is built from it.
+MAX_RECIPE_NODES = 100_000
+
+
+def _expanded_nodes(node: yaml.Node, memo: dict[int, int]) -> int:
+    """Nodes `node` stands for once every alias is expanded (shared nodes counted per use)."""
+    known = memo.get(id(node))
+    if known is not None:
+        return known
+    memo[id(node)] = MAX_RECIPE_NODES + 1  # a node inside itself (recursive alias): too big
+    total = 1
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            total += _expanded_nodes(key_node, memo) + _expanded_nodes(value_node, memo)
+            if total > MAX_RECIPE_NODES:
+                break
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            total += _expanded_nodes(item, memo)
+            if total > MAX_RECIPE_NODES:
+                break
+    memo[id(node)] = total
+    return total
+
+
+def _check_size(path: Path, node: yaml.Node | None) -> None:
+    if node is None or _expanded_nodes(node, {}) <= MAX_RECIPE_NODES:
+        return
+    where = f"{path}:{node.start_mark.line + 1}"
+    if isinstance(node, yaml.MappingNode):  # name the top-level key that is too big
+        for key_node, value_node in node.value:
+            if _expanded_nodes(value_node, {}) > MAX_RECIPE_NODES // 2:
+                where = f"{path}:{key_node.start_mark.line + 1}: key '{key_node.value}'"
+                break
+    raise BadInputError(
+        f"{where}: recipe expands to more than {MAX_RECIPE_NODES:,} YAML nodes "
+        "(aliases repeated inside aliases?)"
+    )
 
 
 def _key_lines(node: yaml.Node, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], int]:
@@ -86,8 +131,10 @@ def read_recipe(path: Path | str) -> tuple[dict[str, Any], dict[tuple[str, ...],
         raise BadInputError(f"{path}: recipe not found")
     try:
         text = path.read_text(encoding="utf-8")
+        node = yaml.compose(text, Loader=RecipeLoader)
+        _check_size(path, node)
         data = yaml.load(text, Loader=RecipeLoader)  # noqa: S506 (a SafeLoader)
-        lines = _key_lines(yaml.compose(text, Loader=RecipeLoader)) if data else {}
+        lines = _key_lines(node) if data else {}
     except UnicodeDecodeError as exc:
         raise BadInputError(f"{path}: recipe is not UTF-8 text ({exc.reason})") from exc
     except yaml.YAMLError as exc:
@@ -125,6 +172,8 @@ def load_section(path: Path | str | None, section: str) -> tuple[dict[str, Any],
 
 
 def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is typing.Literal:  # "one of absent, faults, both", not "Literal"
+        return "one of " + ", ".join(str(v) for v in typing.get_args(tp))
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
@@ -194,6 +243,10 @@ def build_config(
         if not _check_type(value, hints[key]):
             origin = source.where(key) if key in values else f"option for '{key}'"
             raise BadInputError(f"{origin}: expected {_type_name(hints[key])}, got {value!r}")
+        problem = out_of_bounds(cls.__name__, key, value)
+        if problem:
+            origin = source.where(key) if key in values else f"option for '{key}'"
+            raise BadInputError(f"{origin}: {problem}")
         merged[key] = _coerce(value, hints[key])
     return cls(**merged)
 

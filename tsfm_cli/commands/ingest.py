@@ -72,6 +72,15 @@ def ingest_cmd(
             show_default=False,
         ),
     ] = None,
+    gate_on: Annotated[
+        str | None,
+        typer.Option(
+            "--gate-on",
+            help="What --max-missing gates on: absent (no reading), faults (flagged by spike, "
+            "stuck, range or sentinel checks) or both [recipe; both].",
+            show_default=False,
+        ),
+    ] = None,
     strict: Annotated[
         bool,
         typer.Option(
@@ -100,6 +109,7 @@ def ingest_cmd(
             "fill": fill,
             "max_gap": max_gap,
             "max_missing": max_missing,
+            "gate_on": gate_on,
             "strict": True if strict else None,
         }
         cfg = build_config(IngestConfig, values, source, overrides=overrides)
@@ -137,6 +147,11 @@ def _render(summary: dict, reporter) -> None:
         (
             "worst series",
             f"{summary['worst_series']} ({summary['worst_missing_frac']:.1%} missing)",
+        ),
+        (
+            "worst absent / faults",
+            f"{summary.get('worst_absent_series')} ({summary.get('worst_absent_frac', 0):.1%}) / "
+            f"{summary.get('worst_fault_series')} ({summary.get('worst_fault_frac', 0):.1%})",
         ),
     ]
     rows += [(f"flag {name}", f"{count:,}") for name, count in summary["flags"].items() if count]

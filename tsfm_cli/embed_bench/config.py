@@ -82,9 +82,10 @@ def check_config(cfg: EmbedBenchConfig, source: RecipeSource | None = None) -> N
             fail("strategies", f"unknown strategy '{name}' (known: {', '.join(known)})")
     if len(set(cfg.strategies)) != len(cfg.strategies):
         fail("strategies", "lists a strategy twice")
-    for name in cfg.embedding_options:
+    for name, options in cfg.embedding_options.items():
         if name not in cfg.strategies:
             fail("embedding_options", f"'{name}' is not one of the strategies")
+        _check_options(name, options, source)
     if not cfg.normalisations:
         fail("normalisations", f"needs at least one (known: {', '.join(sorted(SCALERS))})")
     for name in cfg.normalisations:
@@ -109,3 +110,38 @@ def check_config(cfg: EmbedBenchConfig, source: RecipeSource | None = None) -> N
         fail("context_length", f"must be at least 2, got {cfg.context_length}")
     if cfg.data_budget <= 0:
         fail("data_budget", f"must be positive, got {cfg.data_budget}")
+
+
+OPTION_WIDTHS = ("hidden", "bins", "step_dim")  # layer widths: whole numbers, bounded
+MAX_OPTION_WIDTH = 100_000
+MAX_OPTION_NUMBER = 1_000_000
+
+
+def _check_options(name: str, options: dict[str, Any], source: RecipeSource) -> None:
+    """An embedding's options: keys its constructor takes, numbers in range (before any stage
+    runs, so a typo fails in a second, not after ingest and ood-split)."""
+    import inspect
+    import math
+
+    from tsfm_cli.bounds import numbers_in
+    from tsfm_cli.models.embeddings import embedding_class
+
+    params = inspect.signature(embedding_class(name).__init__).parameters
+    known = [p for p in params if p not in ("self", "d_model", "patch_size", "freq_s")]
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    for key, value in options.items():
+        where = source.where("embedding_options", name, str(key))
+        if key not in known and not takes_any:
+            raise BadInputError(
+                f"{where}: unknown option of '{name}' (known: {', '.join(known) or 'none'})"
+            )
+        if key in OPTION_WIDTHS and not (
+            isinstance(value, int) and not isinstance(value, bool)
+            and 1 <= value <= MAX_OPTION_WIDTH
+        ):  # fmt: skip
+            raise BadInputError(f"{where}: needs a whole number 1 … {MAX_OPTION_WIDTH:,}")
+        for number in numbers_in(value):
+            if not (math.isfinite(number) and abs(number) <= MAX_OPTION_NUMBER):
+                raise BadInputError(
+                    f"{where}: {number!r} is out of range (within ±{MAX_OPTION_NUMBER:,})"
+                )

@@ -34,6 +34,16 @@ DEFAULT_SENTINELS = [
 
 FAULTS = ("out_of_range", "spike", "stuck")
 
+# keys of a `series:` entry; spike/stuck/out_of_range: false (YAML `off`) turns that check off
+SERIES_KEYS = {
+    "spike_threshold": (float, 0, 1e6),
+    "stuck_points": (int, 0, 1_000_000_000),
+    "mask_faults": (list, None, None),
+    "spike": (bool, None, None),
+    "stuck": (bool, None, None),
+    "out_of_range": (bool, None, None),
+}
+
 # Settings that change how a file is parsed; a change invalidates the per-file cache.
 PARSE_KEYS = (
     "timezone",
@@ -103,6 +113,9 @@ class IngestConfig:
     spike_threshold: float = 6.0  # robust z (MAD) above which a point is a spike; 0: off
     stuck_points: int = 30  # this many identical consecutive readings = stuck; 0: off
     mask_faults: list[str] = field(default_factory=lambda: list(FAULTS))
+    # per-series fault settings: glob on series id or sensor → SERIES_KEYS (later entries win),
+    # e.g. {"plant/valve*": {stuck: off}}: a valve that is meant to stay put is not "stuck"
+    series: dict[str, dict[str, Any]] = field(default_factory=dict)
     # gap filling (never changes `observed`)
     fill: Literal["none", "ffill", "linear"] = "none"
     max_gap: int = 3  # longest gap (grid points) that is filled
@@ -110,7 +123,14 @@ class IngestConfig:
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     # gates
     max_missing: float | None = None
+    # what max_missing gates on: points with no reading (absent), points flagged by the fault
+    # checks (faults: spike, stuck, out_of_range, sentinel) or either (both)
+    gate_on: Literal["absent", "faults", "both"] = "both"
     strict: bool = False
+    # limits on hostile input, checked before parsing (README "Ingest limits"): a longer line or
+    # a wider table is refused, the file goes to failed_files
+    max_line_bytes: int = 1_048_576
+    max_columns: int = 1000
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|m|min|h|d)?\s*$", re.IGNORECASE)
@@ -139,11 +159,10 @@ def format_duration(seconds: int) -> str:
     return f"{seconds}s"
 
 
-def for_file(config: IngestConfig, rel_path: str, where=None) -> IngestConfig:
-    """The settings for one file: `files:` entries whose glob matches, applied in order."""
+def for_file(config: IngestConfig, rel_path: str) -> IngestConfig:
+    """The settings for one file: `files:` entries whose glob matches, applied in order (their
+    keys, types and values were checked by `validate`, whether or not a glob matches)."""
     import fnmatch
-
-    from tsfm_cli.recipe import RecipeSource, build_config
 
     values: dict[str, Any] = {}
     for pattern, settings in config.files.items():
@@ -151,12 +170,29 @@ def for_file(config: IngestConfig, rel_path: str, where=None) -> IngestConfig:
             values.update(settings)
     if not values:
         return config
+    return _with_file_settings(config, values, _Located(lambda *keys: f"files: key {keys}"))
+
+
+class _Located:
+    """Locates per-file keys under `files.<glob>` for `build_config` (a RecipeSource's `where`)."""
+
+    def __init__(self, where, *prefix: str) -> None:
+        self._where, self._prefix = where, prefix
+
+    def where(self, *keys: str) -> str:
+        return self._where(*self._prefix, *keys)
+
+
+def _with_file_settings(config: IngestConfig, values: dict, source) -> IngestConfig:
+    from tsfm_cli.recipe import build_config
+
     for key in values:
         if key not in PARSE_KEYS:
-            where_key = where(f"files.{key}") if where else f"files: key '{key}'"
-            raise BadInputError(f"{where_key}: only parse settings may differ per file ({key})")
+            raise BadInputError(
+                f"{source.where(key)}: only parse settings may differ per file ({key})"
+            )
     base = {k: v for k, v in dataclasses.asdict(config).items() if k in PARSE_KEYS}
-    merged = build_config(IngestConfig, {**base, **values}, RecipeSource())
+    merged = build_config(IngestConfig, {**base, **values}, source)
     return dataclasses.replace(config, **{k: getattr(merged, k) for k in PARSE_KEYS})
 
 
@@ -182,7 +218,13 @@ def validate(config: IngestConfig, where) -> None:
             parse_duration(value, where(key))
     for key, value in config.ranges.items():
         if not (isinstance(value, list) and len(value) == 2):
-            raise BadInputError(f"{where('ranges')}: '{key}' needs [low, high]")
+            raise BadInputError(f"{where('ranges', key)}: needs [low, high]")
+        low, high = value
+        if low is not None and high is not None and low > high:
+            raise BadInputError(
+                f"{where('ranges', key)}: [{low:g}, {high:g}] is inverted (low > high) and would "
+                "mask every reading; write [low, high]"
+            )
     for name in config.mask_faults:
         if name not in FAULTS:
             raise BadInputError(f"{where('mask_faults')}: unknown fault '{name}' ({FAULTS})")
@@ -193,14 +235,75 @@ def validate(config: IngestConfig, where) -> None:
             raise BadInputError(f"{where('group_pattern')}: invalid regex ({exc})") from None
     if config.max_missing is not None and not 0 <= config.max_missing <= 1:
         raise BadInputError(f"{where('max_missing')}: must be between 0 and 1")
+    if config.spike_window < 3:
+        raise BadInputError(f"{where('spike_window')}: must be at least 3")
     for pattern, settings in config.files.items():
         if not isinstance(settings, dict):
-            raise BadInputError(f"{where('files')}: '{pattern}' needs a mapping of settings")
+            raise BadInputError(f"{where('files', pattern)}: needs a mapping of settings")
         for key in settings:
             if key not in PARSE_KEYS:
                 raise BadInputError(
-                    f"{where('files')}: '{pattern}' sets '{key}', which is not a per-file "
+                    f"{where('files', pattern, key)}: '{key}', which is not a per-file "
                     f"setting (allowed: {', '.join(PARSE_KEYS)})"
                 )
-    if config.spike_window < 3:
-        raise BadInputError(f"{where('spike_window')}: must be at least 3")
+        # types and values now, whether or not the glob matches a file of this run
+        located = _Located(where, "files", pattern)
+        file_config = _with_file_settings(config, settings, located)
+        validate(dataclasses.replace(file_config, files={}, series={}), located.where)
+    for pattern, settings in config.series.items():
+        _check_series_settings(settings, lambda *keys, p=pattern: where("series", p, *keys))
+
+
+def _check_series_settings(settings: Any, where) -> None:
+    if not isinstance(settings, dict):
+        raise BadInputError(f"{where()}: needs a mapping of fault settings")
+    for key, value in settings.items():
+        if key not in SERIES_KEYS:
+            raise BadInputError(
+                f"{where(key)}: not a per-series setting (allowed: {', '.join(SERIES_KEYS)})"
+            )
+        kind, low, high = SERIES_KEYS[key]
+        if kind is bool and not isinstance(value, bool):
+            raise BadInputError(f"{where(key)}: expected on/off (true/false), got {value!r}")
+        if kind in (int, float):
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not number or (kind is int and not isinstance(value, int)):
+                raise BadInputError(f"{where(key)}: expected {kind.__name__}, got {value!r}")
+            if not low <= value <= high:
+                raise BadInputError(f"{where(key)}: {value!r} is out of range ({low} … {high:g})")
+        if kind is list and (
+            not isinstance(value, list) or any(name not in FAULTS for name in value)
+        ):
+            raise BadInputError(f"{where(key)}: expected a list of {', '.join(FAULTS)}")
+
+
+def series_settings(config: IngestConfig, series_ids: list[str], sensors: list[str]) -> dict:
+    """Per series (in order): the fault settings after the `series:` entries matching its id
+    or sensor: {"spike_threshold": [...], "stuck_points": [...], "out_of_range": [...] (on),
+    "mask": {fault: [...]}}."""
+    import fnmatch
+
+    n = len(series_ids)
+    out = {
+        "spike_threshold": [config.spike_threshold] * n,
+        "stuck_points": [config.stuck_points] * n,
+        "out_of_range": [True] * n,
+        "mask": {fault: [fault in config.mask_faults] * n for fault in FAULTS},
+    }
+    for pattern, settings in config.series.items():
+        for i, (sid, sensor) in enumerate(zip(series_ids, sensors, strict=True)):
+            if not (fnmatch.fnmatchcase(sid, pattern) or fnmatch.fnmatchcase(sensor, pattern)):
+                continue
+            for key, value in settings.items():
+                if key in ("spike_threshold", "stuck_points"):
+                    out[key][i] = value
+                elif key == "spike":
+                    out["spike_threshold"][i] = config.spike_threshold if value else 0.0
+                elif key == "stuck":
+                    out["stuck_points"][i] = config.stuck_points if value else 0
+                elif key == "out_of_range":
+                    out["out_of_range"][i] = value
+                elif key == "mask_faults":
+                    for fault in FAULTS:
+                        out["mask"][fault][i] = fault in value
+    return out

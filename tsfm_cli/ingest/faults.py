@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import polars as pl
 
-from tsfm_cli.ingest.config import IngestConfig
+from tsfm_cli.ingest.config import IngestConfig, series_settings
 from tsfm_cli.ingest.grid import run_bounds
 from tsfm_cli.schema import Flag
 
@@ -161,13 +161,20 @@ def detect_faults(grid: pl.DataFrame, names: pl.DataFrame, config: IngestConfig)
     def per_series(values: pl.Series) -> pl.Expr:  # one value per `_sid` → one per point
         return pl.lit(values).gather(pl.col(sid))
 
+    ids = names["series_id"].to_list()
+    sensors = names["sensor"].cast(pl.String).to_list()
+    # per-series settings (`series:` globs), one value per series gathered to its points
+    own = series_settings(config, ids, sensors)
+    threshold = pl.Series(own["spike_threshold"], dtype=pl.Float64)
+    stuck_points = pl.Series(own["stuck_points"], dtype=pl.Int64)
     if config.ranges:
-        ids = names["series_id"].to_list()
-        low, high = range_bounds(ids, names["sensor"].cast(pl.String).to_list(), config.ranges)
-        lo = per_series(pl.Series([low.get(i) for i in ids], dtype=pl.Float64))
-        hi = per_series(pl.Series([high.get(i) for i in ids], dtype=pl.Float64))
+        low, high = range_bounds(ids, sensors, config.ranges)
+        on = own["out_of_range"]
+        lo = per_series(pl.Series([low.get(i) if on[n] else None for n, i in enumerate(ids)]))
+        hi = per_series(pl.Series([high.get(i) if on[n] else None for n, i in enumerate(ids)]))
+        lo, hi = lo.cast(pl.Float64), hi.cast(pl.Float64)
         found["out_of_range"] = (v < lo).fill_null(False) | (v > hi).fill_null(False)
-    if config.spike_threshold > 0:
+    if (threshold > 0).any():
         grid = grid.with_columns(_med=_rolling_median(grid, config.spike_window))
         grid = grid.with_columns(_dev=(v - pl.col("_med")).abs())
         # Hampel with one scale per series: the MAD of the residuals from the rolling median,
@@ -183,17 +190,19 @@ def detect_faults(grid: pl.DataFrame, names: pl.DataFrame, config: IngestConfig)
         scale = pl.max_horizontal(
             MAD_TO_SIGMA * resid, 0.5 * MAD_TO_SIGMA * whole, jump, pl.lit(1e-9)
         )
-        found["spike"] = (pl.col("_dev") > config.spike_threshold * scale).fill_null(False)
+        limit = per_series(threshold)
+        found["spike"] = ((pl.col("_dev") > limit * scale) & (limit > 0)).fill_null(False)
     # the rest in one lazy plan: polars runs the passes over the grid without materialising
     # every intermediate frame
     lazy = grid.lazy()
-    if config.stuck_points > 0:
+    if (stuck_points > 0).any():
         new_sid = (pl.col(sid) != pl.col(sid).shift(1)).fill_null(True)
         change = (v != v.shift(1)).fill_null(True) | new_sid
         lazy = lazy.with_columns(_run=change.cum_sum()).with_columns(
             _runlen=run_lengths_expr(pl.col("_run"))
         )
-        found["stuck"] = pl.col("observed") & (pl.col("_runlen") >= config.stuck_points)
+        points = per_series(stuck_points)
+        found["stuck"] = pl.col("observed") & (points > 0) & (pl.col("_runlen") >= points)
     bits = {"out_of_range": Flag.OUT_OF_RANGE, "spike": Flag.SPIKE, "stuck": Flag.STUCK}
     lazy = lazy.with_columns(**{f"_{name}": expr for name, expr in found.items()})
     flag = pl.lit(0, pl.UInt16)
@@ -201,8 +210,11 @@ def detect_faults(grid: pl.DataFrame, names: pl.DataFrame, config: IngestConfig)
     for name in found:
         hit = pl.col(f"_{name}")
         flag = flag | pl.when(hit).then(pl.lit(int(bits[name]), pl.UInt16)).otherwise(0)
-        if name in config.mask_faults:
+        masked = own["mask"][name]
+        if all(masked):
             mask = mask | hit
+        elif any(masked):
+            mask = mask | (hit & per_series(pl.Series(masked, dtype=pl.Boolean)))
     lazy = lazy.with_columns(flags=(pl.col("flags") | flag).cast(pl.UInt16), _mask=mask)
     lazy = lazy.with_columns(
         observed=pl.col("observed") & ~pl.col("_mask"),

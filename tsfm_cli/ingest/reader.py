@@ -18,7 +18,7 @@ from tsfm_cli.ingest.groups import sensor_name
 from tsfm_cli.ingest.sniff import sniff
 from tsfm_cli.ingest.table import raw_name, read_cells, rejects_frame, transpose_cells
 from tsfm_cli.ingest.timestamps import find_time_columns, localize, parse_times, start_times
-from tsfm_cli.ingest.values import clean_column, clean_series, sentinel_sets
+from tsfm_cli.ingest.values import clean_series, sentinel_sets
 from tsfm_cli.schema import Flag
 
 SENSOR_COLUMN = re.compile(
@@ -38,12 +38,13 @@ def _pick(names: list[str], configured: str | None, pattern: re.Pattern) -> str 
 
 
 def read_source(
-    path: Path, keys: dict[str, str], config: IngestConfig
+    path: Path, keys: dict[str, str], config: IngestConfig, data: bytes | None = None
 ) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
-    """(readings, rejects, stats) for one file; BadInputError when the file is unusable."""
+    """(readings, rejects, stats) for one file (or its bytes `data`, as read and hashed by the
+    caller); BadInputError when the file is unusable."""
     file = str(path)
     try:
-        sn = sniff(path, config)
+        sn = sniff(path, config, data)
         cells, bad_lines, counts = read_cells(sn, config.comment_prefixes)
         names, units, line_of = sn.names, sn.units, None
         if config.transposed:
@@ -123,10 +124,14 @@ def _readings(names, units, cells: pl.DataFrame, sn, keys, config, line_of=None)
     decimal, thousands = sn.decimal, sn.thousands
     unit_of: dict[str, str | None] = {}
     ignored: list[str] = []
+    column_decimals: dict[str, str] = {}  # columns parsed with the other decimal mark
     if long:
-        value, flags = clean_column(
-            raw_name(value_col), decimal, thousands, text_sentinels, number_sentinels
+        value, flags, mark = _clean_wide_column(
+            cells[raw_name(value_col)], decimal, thousands, text_sentinels, number_sentinels
         )
+        if mark != decimal:
+            column_decimals[value_col] = mark
+        value, flags = pl.lit(value), pl.lit(flags)
         cleaned = cells.with_columns(
             sensor=pl.col(raw_name(sensor_col))
             .str.replace_all(r"[^0-9a-zA-Z]+", "_")
@@ -162,9 +167,11 @@ def _readings(names, units, cells: pl.DataFrame, sn, keys, config, line_of=None)
             seen.setdefault(sensor, 1)
             pos = names.index(name)
             unit_of[sensor] = unit or (units[pos] if pos < len(units) else None)
-            value, flags = clean_series(
+            value, flags, mark = _clean_wide_column(
                 cells[raw_name(name)], decimal, thousands, text_sentinels, number_sentinels
             )
+            if mark != decimal:
+                column_decimals[name] = mark
             exprs.append(
                 (name, sensor, value.alias(f"_v{i}"), (flags | cells["flags"]).alias(f"_f{i}"))
             )
@@ -182,6 +189,7 @@ def _readings(names, units, cells: pl.DataFrame, sn, keys, config, line_of=None)
             if not usable[i]:
                 ignored.append(name)
                 unit_of.pop(sensor, None)
+                rejects.append(_ignored_column(cleaned, name))
                 continue
             kept.append((i, sensor))
             line = pl.lit(line_of[name], pl.Int64) if line_of else pl.col("line")
@@ -220,7 +228,45 @@ def _readings(names, units, cells: pl.DataFrame, sn, keys, config, line_of=None)
         "time_columns": time_cols,
         "layout": "long" if long else "wide",
     }
+    if column_decimals:
+        stats["column_decimals"] = column_decimals
     return readings, pl.concat([time_rejects, cell_rejects]), stats
+
+
+def _clean_wide_column(raw: pl.Series, decimal, thousands, text_sentinels, numbers):
+    """`clean_series` with the file's decimal mark, or with the other one when that parses more
+    cells: a comma file can hold a quoted decimal-comma column ("20,5") next to `1.5` values.
+    Returns (values, flags, the mark used)."""
+    value, flags = clean_series(raw, decimal, thousands, text_sentinels, numbers)
+    other = "," if decimal == "." else "."
+    # only when a cell that did not parse looks like a number with the other mark (cheap: the
+    # unparseable cells are few); a column of junk text is not parsed twice
+    bad = raw.filter((flags & int(Flag.UNPARSEABLE)) != 0)
+    if not bad.str.contains(rf"^[+-]?\d*{re.escape(other)}\d+$").any():
+        return value, flags, decimal
+    value2, flags2 = clean_series(raw, other, None, text_sentinels, numbers)
+    if value2.is_not_null().sum() > value.is_not_null().sum():
+        return value2, flags2, other
+    return value, flags, decimal
+
+
+def _ignored_column(cells: pl.DataFrame, name: str) -> pl.DataFrame:
+    """One reject row for a column left out because no cell in it is a number (a label or
+    comment column): where it starts, how many cells it had and the first of them."""
+    col = pl.col(raw_name(name))
+    filled = cells.select("line", col.alias("raw")).filter(
+        pl.col("raw").is_not_null() & (pl.col("raw").str.len_bytes() > 0)
+    )
+    count = filled.height
+    return filled.head(1).select(
+        "line",
+        pl.lit(name, pl.String).alias("column"),
+        "raw",
+        pl.lit(
+            f"column not used: none of its {count} non-empty cells is a number (a label column? "
+            "set exclude_sensors, or decimal/delimiter if it holds numbers)"
+        ).alias("reason"),
+    )
 
 
 def is_wide(readings: pl.DataFrame | pl.LazyFrame) -> bool:

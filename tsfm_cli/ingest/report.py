@@ -10,6 +10,9 @@ from tsfm_cli.ingest.config import format_duration
 from tsfm_cli.schema import Flag
 
 FAULT_BITS = int(Flag.OUT_OF_RANGE | Flag.SPIKE | Flag.STUCK | Flag.DUPLICATE_CONFLICT)
+# what `fault_frac` counts: points the fault checks flagged (hidden when masked), as opposed to
+# `absent_frac`: points with no usable reading that no check flagged (no row, empty, junk text)
+CHECK_BITS = int(Flag.OUT_OF_RANGE | Flag.SPIKE | Flag.STUCK | Flag.SENTINEL)
 PLOT_BINS = 400
 PLOT_MAX_SERIES = 120
 
@@ -31,6 +34,11 @@ def build_report(
             pl.col("_file").unique().alias("_files"),
             pl.len().cast(pl.Int64).alias("points"),
             pl.col("observed").sum().cast(pl.Int64).alias("observed"),
+            ((pl.col("flags") & CHECK_BITS) != 0).sum().cast(pl.Int64).alias("_faulty"),
+            (~pl.col("observed") & ((pl.col("flags") & CHECK_BITS) == 0))
+            .sum()
+            .cast(pl.Int64)
+            .alias("_absent"),
             *counts,
             pl.col("freq_s").first(),
             pl.col("timestamp").min().alias("start"),
@@ -54,12 +62,22 @@ def build_report(
         .join(per, on="_sid", how="inner")
         .with_columns(
             missing_frac=1 - pl.col("observed") / pl.col("points"),
+            absent_frac=pl.col("_absent") / pl.col("points"),
+            fault_frac=pl.col("_faulty") / pl.col("points"),
             freq=pl.col("freq_s").map_elements(format_duration, return_dtype=pl.String),
             unit=pl.col("series_id").replace_strict(units, default=None, return_dtype=pl.String),
         )
+        .drop("_absent", "_faulty")
         .sort("_sid")
     )
     return report
+
+
+GATED = {  # gate_on → the share of a series' points the quality gate looks at
+    "absent": pl.col("absent_frac"),
+    "faults": pl.col("fault_frac"),
+    "both": pl.col("absent_frac") + pl.col("fault_frac"),  # disjoint: absent has no check flag
+}
 
 
 def _ffill(row):
@@ -121,10 +139,8 @@ def quality_plot(grid: pl.DataFrame, report: pl.DataFrame, path: Path) -> None:
     for row in range(shown.height):
         matrix[row] = bin_states(states[offsets[row] : offsets[row] + points[row]], PLOT_BINS)
     row_of = {sid: i for i, sid in enumerate(shown["series_id"].to_list())}
-    span_of = {
-        r["series_id"]: (r["start"], r["end"], r["missing_frac"])
-        for r in shown.select("series_id", "start", "end", "missing_frac").iter_rows(named=True)
-    }
+    columns = ("series_id", "start", "end", "missing_frac", "absent_frac", "fault_frac")
+    span_of = {r["series_id"]: r for r in shown.select(columns).iter_rows(named=True)}
     colours = ListedColormap(["#cfe8cf", "#7fb3e6", "#f2b8b8", "#d03030", "#f0a030"])
     height = 1.6 + 0.22 * len(row_of)
     fig = Figure(figsize=(13, height))
@@ -135,8 +151,11 @@ def quality_plot(grid: pl.DataFrame, report: pl.DataFrame, path: Path) -> None:
     ax.set_xticks([])
     fmt = "%Y-%m-%d %H:%M"
     for sid, row in row_of.items():
-        start, end, missing = span_of[sid]
-        text = f"{start:{fmt}} → {end:{fmt}} UTC, {missing:.1%} missing"
+        r = span_of[sid]
+        text = (
+            f"{r['start']:{fmt}} → {r['end']:{fmt}} UTC, {r['missing_frac']:.1%} missing "
+            f"({r['absent_frac']:.1%} absent, {r['fault_frac']:.1%} faults)"
+        )
         ax.text(PLOT_BINS + 4, row, text, va="center", fontsize=6)
     ax.set_xlabel("each row spans its series' own time range (shown on the right)", fontsize=8)
     ax.set_title("tsfm ingest: missing and flagged points per series", fontsize=10)
@@ -156,5 +175,5 @@ def quality_plot(grid: pl.DataFrame, report: pl.DataFrame, path: Path) -> None:
     ]
     ax.legend(handles=legend, loc="upper center", bbox_to_anchor=(0.5, -0.04), ncol=5, fontsize=7)
     inch = 1 / fig.get_figheight()
-    fig.subplots_adjust(left=0.2, right=0.8, top=1 - 0.4 * inch, bottom=0.7 * inch)
+    fig.subplots_adjust(left=0.2, right=0.69, top=1 - 0.4 * inch, bottom=0.7 * inch)
     fig.savefig(path, dpi=100)

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import codecs
 import csv
-import gzip
 import re
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from tsfm_cli.errors import BadInputError
@@ -132,18 +132,98 @@ def _line_offset(text: str | bytes, line_index: int) -> int:
     return pos
 
 
-def read_text(path: Path, config: IngestConfig) -> tuple[str, str, bytes | None]:
-    """The file's text, the encoding used and, when the file is UTF-8 already, its bytes (BOM
-    removed); BadInputError for empty, binary, corrupt files."""
+CHUNK = 1 << 20  # bytes looked at (or decompressed) at a time by the bounded reads
+MAX_DECOMPRESSED = 4 << 30  # a .gz that inflates beyond this is refused (a zip bomb)
+
+
+class LineLimit:
+    """Tracks the longest line over chunks of bytes; raises once a line passes the limit, so a
+    file that is one huge line is refused after reading at most `limit` bytes of that line."""
+
+    def __init__(self, path: Path, limit: int) -> None:
+        self.path, self.limit = path, limit
+        self.line, self.current = 1, 0  # the line being read and its length so far
+
+    def feed(self, chunk: bytes | memoryview) -> None:
+        ends = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 10)
+        if len(ends):
+            lengths = np.diff(ends, prepend=-1) - 1
+            lengths[0] += self.current
+            worst = int(np.argmax(lengths))
+            if lengths[worst] > self.limit:
+                self._fail(self.line + worst)
+            self.line += len(ends)
+            self.current = len(chunk) - int(ends[-1]) - 1
+        else:
+            self.current += len(chunk)
+        if self.current > self.limit:
+            self._fail(self.line)
+
+    def _fail(self, line: int) -> None:
+        raise BadInputError(
+            f"{self.path}:{line}: line longer than {self.limit:,} bytes (max_line_bytes); "
+            "not a line-by-line text export?"
+        )
+
+
+def check_line_lengths(path: Path, raw: bytes, limit: int) -> None:
+    """BadInputError naming the first line longer than `limit` bytes (numpy, chunk by chunk)."""
+    view = memoryview(raw)
+    lines = LineLimit(path, limit)
+    for start in range(0, len(view), CHUNK):
+        lines.feed(view[start : start + CHUNK])
+
+
+def gunzip_bounded(path: Path, raw: bytes, max_line_bytes: int) -> bytes:
+    """A .gz file's content, decompressed chunk by chunk: a line longer than `max_line_bytes`
+    or more than `MAX_DECOMPRESSED` bytes stop it before memory fills (zip bombs)."""
+    out, size = [], 0
+    lines = LineLimit(path, max_line_bytes)
+    data = raw
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise BadInputError(f"{path}: cannot read ({exc.strerror})") from None
-    if raw[:2] == b"\x1f\x8b":
+        while data:
+            inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            pending = data
+            while True:
+                chunk = inflate.decompress(pending, CHUNK)
+                pending = inflate.unconsumed_tail
+                lines.feed(chunk)
+                out.append(chunk)
+                size += len(chunk)
+                if size > MAX_DECOMPRESSED:
+                    raise BadInputError(
+                        f"{path}: decompresses to more than {MAX_DECOMPRESSED >> 30} GiB"
+                    )
+                if inflate.eof:
+                    break
+                if not chunk and not pending:
+                    raise BadInputError(f"{path}: corrupt gzip file (truncated)")
+            data = inflate.unused_data  # a further gzip member (concatenated .gz files)
+            if data and data[:2] != b"\x1f\x8b":
+                break  # trailing garbage after the last member, as gzip itself ignores
+    except zlib.error as exc:
+        raise BadInputError(f"{path}: corrupt gzip file ({exc})") from None
+    return b"".join(out)
+
+
+def read_text(
+    path: Path, config: IngestConfig, data: bytes | None = None
+) -> tuple[str, str, bytes | None]:
+    """The file's text, the encoding used and, when the file is UTF-8 already, its bytes (BOM
+    removed); BadInputError for empty, binary, corrupt files and lines over `max_line_bytes`.
+    `data`: the file's bytes as read (and hashed) by the caller, so both see the same bytes;
+    the caller has checked their line lengths unless they are gzip."""
+    if data is not None:
+        raw = data
+    else:
         try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise BadInputError(f"{path}: corrupt gzip file ({exc})") from None
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise BadInputError(f"{path}: cannot read ({exc.strerror})") from None
+    if raw[:2] == b"\x1f\x8b":
+        raw = gunzip_bounded(path, raw, config.max_line_bytes)
+    elif data is None:  # bytes given were checked as they were read (ingest.stage)
+        check_line_lengths(path, raw, config.max_line_bytes)
     if not raw.strip():
         raise BadInputError(f"{path}: empty file")
     if config.encoding:
@@ -214,6 +294,27 @@ def _detect_delimiter(lines: list[str]) -> str:
     return ","
 
 
+def _check_width(path, content, delimiter: str, config: IngestConfig, total_lines: int) -> None:
+    """Refuse a table wider than `max_columns` before any line is split into cells: the cost
+    of a wide file grows faster than its column count. A transposed file has one line per
+    variable: there the lines are counted."""
+    limit = config.max_columns
+    if config.transposed:
+        if total_lines > limit:
+            raise BadInputError(
+                f"{path}: {total_lines:,} lines = variables of a transposed file "
+                f"(limit max_columns {limit:,})"
+            )
+        return
+    for i, line in content:
+        width = len(line.split()) if delimiter == WHITESPACE else line.count(delimiter) + 1
+        if width > limit:
+            raise BadInputError(
+                f"{path}:{i + 1}: {width:,} columns (limit max_columns {limit:,}); "
+                "split the export or raise max_columns in the recipe"
+            )
+
+
 def _is_data(cells: list[str]) -> bool:
     filled = [c for c in cells if c]
     if not filled:
@@ -261,9 +362,10 @@ def _detect_numbers(cells: list[str]) -> tuple[str, str | None]:
     return decimal, thousands
 
 
-def sniff(path: Path, config: IngestConfig) -> Sniffed:
-    """Decode `path` and work out its table layout (overridable by the recipe)."""
-    text, encoding, utf8 = read_text(path, config)
+def sniff(path: Path, config: IngestConfig, data: bytes | None = None) -> Sniffed:
+    """Decode `path` (or its bytes `data`) and work out its table layout (overridable by the
+    recipe)."""
+    text, encoding, utf8 = read_text(path, config, data)
     ends_with_newline = text.endswith("\n")
     total_lines = text.count("\n") + (0 if ends_with_newline else 1)
     head = text[: _line_offset(text, SAMPLE_LINES)].split("\n")[: min(SAMPLE_LINES, total_lines)]
@@ -280,6 +382,7 @@ def sniff(path: Path, config: IngestConfig) -> Sniffed:
         )
     else:
         delimiter = _detect_delimiter([line for _, line in content])
+    _check_width(path, content, delimiter, config, total_lines)
     split = [(i, split_fields(line, delimiter)) for i, line in content]
     body = split[len(split) // 3 :] if len(split) >= 10 else split
     counts = Counter(len(cells) for _, cells in body)

@@ -24,7 +24,8 @@ from tsfm_cli.ingest.fill import fill_gaps
 from tsfm_cli.ingest.grid import build_grid, series_table
 from tsfm_cli.ingest.groups import keys_from_path
 from tsfm_cli.ingest.reader import long_readings, read_source, reading_count
-from tsfm_cli.ingest.report import build_report, quality_plot
+from tsfm_cli.ingest.report import GATED, build_report, quality_plot
+from tsfm_cli.ingest.sniff import CHUNK, LineLimit
 from tsfm_cli.ingest.table import REJECT_SCHEMA
 from tsfm_cli.recipe import config_dict
 from tsfm_cli.schema import Flag
@@ -56,7 +57,7 @@ def find_sources(inputs: list[Path | str], out_dir: Path) -> list[tuple[Path, Pu
         text = str(item)
         if any(ch in text for ch in "*?["):
             matches = sorted(Path(p) for p in glob.glob(text, recursive=True))
-            files = [p for p in matches if p.is_file()]
+            files = [p for p in matches if not p.is_dir()]
             if not files:
                 raise BadInputError(f"{text}: no file matches this pattern")
             root = Path(text.split("*")[0].split("?")[0].split("[")[0]).parent
@@ -64,13 +65,14 @@ def find_sources(inputs: list[Path | str], out_dir: Path) -> list[tuple[Path, Pu
                 found.setdefault(p, _relative(p, root))
             continue
         path = Path(item)
-        if not path.exists():
+        if not path.exists() and not path.is_symlink():
             raise BadInputError(f"{path}: no such file or directory")
         if path.is_dir():
             files = [
                 p
                 for p in sorted(path.rglob("*"))
-                if p.is_file()
+                # a dangling link or a fifo is kept: reported in failed_files, not skipped unseen
+                if not p.is_dir()
                 and wanted(p)
                 and not any(part.startswith(".") for part in p.relative_to(path).parts)
                 and out_resolved not in p.resolve().parents
@@ -93,7 +95,7 @@ def _relative(path: Path, root: Path) -> PurePath:
         return PurePath(path.parent.name) / path.name
 
 
-CACHE_FORMAT = 3  # 2: wide files cached wide; 3: no path keys cached (reader.long_readings)
+CACHE_FORMAT = 4  # 2: wide files cached wide; 3: no path keys cached; 4: per-column decimal
 
 
 def _part_key(file_sha: str, path: str, parse_settings: dict) -> str:
@@ -117,10 +119,18 @@ def run_ingest(
     claim_output(out_dir, STAGE, [Path(i) for i in inputs if not any(c in str(i) for c in "*?[")])
     sources = find_sources(inputs, out_dir)
     require_new_output(out_dir, [p for p, _ in sources])
-    # a file's identity is its content and the relative path its group keys come from
-    described = [{**describe_file(p), "relative": rel.as_posix()} for p, rel in sources]
+    described, unreadable = _describe(sources)
+    if unreadable and (len(unreadable) == len(sources) or config.strict):
+        raise BadInputError(unreadable[0]["reason"])
+    readable = [(s, d) for s, d in zip(sources, described, strict=True) if "sha256" in d]
+    sources, described = [s for s, _ in readable], [d for _, d in readable]
+    # unreadable files are inputs too: one that becomes readable (or goes away) is a change
+    inputs = described + [
+        {"path": u["file"], "sha256": None, "bytes": None, "unreadable": u["reason"]}
+        for u in unreadable
+    ]
     cfg = config_dict(config)
-    fp = fingerprint(cfg, described)
+    fp = fingerprint(cfg, inputs)
     reused = reuse_summary(out_dir, STAGE, fp, reporter)
     if reused is not None:
         reused["files_parsed"] = 0
@@ -128,13 +138,13 @@ def run_ingest(
         return reused
 
     with StageWriter(
-        out_dir, STAGE, config=cfg, inputs=described, command=command, wait_s=wait_s
+        out_dir, STAGE, config=cfg, inputs=inputs, command=command, wait_s=wait_s
     ) as writer:
         previous_manifest = writer.previous_manifest() or {}
         previous = previous_manifest.get("files", {})
         cached = previous_manifest.get("outputs", {})  # what the parts' bytes must hash to
         files_meta: dict[str, dict] = {}
-        failed: list[dict[str, str]] = []
+        failed: list[dict[str, str]] = list(unreadable)
         # (file index, file, part key, readings of a file parsed now, None for a reused part)
         parts: list[tuple[int, str, str, pl.DataFrame | None]] = []
         parsed = reused = rows_done = 0
@@ -158,7 +168,9 @@ def run_ingest(
                 else:
                     keys = keys_from_path(rel, file_config.group_pattern)
                     try:
-                        readings, rejects, stats = read_source(path, keys, file_config)
+                        data = _read_as_hashed(path, desc, file_config.max_line_bytes)
+                        readings, rejects, stats = read_source(path, keys, file_config, data)
+                        del data
                     except BadInputError as exc:
                         failed.append({"file": file, "reason": str(exc)})
                     except Exception as exc:  # noqa: BLE001 - one odd file must not stop the rest
@@ -194,7 +206,9 @@ def run_ingest(
         for item in failed:
             reporter.warn(item["reason"])
         summary = _assemble(writer, parts, files_meta, failed, config)
-        summary.update(files=len(sources), files_parsed=parsed, files_reused=reused)
+        summary.update(
+            files=len(sources) + len(unreadable), files_parsed=parsed, files_reused=reused
+        )
         writer.commit(summary=summary, files=files_meta)
     summary.update(out_dir=str(out_dir), skipped=False)
     _gate(summary, config)
@@ -225,18 +239,92 @@ def _carry_part(
     return True
 
 
+def _describe(sources) -> tuple[list[dict], list[dict[str, str]]]:
+    """Each source's manifest entry (path, sha256, bytes), and the files that cannot be read
+    (no permission, a dangling link) as failed_files entries: one such file does not stop
+    the others. Unreadable files get an entry without a sha256 in the first list."""
+    described, unreadable = [], []
+    for path, rel in sources:
+        if path.exists() and not path.is_file():  # opening a fifo would wait forever
+            reason = f"{path}: cannot read (not a regular file: a fifo, socket or device)"
+            unreadable.append({"file": str(path), "reason": reason})
+            described.append({"path": str(path)})
+            continue
+        try:
+            # a file's identity is its content and the relative path its group keys come from
+            described.append({**describe_file(path), "relative": rel.as_posix()})
+        except OSError as exc:
+            why = "dangling symbolic link" if path.is_symlink() and not path.exists() else None
+            reason = f"{path}: cannot read ({why or exc.strerror or type(exc).__name__})"
+            unreadable.append({"file": str(path), "reason": reason})
+            described.append({"path": str(path)})
+    return described, unreadable
+
+
+def _read_as_hashed(path: Path, desc: dict, max_line_bytes: int) -> bytearray:
+    """The file's bytes, read once in chunks and checked against the sha256 its manifest entry
+    recorded: what is parsed is exactly what was hashed. A file still being written (grown, or
+    rewritten, since it was hashed) is a failed file, tried again on the next run. A plain
+    text file with a line over `max_line_bytes` stops the read at that line (a 10 GB one-line
+    file costs 1 MiB, not 10 GB); a .gz is checked while it is decompressed."""
+    size = desc["bytes"]
+    buffer = bytearray()  # grown chunk by chunk (realloc, not copies): a refused file is small
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            # a .gz's lines are checked while it is decompressed (sniff.gunzip_bounded)
+            gzip = handle.read(2) == b"\x1f\x8b"
+            handle.seek(0)
+            lines = None if gzip else LineLimit(path, max_line_bytes)
+            while len(buffer) < size:
+                chunk = handle.read(min(CHUNK, size - len(buffer)))
+                if not chunk:
+                    break
+                if lines is not None:
+                    lines.feed(chunk)
+                digest.update(chunk)
+                buffer += chunk
+            grew = bool(handle.read(1))
+    except OSError as exc:
+        raise BadInputError(f"{path}: cannot read ({exc.strerror or type(exc).__name__})") from None
+    done = len(buffer)
+    if grew or done != size or digest.hexdigest() != desc["sha256"]:
+        now = path.stat().st_size if path.exists() else 0
+        raise BadInputError(
+            f"{path}: changed while being read ({size:,} bytes when hashed, {now:,} now; still "
+            "being written?); it is read on the next run"
+        )
+    return buffer
+
+
 def _gate(summary: dict, config: IngestConfig) -> None:
-    if config.max_missing is None:
-        return
-    worst = summary.get("worst_missing_frac", 0.0) or 0.0
-    if worst > config.max_missing:
+    """Exit 3 (QualityGateError, after the outputs are written) when a file was not ingested
+    or a series misses more than `max_missing`: one line that cron shows even with --quiet."""
+    problems = []
+    failed = summary.get("failed_files") or []
+    if failed:
+        problems.append(
+            f"{len(failed)} of {summary.get('files', len(failed))} files not ingested (first: "
+            f"{failed[0]['reason']}); see failed_files in {summary['out_dir']}/manifest.json"
+        )
+    if config.max_missing is not None:
+        worst = summary.get("worst_gate_frac", 0.0) or 0.0
+        if worst > config.max_missing:
+            what = {"absent": "absent", "faults": "flagged as faults", "both": "missing"}
+            problems.append(
+                f"series {summary.get('worst_gate_series')} is {worst:.1%} "
+                f"{what[config.gate_on]} (--max-missing {config.max_missing:g}, gate_on "
+                f"{config.gate_on}; worst absent {summary.get('worst_absent_frac', 0):.1%}, "
+                f"worst faults {summary.get('worst_fault_frac', 0):.1%})"
+            )
+    if problems:
         summary["quality_gate"] = "failed"
         raise QualityGateError(
-            f"quality gate: series {summary.get('worst_series')} is {worst:.1%} missing "
-            f"(--max-missing {config.max_missing:g}); outputs were written to {summary['out_dir']}",
+            f"quality gate: {'; '.join(problems)}; outputs were written to {summary['out_dir']}",
             summary,
         )
-    summary["quality_gate"] = "passed"
+    if config.max_missing is not None:
+        summary["quality_gate"] = "passed"
 
 
 def _series_runs(frame: pl.LazyFrame, cols: list[str]) -> pl.DataFrame:
@@ -339,7 +427,7 @@ def _assemble(writer: StageWriter, parts, files_meta, failed, config) -> dict[st
         _write_series(writer, grid, names, relative, key_cols)
         all_rejects = _write_rejects(writer, parts, dup_rejects, failed, files)
         writer.write_parquet("report.parquet", report.drop("_sid"))
-        summary = _summary(grid, all_rejects, report, files, files_meta, failed)
+        summary = _summary(grid, all_rejects, report, files, files_meta, failed, config.gate_on)
         plot.result()  # the drawing's error, if any, is the stage's error
     writer.register("quality.png")
     return summary
@@ -427,7 +515,7 @@ def _per_file(bits: np.ndarray, sizes: np.ndarray) -> list[int]:
     return np.diff(ends, prepend=0).tolist()
 
 
-def _summary(grid, rejects, report, files, files_meta, failed) -> dict[str, Any]:
+def _summary(grid, rejects, report, files, files_meta, failed, gate_on) -> dict[str, Any]:
     # used lines per file as bitmaps over line numbers: no hashing of millions of rows
     index_of = {file: i for i, file in enumerate(files)}
     sizes = np.array(
@@ -459,6 +547,13 @@ def _summary(grid, rejects, report, files, files_meta, failed) -> dict[str, Any]
         for flag in Flag
     }
     worst = report.sort("missing_frac", descending=True).head(1)
+    shares = {}
+    for name, share in (*(("absent", "absent_frac"), ("fault", "fault_frac")), ("gate", None)):
+        expr = GATED[gate_on] if share is None else pl.col(share)
+        top = report.select("series_id", expr.alias("_share")).sort("_share", descending=True)
+        top = top.head(1)
+        shares[f"worst_{name}_series"] = top["series_id"].item() if top.height else None
+        shares[f"worst_{name}_frac"] = round(float(top["_share"].item()), 6) if top.height else 0.0
     points = grid.height
     observed = int(grid["observed"].sum()) if points else 0
     return {
@@ -476,5 +571,7 @@ def _summary(grid, rejects, report, files, files_meta, failed) -> dict[str, Any]
         "lines_unaccounted": lines_data - lines_used - lines_rejected,
         "rejects": rejects.height,
         "flags": flag_counts,
+        **shares,
+        "gate_on": gate_on,
         "failed_files": failed,
     }
