@@ -162,13 +162,14 @@ def test_too_few_distinct_x_is_a_row_not_a_crash():
     assert not fit.ok and "2 distinct" in fit.note
 
 
-def test_non_positive_losses_leave_the_pure_law_only():
+def test_non_positive_losses_make_the_pure_law_refuse():
     N = np.geomspace(1e3, 1e8, 8)
     nll = -0.5 + (1e3 / N) ** 0.3  # crosses zero
     pts = _points(N, nll)
     pure = _fit(pts, "N", "power")
-    assert pure.excluded_nonpositive == int(np.sum(nll <= 0)) > 0
-    assert "non-positive" in pure.note
+    assert not pure.ok  # refused, not fitted to the positive part
+    assert pure.refused_nonpositive == int(np.sum(nll <= 0)) > 0
+    assert pure.note.startswith("refused") and "E-form" in pure.note
     robust = _fit(pts, "N", "power_e")
     assert robust.space == "loss" and robust.n_points == N.size
     assert robust.coefs["E"] == pytest.approx(-0.5, abs=0.02)

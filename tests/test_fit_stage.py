@@ -185,7 +185,8 @@ def test_negative_nll_fits_with_e_forms_only(tmp_path):
     assert summary["nonpositive_losses"] > 0
     laws = _laws(tmp_path / "laws")
     pure = laws.filter(pl.col("law") == "power")
-    assert pure["note"][0].startswith(f"{summary['nonpositive_losses']} non-positive")
+    assert pure["value"].is_null().all()
+    assert pure["note"][0].startswith(f"refused: {summary['nonpositive_losses']} of")
     e = laws.filter((pl.col("law") == "power_e") & (pl.col("coef") == "E"))
     assert e["value"][0] == pytest.approx(-1.0, abs=0.05) and e["space"][0] == "loss"
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from scipy.special import ndtr
 
 from tsfm_cli.errors import BadInputError
 from tsfm_cli.fit.blas import single_thread
@@ -16,7 +17,15 @@ from tsfm_cli.fit.load import X_COLUMNS
 from tsfm_cli.fit.select import select_points
 from tsfm_cli.schema import ID_SCENARIO
 
-EXPONENTS = {"power": ("alpha",), "power_e": ("alpha",), "joint": ("alpha", "beta")}
+# what a comparison between two groups looks at, per law: the floor E and the reducible-term
+# exponents of the E-forms separately; the pure power law's α only as an "apparent slope" (a
+# higher floor alone lowers it, so it is never the basis of a "scaling differs" claim)
+COMPARED = {
+    "power": (("alpha", "apparent slope"),),
+    "power_e": (("E", "floor"), ("alpha", "exponent")),
+    "joint": (("E", "floor"), ("alpha", "exponent"), ("beta", "exponent")),
+}
+CORRECTION = "holm"
 
 
 @dataclass
@@ -150,6 +159,8 @@ def _match(groups: list[Group], ref: Group, **changes: Any) -> Group | None:
 
 
 def compare(groups: list[Group], level: float) -> list[dict[str, Any]]:
+    """Every OOD-vs-ID and architecture-vs-architecture difference of every compared quantity,
+    with its bootstrap interval, a two-sided p-value and the family's Holm-adjusted p-value."""
     rows: list[dict[str, Any]] = []
 
     def add(kind: str, a: Group, b: Group, label_a: str, label_b: str, key: str) -> None:
@@ -157,9 +168,10 @@ def compare(groups: list[Group], level: float) -> list[dict[str, Any]]:
             fb = b.get(fa.x, fa.law)
             if not fa.ok or fb is None:
                 continue
-            for coef in EXPONENTS[fa.law]:
+            for coef, quantity in COMPARED[fa.law]:
                 diff = fa.boot[coef] - fb.boot[coef]
                 lo, hi = interval(diff, level)
+                value = fa.coefs[coef] - fb.coefs[coef]
                 rows.append(
                     {
                         "comparison": kind,
@@ -170,12 +182,14 @@ def compare(groups: list[Group], level: float) -> list[dict[str, Any]]:
                         "x": fa.x,
                         "law": fa.law,
                         "coef": coef,
+                        "quantity": quantity,
                         "value_a": fa.coefs[coef],
                         "value_b": fb.coefs[coef],
-                        "diff": fa.coefs[coef] - fb.coefs[coef],
+                        "diff": value,
                         "ci_low": lo,
                         "ci_high": hi,
                         "excludes_zero": bool(np.isfinite(lo) and (lo > 0 or hi < 0)),
+                        "p_value": bootstrap_p(value, diff),
                         "label_a": label_a,
                     }
                 )
@@ -194,6 +208,50 @@ def compare(groups: list[Group], level: float) -> list[dict[str, Any]]:
                 ref = _match(groups, g, arch=other)
                 if ref is not None:
                     add("arch_vs_arch", g, ref, str(g.keys["arch"]), other, "arch")
+    return correct(rows, 1.0 - level)
+
+
+def bootstrap_p(value: float, samples: np.ndarray) -> float:
+    """Two-sided p-value of "no difference" from the bootstrap standard error (a Wald test).
+
+    Not the share of resamples across zero: that cannot go below 1/B, and a multiplicity
+    correction over hundreds of tests needs smaller p-values than 1000 resamples can show.
+    """
+    samples = np.asarray(samples, dtype=float)
+    samples = samples[np.isfinite(samples)]
+    if samples.size < 10 or not np.isfinite(value):
+        return float("nan")
+    se = float(np.std(samples, ddof=1))
+    if se <= 0:
+        return 0.0 if value != 0 else 1.0
+    return float(2.0 * ndtr(-abs(value) / se))
+
+
+def holm(p: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjusted p-values (NaN stays NaN and does not count as a test)."""
+    p = np.asarray(p, dtype=float)
+    out = np.full(p.size, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    m = ok.size
+    if m == 0:
+        return out
+    order = ok[np.argsort(p[ok], kind="stable")]
+    scaled = np.minimum(1.0, (m - np.arange(m)) * p[order])
+    out[order] = np.maximum.accumulate(scaled)
+    return out
+
+
+def correct(rows: list[dict[str, Any]], alpha: float) -> list[dict[str, Any]]:
+    """Holm within each family (one family per kind of comparison: every OOD-vs-ID test of the
+    report is one family, every architecture test another); `clear` is the corrected verdict."""
+    for kind in sorted({r["comparison"] for r in rows}):
+        family = [r for r in rows if r["comparison"] == kind]
+        adjusted = holm(np.array([r["p_value"] for r in family]))
+        for r, p_adj in zip(family, adjusted, strict=True):
+            r["p_adjusted"] = float(p_adj)
+            r["correction"] = CORRECTION
+            r["family_size"] = int(np.isfinite(adjusted).sum())
+            r["clear"] = bool(np.isfinite(p_adj) and p_adj < alpha)
     return rows
 
 

@@ -12,6 +12,7 @@ from tsfm_cli.fit.select import Points
 
 MIN_DISTINCT = 3  # a law needs at least this many distinct X (per input for the joint law)
 LAW_PARAMS = {"power": 2, "power_e": 3, "joint": 5}
+NONPOSITIVE_HINT = "read the E-form laws (power_e, joint: E in loss units) or fit CRPS"
 
 
 @dataclass
@@ -34,7 +35,7 @@ class LawFit:
     boot_ok: float = float("nan")  # share of resamples that gave a usable, converged fit
     extrap_x: float = float("nan")
     extrap_rel_err: float = float("nan")
-    excluded_nonpositive: int = 0
+    refused_nonpositive: int = 0  # pure power law: losses ≤ 0 that made it refuse
     note: str = ""
 
     @property
@@ -105,13 +106,17 @@ def fit_law(
 ) -> LawFit:
     """Full fit, bootstrap and checks of `law` on `points`; never raises on thin data."""
     fit = LawFit(x=x, law=law, points=points)
-    finite = np.isfinite(points.y)
-    keep = finite & (points.y > 0) if law == "power" else finite
-    fit.excluded_nonpositive = int(np.sum(finite & ~(points.y > 0))) if law == "power" else 0
+    keep = np.isfinite(points.y)
     pts = Points(points.X[:, keep], points.y[keep], points.runs[keep], points.rule)
     fit.points, fit.n_points = pts, int(keep.sum())
-    if fit.excluded_nonpositive:
-        fit.note = f"{fit.excluded_nonpositive} non-positive loss(es) left out of this law; "
+    if law == "power" and np.any(pts.y <= 0):
+        # never fit the positive part only: dropping the negative losses bends the slope
+        fit.refused_nonpositive = int(np.sum(pts.y <= 0))
+        fit.note = (
+            f"refused: {fit.refused_nonpositive} of {fit.n_points} losses ≤ 0 (e.g. scaled NLL); "
+            f"the pure power law needs positive losses: {NONPOSITIVE_HINT}"
+        )
+        return fit
     reason = too_few(pts)
     if reason:
         fit.note += reason

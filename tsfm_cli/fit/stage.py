@@ -9,7 +9,7 @@ from typing import Any
 from tsfm_cli.errors import BadInputError
 from tsfm_cli.fit import analysis, plots, report, tables
 from tsfm_cli.fit.config import FitConfig
-from tsfm_cli.fit.fitting import interval
+from tsfm_cli.fit.fitting import NONPOSITIVE_HINT, interval
 from tsfm_cli.fit.load import read_results
 from tsfm_cli.recipe import config_dict
 from tsfm_cli.stagedir import StageWriter, fingerprint, require_new_output, reuse_summary
@@ -71,6 +71,11 @@ def run_fit(
         "dropped": loaded.dropped,
         "nonfinite": sum(g.n_nonfinite for g in groups),
         "nonpositive": sum(g.n_nonpositive for g in groups),
+        "refused": _refused(groups),
+        "distinct_sizes": frame["params"].n_unique() if "params" in frame.columns else 0,
+        "bootstrap": "a bootstrap over runs",
+        "warnings": [],
+        "notes": [],
     }
     summary: dict[str, Any] = {
         "out_dir": str(out_dir),
@@ -88,6 +93,8 @@ def run_fit(
         "nonpositive_losses": facts["nonpositive"],
         "exponents": _headline(groups, config),
         "differences_excluding_zero": sum(1 for c in comparisons if c["excludes_zero"]),
+        "clear_differences": sum(1 for c in comparisons if c["clear"]),
+        "correction": "holm",
         "plan": plan_rows,
         "quality_tradeoff": tradeoff,
     }
@@ -141,6 +148,25 @@ def _headline(groups: list[analysis.Group], config: FitConfig) -> list[dict[str,
                 )
             row["note"] = f.note.strip().rstrip(";")
             out.append(row)
+    return out
+
+
+def _refused(groups: list[analysis.Group]) -> list[str]:
+    """One line per metric whose pure power law was refused (losses ≤ 0), never silently."""
+    out = []
+    for metric in dict.fromkeys(g.metric for g in groups):
+        n = sum(
+            1
+            for g in groups
+            if g.metric == metric
+            for f in g.fits
+            if f.law == "power" and f.refused_nonpositive
+        )
+        if n:
+            out.append(
+                f"the pure power law of {metric} was refused in {n} law(s): {metric} has losses "
+                f"≤ 0 (scaled NLL can be negative) — {NONPOSITIVE_HINT}."
+            )
     return out
 
 

@@ -1,0 +1,90 @@
+"""The claims of `tsfm fit` on tables with a planted truth: what drift changes (floor or
+exponents), the multiplicity correction, and losses ≤ 0."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from tsfm_cli.fit import FitConfig, run_fit
+from tsfm_cli.fit.analysis import holm
+from tsfm_cli.fit.synth import synth_results
+
+ID_LAW = (0.5, 200.0, 0.35, 30.0, 0.3)  # E, A, α, B, β
+DRIFTS = 5
+FAST = {"n_boot": 100, "plots": False, "xs": ["N", "C"]}
+
+
+def _table(tmp_path, e_shift: float, seed: int = 0):
+    laws = {"id": ID_LAW}
+    for i in range(1, DRIFTS + 1):
+        laws[f"drift_{i}"] = (ID_LAW[0] + e_shift * i, *ID_LAW[1:])
+    frame = synth_results(laws, seeds=(0, 1), data=(1e6, 1e7), checkpoints=2, noise=0.02, seed=seed)
+    path = tmp_path / f"results_{e_shift}_{seed}.parquet"
+    frame.write_parquet(path)
+    return path
+
+
+def test_holm_adjusts_step_down_and_keeps_order():
+    p = np.array([0.01, 0.04, np.nan, 0.03, 0.005])
+    adj = holm(p)
+    # m = 4 tests: 0.005·4, 0.01·3, 0.03·2, max(0.04·1, previous)
+    np.testing.assert_allclose(adj[[4, 0, 3, 1]], [0.02, 0.03, 0.06, 0.06])
+    assert np.isnan(adj[2])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_drift_that_follows_the_id_law_gives_at_most_one_clear_difference(tmp_path, seed):
+    out = tmp_path / "laws"
+    summary = run_fit([_table(tmp_path, 0.0, seed)], out, FitConfig(**FAST))
+    comp = pl.read_parquet(out / "comparisons.parquet")
+    assert comp.height >= 4 * DRIFTS  # floor, exponent, apparent slope per X and law
+    assert set(comp["correction"]) == {"holm"}
+    assert (comp["p_adjusted"] >= comp["p_value"]).all()
+    assert summary["clear_differences"] == comp["clear"].sum() <= 1
+    text = (out / "report.md").read_text()
+    assert "the floor moved" not in text and "scaling differs" not in text
+
+
+def test_drift_that_only_raises_the_floor_is_reported_as_the_floor(tmp_path):
+    out = tmp_path / "laws"
+    run_fit([_table(tmp_path, 0.5)], out, FitConfig(**FAST))
+    comp = pl.read_parquet(out / "comparisons.parquet").filter(pl.col("comparison") == "ood_vs_id")
+    exponents = comp.filter(pl.col("quantity") == "exponent")
+    assert exponents.height >= DRIFTS and not exponents["clear"].any()
+    floor_clear = (
+        comp.filter((pl.col("quantity") == "floor") & pl.col("clear") & (pl.col("diff") > 0))
+        .select("scenario")
+        .unique()
+        .height
+    )
+    assert floor_clear >= DRIFTS - 1  # nearly every drifted scenario
+    # the old mistake: the pure power law's slope falls with a higher floor; it stays "apparent"
+    apparent = comp.filter(pl.col("quantity") == "apparent slope")
+    assert (apparent["diff"] < 0).all()
+    text = (out / "report.md").read_text()
+    answers = text.split("# Appendix")[0]
+    assert answers.count("the floor moved, not the scaling") >= DRIFTS - 1
+    assert "scaling differs" not in answers
+
+
+def test_shifted_nll_refuses_the_pure_law_and_keeps_the_e_form(tmp_path):
+    frame = synth_results({"id": ID_LAW}, data=(1e6, 1e7), checkpoints=1, noise=0.01, metric="nll")
+    results = {}
+    for shift in (-3.0, -4.0):  # scaled NLL moves by a constant with the series' scale
+        path = tmp_path / f"nll{shift}.parquet"
+        frame.with_columns(pl.col("nll") + shift).write_parquet(path)
+        out = tmp_path / f"laws{shift}"
+        summary = run_fit([path], out, FitConfig(metrics=["nll"], n_boot=40, plots=False))
+        laws = pl.read_parquet(out / "laws.parquet")
+        pure = laws.filter(pl.col("law") == "power")
+        assert pure["value"].is_null().all() and pure["note"].str.starts_with("refused").all()
+        text = (out / "report.md").read_text().split("# Appendix")[0]
+        assert "pure power law of nll was refused" in text and "CRPS" in text
+        assert summary["nonpositive_losses"] > 0
+        results[shift] = laws.filter(
+            (pl.col("law") == "power_e") & (pl.col("x") == "N") & (pl.col("coef") == "alpha")
+        )["value"][0]
+    # the E-form in loss units sees the same exponent whatever the constant
+    assert results[-3.0] == pytest.approx(results[-4.0], rel=1e-3)
