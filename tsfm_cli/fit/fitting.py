@@ -172,7 +172,16 @@ def _fit_eform(fit: LawFit, pts: Points, w: np.ndarray) -> None:
     fit.coefs = {k: float(v[0]) for k, v in form.coefs(res.theta).items()}
     if not fit.converged:
         fit.note += f"full fit did not converge ({res.message or 'gradient not small'}); "
-    boot = laws.fit_huber_batched(form, pts.y, np.repeat(res.theta, w.shape[0], axis=0), w)
+    boot = laws.fit_huber_batched(
+        form,
+        pts.y,
+        np.repeat(res.theta, w.shape[0], axis=0),
+        w,
+        maxiter=laws.BOOT_STEPS,
+        max_fallback=0,
+        stall=laws.BOOT_STALL,
+        ftol=laws.BOOT_FTOL,
+    )
     usable = boot.converged & _distinct_ok(pts.X, w, MIN_DISTINCT)
     fit.boot_theta = np.where(usable[:, None], boot.theta, np.nan)
     fit.boot = {k: np.where(usable, v, np.nan) for k, v in form.coefs(boot.theta).items()}
@@ -197,7 +206,14 @@ def _extrapolation(fit: LawFit, pts: Points) -> None:
         pred = np.exp(c[0, 1] + c[0, 0] * np.log(pts.X[0, held]))
     else:
         form = laws.make_eform(np.log(rest.X), rest.y)
-        res = laws.fit_huber_grid(form, rest.y)
+        if fit.theta is not None and form.positive == fit.form.positive:
+            # warm start from the full fit, moved to the new centre: c' = c − e·(x0' − x0)
+            start = fit.theta.copy()
+            for j in range(form.U.shape[0]):
+                start[:, 1 + 2 * j] -= start[:, 2 + 2 * j] * (form.x0[j] - fit.form.x0[j])
+            res = laws.fit_huber(form, rest.y, start)
+        else:
+            res = laws.fit_huber_grid(form, rest.y)
         pred = form.predict(res.theta, np.log(pts.X[:, held]) - form.x0[:, None])[0]
     obs = pts.y[held]
     fit.extrap_x = float(top)
