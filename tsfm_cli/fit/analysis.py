@@ -322,10 +322,19 @@ def plan(groups: list[Group], frame: pl.DataFrame, config: FitConfig) -> list[di
         base["group"] = g.label(("scenario",))
         base["metric"] = g.metric
         if not np.isfinite(budget):
-            rows.append({**base, "scenario": ID_SCENARIO, "note": "target below the law's E"})
+            rows.append(
+                {
+                    **base,
+                    "scenario": ID_SCENARIO,
+                    "note": "target below the law's E",
+                    "status": "unreachable",
+                    "reason": "the target is below the law's floor E",
+                }
+            )
             continue
         n_opt, d_opt = optimum(c, budget, k)
         n_b, d_b = optimum(cb, budget if budget_b is None else budget_b, k)
+        evidence = plan_evidence(fit, frame, config, budget, float(n_opt[0]), float(d_opt[0]), k)
         stats = {
             "budget_flops": _stat(budget, budget_b if budget_b is not None else [], config.level),
             "N_opt": _stat(n_opt[0], n_b, config.level),
@@ -359,9 +368,63 @@ def plan(groups: list[Group], frame: pl.DataFrame, config: FitConfig) -> list[di
                     "loss_low": loss_low,
                     "loss_high": loss_high,
                     "flops_per_6nd": k,
+                    **evidence,
                 }
             )
     return rows
+
+
+def data_available(frame: pl.DataFrame, config: FitConfig) -> float | None:
+    """Training data that exists: the option, else the largest `unique_points` of the runs."""
+    if config.data_available is not None:
+        return float(config.data_available)
+    if "unique_points" in frame.columns:
+        top = frame["unique_points"].cast(pl.Float64, strict=False).max()
+        return float(top) if top is not None and np.isfinite(top) else None
+    return None
+
+
+def plan_evidence(
+    fit: LawFit,
+    frame: pl.DataFrame,
+    config: FitConfig,
+    budget: float,
+    n_opt: float,
+    d_opt: float,
+    k: float,
+) -> dict[str, Any]:
+    """Is a plan inside the tested range? `status` "ok" or "extrapolation" with the reasons."""
+    N, D = fit.points.X
+    c_max = float(np.max(6.0 * k * N * D))
+    if "flops" in frame.columns:
+        c_max = max(c_max, float(frame["flops"].max() or 0.0))
+    limit = config.max_extrapolation
+    reasons = []
+    if budget > limit * c_max:
+        reasons.append(
+            f"the budget is {budget / c_max:.3g}× the largest run's compute ({c_max:.3g} FLOPs; "
+            f"limit {limit:g}×)"
+        )
+    if n_opt > limit * N.max():
+        reasons.append(
+            f"the model is {n_opt / N.max():.3g}× the largest tested ({N.max():.3g}; "
+            f"limit {limit:g}×)"
+        )
+    have = data_available(frame, config)
+    if have is not None and d_opt > have:
+        reasons.append(f"it needs {d_opt:.3g} data points; {have:.3g} exist")
+    tested = (
+        f"Tested range: N {N.min():.3g}–{N.max():.3g}, D {D.min():.3g}–{D.max():.3g}, "
+        f"compute up to {c_max:.3g} FLOPs"
+        + (f"; data available {have:.3g}" if have is not None else "; data available unknown")
+        + "."
+    )
+    return {
+        "status": "extrapolation" if reasons else "ok",
+        "reason": "; ".join(reasons),
+        "tested_range": tested,
+        "max_flops_tested": c_max,
+    }
 
 
 def _quality_order(level: str) -> tuple[str, float]:
