@@ -156,3 +156,80 @@ def test_a_plan_inside_the_runs_is_the_headline(tmp_path):
     assert row["status"] == "ok" and row["reason"] == ""
     answers = text.split("# Appendix")[0]
     assert "train about" in answers and "Tested range" in answers
+
+
+# ------------------------------------------------------------------------------------------
+# Selection on validation rows, baselines in the headline
+
+
+def _contract_table(tmp_path, baselines=None, poison_test_first_step=False):
+    frame = synth_results(
+        {"id": ID_LAW, "drift_1": ID_LAW},
+        data=(1e6, 1e7),
+        checkpoints=3,
+        noise=0.01,
+        horizons=[8, 32],
+        val=True,
+        baselines=baselines,
+    )
+    if poison_test_first_step:
+        # the first checkpoint is clearly worst on validation and looks best on the test rows:
+        # a selection that peeks at test rows picks it
+        first = (pl.col("step") == 100) & (pl.col("arch") != "baseline")
+        frame = frame.with_columns(
+            pl.when(first & (pl.col("split") == "test"))
+            .then(1e-3)
+            .when(first)
+            .then(pl.col("crps") * 2)
+            .otherwise(pl.col("crps"))
+            .alias("crps")
+        )
+    path = tmp_path / "results.parquet"
+    frame.write_parquet(path)
+    return path
+
+
+def test_checkpoints_are_chosen_on_validation_rows_and_laws_use_test_rows(tmp_path):
+    path = _contract_table(tmp_path, poison_test_first_step=True)
+    out = tmp_path / "laws"
+    summary = run_fit([path], out, FitConfig(n_boot=30, plots=False, xs=["N"], laws=["power"]))
+    assert summary["selection"] == "validation rows"
+    laws = pl.read_parquet(out / "laws.parquet")
+    assert "val" not in set(laws["scenario"])  # validation is for choosing, not a scenario
+    alpha = laws.filter((pl.col("scenario") == "id") & (pl.col("coef") == "alpha"))
+    # had the poisoned first checkpoint (test crps 1e-3 everywhere) been chosen, α would be 0
+    assert alpha["value"].min() > 0.1
+    assert alpha["rows"].str.contains("chosen on validation rows").all()
+    assert "no validation rows" not in (out / "report.md").read_text()
+
+
+def test_old_tables_without_split_fall_back_with_a_warning(tmp_path):
+    frame = synth_results({"id": ID_LAW}, data=(1e6, 1e7), checkpoints=2, noise=0.01)
+    path = tmp_path / "old.parquet"
+    frame.write_parquet(path)
+    out = tmp_path / "laws"
+    summary = run_fit([path], out, FitConfig(n_boot=30, plots=False, xs=["N"]))
+    assert summary["selection"].startswith("test rows")
+    answers = (out / "report.md").read_text().split("# Appendix")[0]
+    assert "**Warning:** no validation rows" in answers
+    assert "cannot tell: no baseline rows" in answers
+
+
+def test_baselines_are_left_out_of_the_laws_and_lead_the_answers(tmp_path):
+    # seasonal naive far worse than any model; auto_ets better than every model
+    path = _contract_table(tmp_path, baselines={"seasonal_naive": 100.0, "auto_ets": 1e-3})
+    out = tmp_path / "laws"
+    summary = run_fit([path], out, FitConfig(n_boot=30, plots=False, xs=["N"]))
+    laws = pl.read_parquet(out / "laws.parquet")
+    assert "baseline" not in set(laws["arch"])
+    rows = pl.DataFrame(summary["baselines"])
+    assert set(rows["horizon"]) == {8, 32} and set(rows["scenario"]) == {"id", "drift_1"}
+    assert set(rows["metric"]) == {"mase", "crps"}
+    assert rows.filter(pl.col("baseline") == "seasonal_naive")["beats"].all()
+    assert not rows.filter(pl.col("baseline") == "auto_ets")["beats"].any()
+    text = (out / "report.md").read_text()
+    answers = text.split("# Appendix")[0]
+    first_answer = answers.split("## Answers")[1].strip().splitlines()[0]
+    assert first_answer.startswith("- **Beats the baselines?** horizon 8:")
+    assert "seasonal_naive and auto_ets on MASE and CRPS in 0 of 2 scenarios" in answers
+    assert (out / "baselines.parquet").is_file()

@@ -71,21 +71,46 @@ def law_specs(frame: pl.DataFrame, config: FitConfig) -> list[tuple[str, str]]:
     return specs
 
 
-def fit_groups(frame: pl.DataFrame, config: FitConfig, progress=None) -> list[Group]:
-    """Fit every law to every group × metric (BLAS held to one thread: tiny problems)."""
+def fit_groups(
+    frame: pl.DataFrame,
+    config: FitConfig,
+    progress=None,
+    val: pl.DataFrame | None = None,
+) -> list[Group]:
+    """Fit every law to every group × metric (BLAS held to one thread: tiny problems).
+
+    `val`: validation rows of the same runs; checkpoints and frontiers are chosen there.
+    """
     with single_thread():
-        return _fit_groups(frame, config, progress)
+        return _fit_groups(frame, config, progress, val)
 
 
-def _fit_groups(frame: pl.DataFrame, config: FitConfig, progress=None) -> list[Group]:
+def _val_parts(val: pl.DataFrame | None, cols: list[str]):
+    """Validation rows per group key without the scenario (validation is its own scenario)."""
+    if val is None:
+        return [], None
+    val_cols = [c for c in cols if c not in ("scenario", "kind") and c in val.columns]
+    if not val_cols:
+        return val_cols, {(): val}
+    return val_cols, val.partition_by(val_cols, as_dict=True)
+
+
+def _fit_groups(
+    frame: pl.DataFrame, config: FitConfig, progress=None, val: pl.DataFrame | None = None
+) -> list[Group]:
     cols = group_columns(frame, config)
     specs = law_specs(frame, config)
     groups: list[Group] = []
     parts = frame.partition_by(cols, as_dict=True, maintain_order=True) if cols else {(): frame}
+    val_cols, val_parts = _val_parts(val, cols)
     for metric in config.metrics:
         for key in sorted(parts, key=lambda k: tuple(str(v) for v in k)):
             part = parts[key]
             g = Group(dict(zip(cols, key, strict=True)), metric)
+            select_on = None
+            if val_parts is not None:
+                vkey = tuple(g.keys[c] for c in val_cols)
+                select_on = val_parts.get(vkey, val.clear())
             values = part[metric].to_numpy().astype(float)
             g.n_nonfinite = int(np.sum(~np.isfinite(values)))
             g.n_nonpositive = int(np.sum(np.isfinite(values) & (values <= 0)))
@@ -102,6 +127,7 @@ def _fit_groups(frame: pl.DataFrame, config: FitConfig, progress=None) -> list[G
                     d_rows=config.d_rows,
                     c_rows=config.c_rows,
                     checkpoint=config.checkpoint,
+                    select_on=select_on,
                 )
                 g.fits.append(
                     fit_law(

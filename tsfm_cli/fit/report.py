@@ -153,7 +153,22 @@ def _how_sure(comparisons, config, facts) -> str:
 
 def _appendix(groups, comparisons, plan_rows, tradeoff, config, facts, images) -> list[str]:
     law, level = config.headline_law, config.level
-    lines = ["## A1. Exponents in distribution", ""]
+    lines = []
+    if facts.get("baseline_rows"):
+        lines += [
+            "## A0. Best model vs baselines (test rows)",
+            "",
+            "| horizon | scenario | metric | best model | value | baseline | value | beats? |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['horizon'] if r['horizon'] is not None else '–'} | {r['scenario']} | "
+            f"{r['metric']} | {r['model_run']} @ {r['model_step']} | {_num(r['model_value'])} | "
+            f"{r['baseline']} | {_num(r['baseline_value'])} | {'yes' if r['beats'] else 'no'} |"
+            for r in facts["baseline_rows"]
+        ]
+        lines.append("")
+    lines += ["## A1. Exponents in distribution", ""]
     apparent = ", whose α is only an *apparent slope*: a higher floor lowers it"
     lines += [
         f"Per doubling of model size, data or compute ({law} law"

@@ -56,14 +56,26 @@ def select_points(
     d_rows: str = "max_n",
     c_rows: str = "frontier",
     checkpoint: str = "best",
+    select_on: pl.DataFrame | None = None,
 ) -> Points:
-    """The points of one group that feed the law in `x` ("N", "D", "C" or "N,D")."""
+    """The points of one group that feed the law in `x` ("N", "D", "C" or "N,D").
+
+    With `select_on` (the validation rows of the same runs), the best checkpoints and the
+    compute frontier are chosen there and the group's own (test) rows at those run × step are
+    fitted: selection never looks at the numbers it reports.
+    """
     cols = frame.columns
+    chooser = frame if select_on is None else select_on
+    where = "" if select_on is None else " (chosen on validation rows)"
     if x == "C" and c_rows == "frontier":
-        rows, rule = frontier(frame, metric), "compute frontier over all checkpoints"
+        rows, rule = frontier(chooser, metric), "compute frontier over all checkpoints" + where
     else:
-        rows = per_run(frame, metric, checkpoint)
-        rule = f"{checkpoint} checkpoint of each run"
+        rows = per_run(chooser, metric, checkpoint)
+        rule = f"{checkpoint} checkpoint of each run{where}"
+    if select_on is not None:
+        rows = frame.join(rows.select("run_id", "step"), on=["run_id", "step"], how="semi")
+        rows = rows.filter(pl.col(metric).is_finite()).sort("run_id", "step")
+    if not (x == "C" and c_rows == "frontier"):
         if x == "N" and n_rows == "max_d" and "data_points" in cols and rows.height:
             top = rows["data_points"].max()
             rows = rows.filter(pl.col("data_points") == top)

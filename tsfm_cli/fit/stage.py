@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from tsfm_cli.errors import BadInputError
-from tsfm_cli.fit import analysis, plots, report, tables
+from tsfm_cli.fit import analysis, plots, report, tables, versus_baselines
 from tsfm_cli.fit.config import FitConfig
 from tsfm_cli.fit.fitting import NONPOSITIVE_HINT, interval
 from tsfm_cli.fit.load import read_results
+from tsfm_cli.fit.roles import split_roles
 from tsfm_cli.recipe import config_dict
 from tsfm_cli.stagedir import StageWriter, fingerprint, require_new_output, reuse_summary
 from tsfm_cli.ui import Reporter
@@ -40,7 +41,10 @@ def run_fit(
     reused = reuse_summary(out_dir, STAGE, fp)
     if reused is not None:
         return reused
-    frame = loaded.frame
+    roles = split_roles(loaded.frame)
+    frame = roles.models
+    if frame.is_empty():
+        raise BadInputError(f"{paths[0]}: only baseline rows; no trained model to fit laws to")
     specs = analysis.law_specs(frame, config)
     if not specs:
         raise BadInputError(
@@ -50,7 +54,8 @@ def run_fit(
     cols = analysis.group_columns(frame, config)
     n_groups = frame.select(cols).unique().height if cols else 1
     with reporter.progress("fitting laws", n_groups * len(specs) * len(config.metrics)) as task:
-        groups = analysis.fit_groups(frame, config, progress=task)
+        groups = analysis.fit_groups(frame, config, progress=task, val=roles.val)
+    baseline_rows = versus_baselines.compare_baselines(roles, config.metrics[0])
     comparisons = analysis.compare(groups, config.level)
     plan_rows = analysis.plan(groups, frame, config)
     tradeoff = analysis.quality_tradeoff(groups, frame, config)
@@ -74,7 +79,9 @@ def run_fit(
         "refused": _refused(groups),
         "distinct_sizes": frame["params"].n_unique() if "params" in frame.columns else 0,
         "bootstrap": "a bootstrap over runs",
-        "warnings": [],
+        "warnings": list(roles.warnings),
+        "baselines": _baseline_answers(baseline_rows, roles),
+        "baseline_rows": baseline_rows,
         "notes": [],
     }
     summary: dict[str, Any] = {
@@ -97,6 +104,8 @@ def run_fit(
         "correction": "holm",
         "plan": plan_rows,
         "quality_tradeoff": tradeoff,
+        "baselines": baseline_rows,
+        "selection": "validation rows" if roles.val is not None else "test rows (no validation)",
     }
     summary = _finite(summary)
     with StageWriter(out_dir, STAGE, cfg, loaded.inputs, command=command, wait_s=wait_s) as w:
@@ -106,6 +115,8 @@ def run_fit(
             w.write_parquet("comparisons.parquet", tables.rows_frame(comparisons))
         if plan_rows:
             w.write_parquet("plan.parquet", tables.rows_frame(plan_rows))
+        if baseline_rows:
+            w.write_parquet("baselines.parquet", tables.rows_frame(baseline_rows))
         if tradeoff:
             w.write_parquet("tradeoff.parquet", tables.rows_frame(tradeoff))
         images: list[str] = []
@@ -149,6 +160,18 @@ def _headline(groups: list[analysis.Group], config: FitConfig) -> list[dict[str,
             row["note"] = f.note.strip().rstrip(";")
             out.append(row)
     return out
+
+
+def _baseline_answers(rows: list[dict[str, Any]], roles) -> list[dict[str, str]]:
+    if not rows:
+        why = (
+            'no baseline rows (arch "baseline") in the results'
+            if roles.baselines.is_empty()
+            else "the baseline rows share no scenario, horizon and metric (MASE, CRPS) with runs"
+        )
+        return [{"sentence": f"cannot tell: {why}, so nothing says a model beats seasonal naive."}]
+    on_val = roles.val is not None
+    return [{"sentence": s} for s in versus_baselines.sentences(rows, on_val)]
 
 
 def _refused(groups: list[analysis.Group]) -> list[str]:
