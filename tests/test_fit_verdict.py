@@ -9,7 +9,8 @@ import pytest
 
 from tsfm_cli.fit import FitConfig, run_fit
 from tsfm_cli.fit.analysis import holm
-from tsfm_cli.fit.synth import synth_results
+from tsfm_cli.fit.fitting import run_counts
+from tsfm_cli.fit.synth import synth_results, synth_windows
 
 ID_LAW = (0.5, 200.0, 0.35, 30.0, 0.3)  # E, A, α, B, β
 DRIFTS = 5
@@ -233,3 +234,56 @@ def test_baselines_are_left_out_of_the_laws_and_lead_the_answers(tmp_path):
     assert first_answer.startswith("- **Beats the baselines?** horizon 8:")
     assert "seasonal_naive and auto_ets on MASE and CRPS in 0 of 2 scenarios" in answers
     assert (out / "baselines.parquet").is_file()
+
+
+# ------------------------------------------------------------------------------------------
+# Intervals that include noise: runs, seeds within a configuration, windows within a run
+
+
+def test_seeds_are_drawn_within_their_configuration():
+    runs = np.array(["a-s0", "a-s1", "a-s2", "b-s0", "c-s0", "c-s1"])
+    configs = np.array(["a", "a", "a", "b", "c", "c"])
+    uniq, counts = run_counts(runs, 400, seed=1, configs=configs)
+    assert uniq.tolist() == sorted(runs)
+    by = {c: np.isin(uniq, runs[configs == c]) for c in "abc"}
+    per_config = {c: counts[:, m].sum(axis=1) for c, m in by.items()}
+    # each configuration drawn k times brings k·(its seeds) seed draws; 3 configurations per row
+    total_configs = per_config["a"] / 3 + per_config["b"] + per_config["c"] / 2
+    np.testing.assert_array_equal(total_configs, 3)
+    assert np.all(per_config["a"] % 3 == 0) and np.all(per_config["c"] % 2 == 0)
+    # seeds of a configuration drawn twice or more can differ: seed noise enters the interval
+    a = counts[:, by["a"]]
+    assert np.any((a.sum(axis=1) > 0) & (a.max(axis=1) < a.sum(axis=1)))
+
+
+def _with_windows(tmp_path, seeds, write_windows=True):
+    frame = synth_results({"id": ID_LAW}, data=(1e6, 1e7), checkpoints=1, noise=0.0, seeds=seeds)
+    results, windows = synth_windows(frame, sd=0.3)
+    folder = tmp_path / f"results{len(seeds)}{write_windows}"
+    folder.mkdir()
+    results.write_parquet(folder / "results.parquet")
+    if write_windows:
+        windows.write_parquet(folder / "window_metrics.parquet")
+    out = tmp_path / f"laws{len(seeds)}{write_windows}"
+    config = FitConfig(n_boot=200, plots=False, xs=["N"])
+    summary = run_fit([folder / "results.parquet"], out, config)
+    laws = pl.read_parquet(out / "laws.parquet").filter(
+        (pl.col("coef") == "alpha") & (pl.col("law") == "power")
+    )
+    width = laws["ci_high"][0] - laws["ci_low"][0]
+    return summary, width, (out / "report.md").read_text().split("# Appendix")[0]
+
+
+def test_window_noise_widens_the_intervals_and_the_report_says_how(tmp_path):
+    summary, with_windows, text = _with_windows(tmp_path, (0,))
+    _, runs_only, fallback = _with_windows(tmp_path, (0,), write_windows=False)
+    assert summary["window_rows"] > 0 and "hierarchical bootstrap" in text
+    assert with_windows > 1.15 * runs_only
+    assert "no window_metrics.parquet" in fallback and "hierarchical" not in fallback
+    assert "one seed per configuration" in text and "one seed per configuration" in fallback
+
+
+def test_two_seeds_are_resampled_within_configurations(tmp_path):
+    summary, _, text = _with_windows(tmp_path, (0, 1))
+    assert summary["seeds_per_configuration"] == 2
+    assert "then seeds within each" in text and "one seed per configuration" not in text

@@ -13,7 +13,7 @@ from tsfm_cli.errors import BadInputError
 from tsfm_cli.fit.blas import single_thread
 from tsfm_cli.fit.config import AUTO_GROUPS, VARYING_GROUPS, FitConfig
 from tsfm_cli.fit.fitting import LawFit, fit_law, interval, run_counts
-from tsfm_cli.fit.load import X_COLUMNS
+from tsfm_cli.fit.load import CONFIG, X_COLUMNS
 from tsfm_cli.fit.select import select_points
 from tsfm_cli.schema import ID_SCENARIO
 
@@ -117,7 +117,8 @@ def _fit_groups(
             if "kind" in part.columns:
                 g.kind = str(part["kind"][0])
             runs = part["run_id"].to_numpy()
-            uniq, counts = run_counts(runs, config.n_boot, config.seed)
+            configs = part[CONFIG].to_numpy() if CONFIG in part.columns else None
+            uniq, counts = run_counts(runs, config.n_boot, config.seed, configs)
             for x, law in specs:
                 points = select_points(
                     part,
@@ -137,6 +138,7 @@ def _fit_groups(
                         uniq_runs=uniq,
                         counts=counts,
                         extrapolate=config.extrapolation,
+                        seed=config.seed,
                     )
                 )
                 if progress is not None:

@@ -57,17 +57,60 @@ class LawFit:
         return out if boot else out[0]
 
 
-def run_counts(all_runs: np.ndarray, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _rng(uniq: np.ndarray, seed: int, salt: str = "") -> np.random.Generator:
+    digest = hashlib.sha256(("\x1f".join(uniq) + f"\x1e{seed}{salt}").encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def run_counts(
+    all_runs: np.ndarray, n_boot: int, seed: int, configs: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Bootstrap over runs: counts [B, R] for the sorted unique runs of a group.
+
+    With `configs` (each run's configuration: the run without its seed), two stages: draw
+    configurations with replacement, then, for every configuration drawn, its seeds with
+    replacement — seed-to-seed noise enters the interval instead of being averaged away.
 
     The generator is seeded from the group's run set, so groups holding the same runs (one run
     evaluated on ID and on OOD scenarios) get the same resamples: their differences are paired.
     """
-    uniq = np.unique(all_runs.astype(str))
-    digest = hashlib.sha256(("\x1f".join(uniq) + f"\x1e{seed}").encode()).digest()
-    rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
-    counts = rng.multinomial(uniq.size, np.full(uniq.size, 1.0 / uniq.size), size=n_boot)
-    return uniq, counts.astype(float)
+    runs = all_runs.astype(str)
+    uniq, first = np.unique(runs, return_index=True)
+    rng = _rng(uniq, seed)
+    if configs is None:
+        counts = rng.multinomial(uniq.size, np.full(uniq.size, 1.0 / uniq.size), size=n_boot)
+        return uniq, counts.astype(float)
+    conf = np.asarray(configs).astype(str)[first]
+    cuniq, cidx = np.unique(conf, return_inverse=True)
+    ccounts = rng.multinomial(cuniq.size, np.full(cuniq.size, 1.0 / cuniq.size), size=n_boot)
+    counts = np.zeros((n_boot, uniq.size))
+    for c in range(cuniq.size):
+        members = np.flatnonzero(cidx == c)
+        s = members.size
+        if s == 1:
+            counts[:, members[0]] = ccounts[:, c]
+            continue
+        # ccounts[b, c] copies of the configuration, each drawing s seeds with replacement
+        counts[:, members] = rng.multinomial(ccounts[:, c] * s, np.full(s, 1.0 / s))
+    return uniq, counts
+
+
+def noisy_y(points: Points, n_boot: int, seed: int) -> np.ndarray | None:
+    """Per resample, each point's metric redrawn from its evaluation windows [B, n], or None.
+
+    The window level of the hierarchical bootstrap in its normal (CLT) form: a point is a mean
+    over windows, so a resample of its windows moves it by z·se with se the standard error of
+    that mean (windows clustered by series, see load.window_errors). Positive losses move on
+    the log scale (y·exp(z·se/y)) so they stay positive; others in loss units.
+    """
+    if points.se is None or not np.any(np.isfinite(points.se) & (points.se > 0)):
+        return None
+    se = np.where(np.isfinite(points.se), points.se, 0.0)
+    rng = _rng(np.unique(points.runs.astype(str)), seed, salt=f"windows{points.rule}")
+    z = rng.standard_normal((n_boot, points.y.size))
+    if np.all(points.y > 0):
+        return points.y[None, :] * np.exp(z * (se / points.y)[None, :])
+    return points.y[None, :] + z * se[None, :]
 
 
 def _weights(points: Points, uniq: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -103,11 +146,13 @@ def fit_law(
     uniq_runs: np.ndarray,
     counts: np.ndarray,
     extrapolate: bool = True,
+    seed: int = 0,
 ) -> LawFit:
     """Full fit, bootstrap and checks of `law` on `points`; never raises on thin data."""
     fit = LawFit(x=x, law=law, points=points)
     keep = np.isfinite(points.y)
-    pts = Points(points.X[:, keep], points.y[keep], points.runs[keep], points.rule)
+    se = None if points.se is None else points.se[keep]
+    pts = Points(points.X[:, keep], points.y[keep], points.runs[keep], points.rule, se)
     fit.points, fit.n_points = pts, int(keep.sum())
     if law == "power" and np.any(pts.y <= 0):
         # never fit the positive part only: dropping the negative losses bends the slope
@@ -137,10 +182,11 @@ def fit_law(
             f"exactly determined ({fit.n_points} points, {LAW_PARAMS[law]} coefficients): "
             "no interval; "
         )
+    yb = noisy_y(pts, w.shape[0], seed) if w.shape[0] else None
     if law == "power":
-        _fit_power(fit, pts, w)
+        _fit_power(fit, pts, w, yb)
     else:
-        _fit_eform(fit, pts, w)
+        _fit_eform(fit, pts, w, yb)
     if exact:  # same shapes as any other fit, every resample unusable
         n_boot = counts.shape[0]
         fit.boot = {k: np.full(n_boot, np.nan) for k in fit.coefs}
@@ -151,12 +197,12 @@ def fit_law(
     return fit
 
 
-def _fit_power(fit: LawFit, pts: Points, w: np.ndarray) -> None:
+def _fit_power(fit: LawFit, pts: Points, w: np.ndarray, yb: np.ndarray | None) -> None:
     logx, logy = np.log(pts.X[0]), np.log(pts.y)
     full = laws.power_lstsq(logx, logy)
     fit.coefs = {k: float(v[0]) for k, v in laws.power_coefs(full).items()}
     usable = _distinct_ok(pts.X, w, 2)
-    boot = laws.power_coefs(laws.power_lstsq(logx, logy, w))
+    boot = laws.power_coefs(laws.power_lstsq(logx, logy if yb is None else np.log(yb), w))
     fit.boot = {k: np.where(usable, v, np.nan) for k, v in boot.items()}
     fit.boot_ok = float(usable.mean()) if usable.size else float("nan")
     pred = np.exp(full[0, 1] + full[0, 0] * logx)
@@ -164,7 +210,7 @@ def _fit_power(fit: LawFit, pts: Points, w: np.ndarray) -> None:
     fit.converged = True  # closed form
 
 
-def _fit_eform(fit: LawFit, pts: Points, w: np.ndarray) -> None:
+def _fit_eform(fit: LawFit, pts: Points, w: np.ndarray, yb: np.ndarray | None) -> None:
     form = laws.make_eform(np.log(pts.X), pts.y)
     fit.form, fit.space = form, "log" if form.positive else "loss"
     res = laws.fit_huber_grid(form, pts.y)
@@ -174,7 +220,7 @@ def _fit_eform(fit: LawFit, pts: Points, w: np.ndarray) -> None:
         fit.note += f"full fit did not converge ({res.message or 'gradient not small'}); "
     boot = laws.fit_huber_batched(
         form,
-        pts.y,
+        pts.y if yb is None else yb,
         np.repeat(res.theta, w.shape[0], axis=0),
         w,
         maxiter=laws.BOOT_STEPS,

@@ -40,19 +40,22 @@ _MAX_STACK = 256  # resamples per stacked L-BFGS problem (keeps line searches fr
 def power_lstsq(logx: np.ndarray, logy: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
     """Weighted least squares of logy on logx for each row of `w` [S, n] → [S, 2] (slope, icpt).
 
+    `logy` is [n], or [S, n] when each resample has its own values (window level).
+
     Without `w` it is one unweighted fit (shape [1, 2]), the same as ``np.polyfit(x, y, 1)``.
     Rows whose weighted x has no spread give NaN.
     """
     if w is None:
         w = np.ones((1, logx.size))
     w = np.asarray(w, dtype=float)
+    logy = np.broadcast_to(logy, w.shape)  # [n] or one row per resample [S, n]
     sw = w.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         mx = (w @ logx) / sw
-        my = (w @ logy) / sw
+        my = np.einsum("sn,sn->s", w, logy) / sw
         dx = logx[None, :] - mx[:, None]
         sxx = np.einsum("sn,sn->s", w, dx * dx)
-        sxy = np.einsum("sn,sn->s", w, dx * (logy[None, :] - my[:, None]))
+        sxy = np.einsum("sn,sn->s", w, dx * (logy - my[:, None]))
         slope = np.where(sxx > 1e-12 * np.maximum(sw, 1), sxy / sxx, np.nan)
     return np.stack([slope, my - slope * mx], axis=1)
 
@@ -113,8 +116,8 @@ class EForm:
             jac[:, :, 2 + 2 * j] = -t * self.U[j][None, :]
         if self.positive:
             safe = np.maximum(pred, 1e-300)
-            return np.log(safe) - np.log(y)[None, :], jac / safe[:, :, None]
-        return pred - y[None, :], jac
+            return np.log(safe) - np.log(np.atleast_2d(y)), jac / safe[:, :, None]
+        return pred - np.atleast_2d(y), jac
 
     def coefs(self, theta: np.ndarray) -> dict[str, np.ndarray]:
         """theta [S, k] → named coefficients of the law as written in DESIGN §4."""
@@ -290,7 +293,9 @@ def fit_huber_batched(
     last_rel = np.full(S, np.inf)
     idx = np.arange(S)
     th, wa = theta.copy(), np.asarray(w, dtype=float)
-    r, jac = form.residual_and_jac(th, y)
+    per_row = np.ndim(y) == 2  # each resample its own observed values [S, n]
+    ya = y
+    r, jac = form.residual_and_jac(th, ya)
     f = _huber_sum(wa, r, delta)
     lam, lrel = np.full(S, 1e-3), np.full(S, np.inf)
     for _ in range(maxiter):
@@ -298,7 +303,7 @@ def fit_huber_batched(
             break
         step = _lm_step(r, jac, wa, lam, delta)
         cand = th + step
-        r2, jac2 = form.residual_and_jac(cand, y)
+        r2, jac2 = form.residual_and_jac(cand, ya)
         f2 = _huber_sum(wa, r2, delta)
         better = f2 <= f
         rel = np.where(better, (f - f2) / np.maximum(np.abs(f), 1e-300), np.inf)
@@ -316,6 +321,7 @@ def fit_huber_batched(
             keep = ~finished
             idx, th, wa, r, jac = idx[keep], th[keep], wa[keep], r[keep], jac[keep]
             f, lam, lrel = f[keep], lam[keep], lrel[keep]
+            ya = ya[keep] if per_row else ya
     theta[idx], last_rel[idx] = th, lrel
     r, jac = form.residual_and_jac(theta, y)
     f = _huber_sum(w, r, delta)
@@ -323,7 +329,8 @@ def fit_huber_batched(
     converged = np.all(np.isfinite(theta), axis=1) & close
     # The few that crawl (IRLS is slow where residuals sit near δ) finish with L-BFGS-B.
     for i in np.flatnonzero(~converged)[:max_fallback]:
-        one = fit_huber(form, y, theta[i][None, :], w[i][None, :], delta=delta)
+        yi = y[i] if per_row else y
+        one = fit_huber(form, yi, theta[i][None, :], w[i][None, :], delta=delta)
         if np.isfinite(one.loss[0]) and one.loss[0] <= f[i]:
             theta[i], f[i], converged[i] = one.theta[0], one.loss[0], one.converged[0]
     return HuberResult(theta, f, converged, "")

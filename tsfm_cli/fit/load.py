@@ -33,6 +33,9 @@ RUN_KEYS = (
     "normalisation",
 )
 STAGE_FILES = {"train": "results.parquet", "embed-bench": "bench.parquet"}
+WINDOWS_FILE = "window_metrics.parquet"  # train's per-window metrics, next to results.parquet
+CONFIG = "_config"  # a run without its seed: the bootstrap draws seeds within it
+WINDOW_KEYS = ("run_id", "step", "scenario", "horizon", "split")
 
 
 @dataclass
@@ -40,6 +43,8 @@ class Loaded:
     frame: pl.DataFrame
     inputs: list[dict[str, Any]]
     dropped: dict[str, int] = field(default_factory=dict)  # reason → rows
+    windows: int = 0  # window rows read from window_metrics.parquet (0: none found)
+    seeds: int = 1  # most seeds of any configuration
 
 
 def _read_file(path: Path) -> pl.DataFrame:
@@ -93,7 +98,73 @@ def read_results(paths: list[Path], metrics: list[str]) -> Loaded:
     except Exception as exc:  # noqa: BLE001
         raise BadInputError(f"cannot merge the inputs: {exc}") from exc
     frame, dropped = normalise(merged, metrics, where=str(paths[0]))
-    return Loaded(frame, inputs, dropped)
+    windows = _read_windows(paths)
+    n_windows = 0
+    if windows is not None:
+        n_windows = windows.height
+        frame = join_window_errors(frame, windows, metrics)
+    seeds = 1
+    if CONFIG in frame.columns:
+        seeds = int(frame.group_by(CONFIG).agg(pl.col("run_id").n_unique())["run_id"].max())
+    return Loaded(frame, inputs, dropped, n_windows, seeds)
+
+
+def _read_windows(paths: list[Path]) -> pl.DataFrame | None:
+    """window_metrics.parquet next to each input (in a folder, or beside a file), merged."""
+    found = []
+    for raw in paths:
+        path = Path(raw)
+        candidate = (path if path.is_dir() else path.parent) / WINDOWS_FILE
+        if candidate.is_file() and candidate not in found:
+            found.append(candidate)
+    if not found:
+        return None
+    frames = [_read_file(f) for f in found]
+    try:
+        return pl.concat(frames, how="diagonal_relaxed")
+    except Exception as exc:  # noqa: BLE001
+        raise BadInputError(f"cannot merge {WINDOWS_FILE} files: {exc}") from exc
+
+
+def join_window_errors(frame: pl.DataFrame, windows: pl.DataFrame, metrics: list[str]):
+    """Add `<metric>_se`: the standard error of each result row's mean over its windows.
+
+    Windows of one series are correlated (overlapping contexts, one sensor), so the error is
+    that of the mean of per-series means when a row has ≥ 2 series, else of the window mean.
+    """
+    keys = [k for k in WINDOW_KEYS if k in windows.columns and k in frame.columns]
+    present = [m for m in metrics if m in windows.columns]
+    if "run_id" not in keys or not present:
+        return frame
+    cast = [pl.col(k).cast(frame.schema[k]) for k in keys]
+    w = windows.with_columns(cast + [pl.col(m).cast(pl.Float64) for m in present])
+    cluster = "series_id" if "series_id" in w.columns else None
+    out = []
+    for m in present:
+        ok = w.filter(pl.col(m).is_finite())
+        by_window = ok.group_by(keys).agg(
+            (pl.col(m).std() / pl.col(m).count().sqrt()).alias("_w"),
+        )
+        if cluster is not None:
+            by_series = (
+                ok.group_by([*keys, cluster])
+                .agg(pl.col(m).mean())
+                .group_by(keys)
+                .agg(
+                    pl.when(pl.len() >= 2)
+                    .then(pl.col(m).std() / pl.len().sqrt())
+                    .otherwise(None)
+                    .alias("_s")
+                )
+            )
+            by_window = by_window.join(by_series, on=keys, how="left")
+        else:
+            by_window = by_window.with_columns(pl.lit(None, pl.Float64).alias("_s"))
+        out.append(by_window.select(*keys, pl.coalesce("_s", "_w").alias(f"{m}_se")))
+    errors = out[0]
+    for extra in out[1:]:
+        errors = errors.join(extra, on=keys, how="full", coalesce=True)
+    return frame.join(errors, on=keys, how="left")
 
 
 def normalise(
@@ -133,6 +204,15 @@ def normalise(
         )
     else:
         frame = frame.with_columns(pl.col("run_id").cast(pl.String))
+    if "seed" in cols:
+        keys = [c for c in RUN_KEYS if c in cols and c != "seed"]
+        frame = frame.with_columns(
+            pl.concat_str(
+                [pl.col(k).cast(pl.String) for k in keys], separator="|", ignore_nulls=True
+            ).alias(CONFIG)
+            if keys
+            else pl.col("run_id").alias(CONFIG)
+        )
     if "step" not in cols:
         frame = frame.with_row_index("step").with_columns(pl.col("step").cast(pl.Int64))
     dropped: dict[str, int] = {}

@@ -28,6 +28,7 @@ class Points:
     y: np.ndarray  # [n] metric
     runs: np.ndarray  # [n] run_id of each point (the bootstrap resamples runs)
     rule: str  # which rows, in words
+    se: np.ndarray | None = None  # [n] standard error of each point from its windows, or None
 
 
 def per_run(frame: pl.DataFrame, metric: str, checkpoint: str) -> pl.DataFrame:
@@ -87,4 +88,6 @@ def select_points(
     names = ["params", "data_points"] if x == "N,D" else [X_COLUMNS[x]]
     rows = rows.filter(pl.all_horizontal([pl.col(c).is_finite() & (pl.col(c) > 0) for c in names]))
     X = np.stack([rows[c].to_numpy().astype(float) for c in names])  # [m, 0] when no rows
-    return Points(X, rows[metric].to_numpy().astype(float), rows["run_id"].to_numpy(), rule)
+    se_col = f"{metric}_se"
+    se = rows[se_col].cast(pl.Float64).to_numpy() if se_col in rows.columns else None
+    return Points(X, rows[metric].to_numpy().astype(float), rows["run_id"].to_numpy(), rule, se)

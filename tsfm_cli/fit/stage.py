@@ -10,7 +10,7 @@ from tsfm_cli.errors import BadInputError
 from tsfm_cli.fit import analysis, plots, report, tables, versus_baselines
 from tsfm_cli.fit.config import FitConfig
 from tsfm_cli.fit.fitting import NONPOSITIVE_HINT, interval
-from tsfm_cli.fit.load import read_results
+from tsfm_cli.fit.load import WINDOWS_FILE, read_results
 from tsfm_cli.fit.roles import split_roles
 from tsfm_cli.recipe import config_dict
 from tsfm_cli.stagedir import StageWriter, fingerprint, require_new_output, reuse_summary
@@ -78,8 +78,8 @@ def run_fit(
         "nonpositive": sum(g.n_nonpositive for g in groups),
         "refused": _refused(groups),
         "distinct_sizes": frame["params"].n_unique() if "params" in frame.columns else 0,
-        "bootstrap": "a bootstrap over runs",
-        "warnings": list(roles.warnings),
+        "bootstrap": _bootstrap_words(loaded),
+        "warnings": list(roles.warnings) + _seed_warning(loaded),
         "baselines": _baseline_answers(baseline_rows, roles),
         "baseline_rows": baseline_rows,
         "notes": [],
@@ -106,6 +106,9 @@ def run_fit(
         "quality_tradeoff": tradeoff,
         "baselines": baseline_rows,
         "selection": "validation rows" if roles.val is not None else "test rows (no validation)",
+        "bootstrap": facts["bootstrap"],
+        "seeds_per_configuration": loaded.seeds,
+        "window_rows": loaded.windows,
     }
     summary = _finite(summary)
     with StageWriter(out_dir, STAGE, cfg, loaded.inputs, command=command, wait_s=wait_s) as w:
@@ -160,6 +163,29 @@ def _headline(groups: list[analysis.Group], config: FitConfig) -> list[dict[str,
             row["note"] = f.note.strip().rstrip(";")
             out.append(row)
     return out
+
+
+def _bootstrap_words(loaded) -> str:
+    seeds = "configurations, then seeds within each" if loaded.seeds > 1 else "runs"
+    if loaded.windows:
+        return (
+            f"a hierarchical bootstrap over {seeds} and the evaluation windows of each run "
+            f"({loaded.windows} window rows; the window level drawn from the standard error of "
+            "each run's mean, windows clustered by series)"
+        )
+    return (
+        f"a bootstrap over {seeds} only (no {WINDOWS_FILE} next to the results: evaluation-window "
+        "noise is not in the intervals)"
+    )
+
+
+def _seed_warning(loaded) -> list[str]:
+    if loaded.seeds > 1:
+        return []
+    return [
+        "one seed per configuration: the intervals do not include seed-to-seed training noise; "
+        "run ≥ 2 seeds where a claim rests on an interval"
+    ]
 
 
 def _baseline_answers(rows: list[dict[str, Any]], roles) -> list[dict[str, str]]:

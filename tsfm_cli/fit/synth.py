@@ -122,3 +122,37 @@ def synth_results(
     if qualities is None:
         frame = frame.drop("train_quality")
     return frame
+
+
+def synth_windows(
+    results: pl.DataFrame,
+    *,
+    metric: str = "crps",
+    windows: int = 12,
+    series: int = 4,
+    sd: float = 0.3,
+    seed: int = 0,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Per-window metrics for the model rows of `results` (log-normal spread `sd` around each
+    row's value, `windows` windows over `series` series) and the results with each row's metric
+    replaced by its windows' mean, as train writes them. Returns (results, window_metrics)."""
+    rng = np.random.default_rng(seed)
+    models = results.filter(pl.col("arch") != "baseline").with_row_index("_row")
+    n = models.height
+    values = models[metric].to_numpy()[:, None] * np.exp(rng.normal(0.0, sd, (n, windows)))
+    keys = [c for c in ("run_id", "step", "scenario", "horizon", "seed", "split") if c in models]
+    win = models.select("_row", *keys).join(
+        pl.DataFrame({"window_id": np.arange(windows)}), how="cross"
+    )
+    win = win.sort("_row", "window_id").with_columns(
+        pl.Series(metric, values.ravel()),
+        (pl.col("window_id") % series).cast(pl.String).alias("series_id"),
+    )
+    means = pl.DataFrame({"_row": np.arange(n, dtype=np.uint32), "_mean": values.mean(axis=1)})
+    models = (
+        models.join(means, on="_row")
+        .with_columns(pl.col("_mean").alias(metric))
+        .drop("_row", "_mean")
+    )
+    out = pl.concat([models, results.filter(pl.col("arch") == "baseline")], how="diagonal_relaxed")
+    return out, win.drop("_row")
