@@ -39,7 +39,10 @@ def render(summary: dict[str, Any], reporter) -> None:
         reporter.info(f"nothing to redo: {summary['out_dir']} is up to date")
         return
     keys = summary.get("group_by", [])
-    table = Table(title="Scaling exponents α (headline law) with 95% intervals")
+    table = Table(
+        title="Scaling exponents α (headline law; the pure power law's α is an apparent slope) "
+        "with intervals — answers in report.md"
+    )
     for col in [*keys, "metric", "X", "α", "interval", "R² (log)", "extrap."]:
         table.add_column(col)
     table.add_column("note", overflow="ellipsis", no_wrap=True, max_width=24)
@@ -110,7 +113,8 @@ def render(summary: dict[str, Any], reporter) -> None:
         reporter.show(trade)
     reporter.info(
         f"{summary['laws_fitted']} laws fitted, {summary['laws_not_fitted']} not fitted, "
-        f"{summary['not_converged']} not converged → {summary['out_dir']} (see report.md)"
+        f"{summary['not_converged']} not converged; {summary.get('clear_differences', 0)} clear "
+        f"differences after Holm's correction → {summary['out_dir']} (see report.md)"
     )
 
 

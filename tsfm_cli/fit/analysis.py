@@ -43,8 +43,14 @@ class Group:
                 return f
         return None
 
-    def label(self, skip: tuple[str, ...] = ()) -> str:
-        return " · ".join(f"{v}" for k, v in self.keys.items() if k not in skip)
+    def label(self, skip: tuple[str, ...] = (), named: bool = False) -> str:
+        """The group's key values ("encoder · 32"); `named`: with the keys ("encoder · horizon
+        32"), for sentences."""
+        return " · ".join(
+            f"{k} {v}" if named and k != "arch" else f"{v}"
+            for k, v in self.keys.items()
+            if k not in skip
+        )
 
 
 def group_columns(frame: pl.DataFrame, config: FitConfig) -> list[str]:
@@ -110,7 +116,8 @@ def _fit_groups(
             select_on = None
             if val_parts is not None:
                 vkey = tuple(g.keys[c] for c in val_cols)
-                select_on = val_parts.get(vkey, val.clear())
+                # no validation rows for this group: chosen on its own rows (`rows` says which)
+                select_on = val_parts.get(vkey)
             values = part[metric].to_numpy().astype(float)
             g.n_nonfinite = int(np.sum(~np.isfinite(values)))
             g.n_nonpositive = int(np.sum(np.isfinite(values) & (values <= 0)))

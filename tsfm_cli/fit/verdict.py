@@ -40,7 +40,7 @@ def scale_gain(g: Group, factor: float, level: float) -> dict[str, Any] | None:
             samples = (b[:, 0] - b[:, 1]) / b[:, 0] if relative else b[:, 0] - b[:, 1]
         lo, hi = interval(samples, level)
     return {
-        "group": g.label(("scenario",)),
+        "group": g.label(("scenario",), named=True),
         "metric": g.metric,
         "law": f.law,
         "largest_N": top,

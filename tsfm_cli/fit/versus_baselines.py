@@ -99,12 +99,12 @@ def sentences(rows: list[dict[str, Any]], on_val: bool) -> list[str]:
             f"{names} on {metrics} in {len(scen) - len(lost_in)} of {len(scen)} scenarios"
         )
         if losses:
-            detail = "; ".join(
-                f"{r['scenario']}: {r['baseline']} {r['metric'].upper()} "
-                f"{r['baseline_value']:.3g} vs {r['model_value']:.3g}"
-                for r in losses[:3]
-            )
-            more = f" (+{len(losses) - 3} more in A0)" if len(losses) > 3 else ""
-            head += f" — not in {detail}{more}"
+            detail = []
+            for sc in lost_in:
+                lost = [r for r in losses if r["scenario"] == sc]
+                names_lost = ", ".join(dict.fromkeys(r["baseline"] for r in lost))
+                on = ", ".join(dict.fromkeys(r["metric"].upper() for r in lost))
+                detail.append(f"{sc} ({names_lost} better on {on})")
+            head += " — not in " + "; ".join(detail)
         out.append(head + ".")
     return out
