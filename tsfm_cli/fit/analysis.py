@@ -534,9 +534,15 @@ def quality_tradeoff(
             better = "bigger model"
         else:
             better = "unclear"
+        evidence = plan_evidence(
+            fit, frame, config, config.budget_flops, float(n_opt[0]), float(d_opt[0]), k
+        )
+        if evidence["status"] != "ok":
+            better = "extrapolation"  # the model option lies outside the runs: no verdict
         rows.append(
             {
                 **{kk: str(v) for kk, v in g.keys.items()},
+                **evidence,
                 "group": g.label(("scenario", "train_quality")),
                 "metric": g.metric,
                 "next_level": nxt,

@@ -127,9 +127,12 @@ def _invest(plan_rows, tradeoff) -> list[str]:
             f"distribution. {r.get('tested_range', '')}".rstrip()
         )
     for r in tradeoff[:MAX_LINES]:
+        head = f"- **Clean the data or a bigger model?** {r['group']} ({r.get('train_quality')}): "
+        if r.get("status", "ok") != "ok":
+            out.append(f"{head}no answer — the model option is outside the runs: {r['reason']}.")
+            continue
         out.append(
-            f"- **Clean the data or a bigger model?** {r['group']} ({r.get('train_quality')}): "
-            f"{r['better']} (gain from cleaning {_num(r['gain_cleaning'])}, from the model "
+            f"{head}{r['better']} (gain from cleaning {_num(r['gain_cleaning'])}, from the model "
             f"{_num(r['gain_model'])})."
         )
     return out
