@@ -203,3 +203,23 @@ def test_bootstrap_resamples_are_paired_across_groups_with_the_same_runs():
     _, c = run_counts(np.array(["x1", "x2", "x3", "x4"]), 50, seed=7)
     _, d = run_counts(runs, 50, seed=8)
     assert not np.array_equal(a, c) and not np.array_equal(a, d)
+
+
+def test_worker_processes_give_the_same_fits(monkeypatch):
+    from tsfm_cli.fit import fitting
+
+    rng = np.random.default_rng(9)
+    tasks = []
+    for g in range(3):
+        N = np.geomspace(1e3, 1e8, 7)
+        y = (0.3 + (1e3 / N) ** (0.3 + 0.02 * g)) * np.exp(rng.normal(0, 0.01, N.size))
+        pts = _points(N, y)
+        uniq, counts = run_counts(pts.runs, 50, seed=g)
+        tasks.append(fitting.GroupTask([(pts, "N", "power"), (pts, "N", "power_e")], uniq, counts))
+    one = fitting.fit_many(tasks, workers=1)
+    monkeypatch.setattr(fitting, "PARALLEL_MIN_WORK", 0)
+    two = fitting.fit_many(tasks, workers=2)
+    for a, b in zip([f for g in one for f in g], [f for g in two for f in g], strict=True):
+        assert a.coefs == b.coefs
+        for k in a.boot:
+            np.testing.assert_array_equal(a.boot[k], b.boot[k])

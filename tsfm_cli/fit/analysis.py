@@ -12,7 +12,7 @@ from scipy.special import ndtr
 from tsfm_cli.errors import BadInputError
 from tsfm_cli.fit.blas import single_thread
 from tsfm_cli.fit.config import AUTO_GROUPS, VARYING_GROUPS, FitConfig
-from tsfm_cli.fit.fitting import LawFit, fit_law, interval, run_counts
+from tsfm_cli.fit.fitting import GroupTask, LawFit, fit_many, interval, run_counts
 from tsfm_cli.fit.load import CONFIG, X_COLUMNS
 from tsfm_cli.fit.select import select_points
 from tsfm_cli.schema import ID_SCENARIO
@@ -107,6 +107,7 @@ def _fit_groups(
     cols = group_columns(frame, config)
     specs = law_specs(frame, config)
     groups: list[Group] = []
+    tasks: list[GroupTask] = []
     parts = frame.partition_by(cols, as_dict=True, maintain_order=True) if cols else {(): frame}
     val_cols, val_parts = _val_parts(val, cols)
     for metric in config.metrics:
@@ -126,31 +127,27 @@ def _fit_groups(
             runs = part["run_id"].to_numpy()
             configs = part[CONFIG].to_numpy() if CONFIG in part.columns else None
             uniq, counts = run_counts(runs, config.n_boot, config.seed, configs)
-            for x, law in specs:
-                points = select_points(
-                    part,
-                    metric,
-                    x,
-                    n_rows=config.n_rows,
-                    d_rows=config.d_rows,
-                    c_rows=config.c_rows,
-                    checkpoint=config.checkpoint,
-                    select_on=select_on,
-                )
-                g.fits.append(
-                    fit_law(
-                        points,
+            laws_in = [
+                (
+                    select_points(
+                        part,
+                        metric,
                         x,
-                        law,
-                        uniq_runs=uniq,
-                        counts=counts,
-                        extrapolate=config.extrapolation,
-                        seed=config.seed,
-                    )
+                        n_rows=config.n_rows,
+                        d_rows=config.d_rows,
+                        c_rows=config.c_rows,
+                        checkpoint=config.checkpoint,
+                        select_on=select_on,
+                    ),
+                    x,
+                    law,
                 )
-                if progress is not None:
-                    progress.advance()
+                for x, law in specs
+            ]
+            tasks.append(GroupTask(laws_in, uniq, counts, config.extrapolation, config.seed))
             groups.append(g)
+    for g, fits in zip(groups, fit_many(tasks, config.workers, progress), strict=True):
+        g.fits = fits
     return groups
 
 

@@ -46,6 +46,7 @@ class FitConfig:
     data_available: float | None = None
     headline_law: str = "power"  # law shown in the exponent plots and the report's headline
     extrapolation: bool = True  # fit without the largest X and predict it
+    workers: int = 0  # processes for large fits (0: one per CPU, at most 2; 1: none)
     plots: bool = True
 
     def check(self) -> None:
@@ -69,6 +70,8 @@ class FitConfig:
             raise BadInputError("fit.metrics: give at least one metric column")
         if self.n_boot < 0 or not 0 < self.level < 1:
             raise BadInputError("fit.n_boot must be ≥ 0 and fit.level in (0, 1)")
+        if self.workers < 0:
+            raise BadInputError(f"fit.workers: must be ≥ 0, got {self.workers}")
         if not self.max_extrapolation >= 1:
             raise BadInputError(f"fit.max_extrapolation: must be ≥ 1, got {self.max_extrapolation}")
         if self.data_available is not None and not self.data_available > 0:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from tsfm_cli.fit import laws
+from tsfm_cli.fit.blas import single_thread
 from tsfm_cli.fit.select import Points
 
 MIN_DISTINCT = 3  # a law needs at least this many distinct X (per input for the joint law)
@@ -264,6 +268,65 @@ def _extrapolation(fit: LawFit, pts: Points) -> None:
     obs = pts.y[held]
     fit.extrap_x = float(top)
     fit.extrap_rel_err = float(np.mean((pred - obs) / np.abs(obs)))
+
+
+@dataclass
+class GroupTask:
+    """Every law of one group: its points, and the group's bootstrap counts (shared)."""
+
+    laws: list[tuple[Points, str, str]]  # (points, x, law)
+    uniq: np.ndarray
+    counts: np.ndarray
+    extrapolate: bool = True
+    seed: int = 0
+
+
+# resamples × laws below which one process beats starting workers (tests, small sweeps)
+PARALLEL_MIN_WORK = 100_000
+
+
+def _fit_task(task: GroupTask) -> list[LawFit]:
+    with single_thread():
+        return [
+            fit_law(
+                points,
+                x,
+                law,
+                uniq_runs=task.uniq,
+                counts=task.counts,
+                extrapolate=task.extrapolate,
+                seed=task.seed,
+            )
+            for points, x, law in task.laws
+        ]
+
+
+def fit_many(tasks: list[GroupTask], workers: int = 0, progress=None) -> list[list[LawFit]]:
+    """Fit every group's laws, in worker processes when the work is large.
+
+    `workers` 0: one per CPU, at most 2 (the fits are numpy-bound and single-threaded). The
+    workers start from a clean forkserver (never forked from a process whose polars and BLAS
+    thread pools are running) and receive only numpy arrays; results are identical to one
+    process, whatever the number of workers.
+    """
+    if workers <= 0:
+        workers = min(2, os.cpu_count() or 1)
+    work = sum(t.counts.shape[0] * len(t.laws) for t in tasks)
+    out: list[list[LawFit]] = []
+    if workers <= 1 or work < PARALLEL_MIN_WORK or len(tasks) < 2:
+        for task in tasks:
+            out.append(_fit_task(task))
+            if progress is not None:
+                progress.advance(len(task.laws))
+        return out
+    ctx = multiprocessing.get_context("forkserver")
+    chunk = max(1, len(tasks) // (workers * 8))
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        for task, fits in zip(tasks, pool.map(_fit_task, tasks, chunksize=chunk), strict=True):
+            out.append(fits)
+            if progress is not None:
+                progress.advance(len(task.laws))
+    return out
 
 
 def interval(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:

@@ -27,7 +27,7 @@ from scipy.optimize import minimize
 from tsfm_cli.fit.blas import single_thread
 
 HUBER_DELTA = 1e-3
-BOOT_STEPS = 40  # batched LM steps per bootstrap resample, warm-started from the full fit
+BOOT_STEPS = 100  # most batched LM steps per bootstrap resample, warm-started from the full fit
 BOOT_STALL = 1e-4  # ... after which a resample improving by less than this share is done
 BOOT_FTOL = 1e-6  # a resample whose accepted step improves by less than this share stops
 _MAX_STACK = 256  # resamples per stacked L-BFGS problem (keeps line searches from coupling)
@@ -103,20 +103,27 @@ class EForm:
             return self._residual_and_jac(theta, y)
 
     def _residual_and_jac(self, theta: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        S, n = theta.shape[0], self.U.shape[1]
+        S, n, m = theta.shape[0], self.U.shape[1], self.U.shape[0]
         jac = np.empty((S, n, self.k))
-        E = np.exp(np.clip(theta[:, 0], -700, 700)) if self.positive else theta[:, 0]
-        pred = np.repeat(E[:, None], n, axis=1)
-        jac[:, :, 0] = E[:, None] if self.positive else 1.0
-        for j in range(self.U.shape[0]):
-            c, e = theta[:, 1 + 2 * j], theta[:, 2 + 2 * j]
-            t = np.exp(np.clip(c[:, None] - e[:, None] * self.U[j][None, :], -700, 700))
-            pred = pred + t
-            jac[:, :, 1 + 2 * j] = t
-            jac[:, :, 2 + 2 * j] = -t * self.U[j][None, :]
+        E = np.exp(np.minimum(theta[:, 0], 700.0)) if self.positive else theta[:, 0]
+        terms = [
+            np.exp(
+                np.minimum(theta[:, 1 + 2 * j, None] - theta[:, 2 + 2 * j, None] * self.U[j], 700.0)
+            )
+            for j in range(m)
+        ]
+        pred = E[:, None] + terms[0]
+        for t in terms[1:]:
+            pred += t
+        # log space: d log(pred) = d pred / pred, so every column is scaled by 1/pred once
+        scale = 1.0 / np.maximum(pred, 1e-300) if self.positive else None
+        jac[:, :, 0] = E[:, None] * scale if self.positive else 1.0
+        for j, t in enumerate(terms):
+            ts = t * scale if self.positive else t
+            jac[:, :, 1 + 2 * j] = ts
+            jac[:, :, 2 + 2 * j] = -ts * self.U[j]
         if self.positive:
-            safe = np.maximum(pred, 1e-300)
-            return np.log(safe) - np.log(np.atleast_2d(y)), jac / safe[:, :, None]
+            return np.log(np.maximum(pred, 1e-300)) - np.log(np.atleast_2d(y)), jac
         return pred - np.atleast_2d(y), jac
 
     def coefs(self, theta: np.ndarray) -> dict[str, np.ndarray]:
@@ -147,12 +154,13 @@ def make_eform(logX: np.ndarray, y: np.ndarray) -> EForm:
 def _huber(r: np.ndarray, delta: float) -> np.ndarray:
     """Huber loss of the residuals, divided by δ (quadratic within ±δ, linear beyond)."""
     absr = np.abs(r)
-    return np.where(absr <= delta, 0.5 * r * r / delta, absr - 0.5 * delta)
+    inside = np.minimum(absr, delta)  # = |r| within ±δ, δ beyond: one formula for both parts
+    return inside * (absr - 0.5 * inside) / delta
 
 
 def _huber_psi(r: np.ndarray, delta: float) -> np.ndarray:
     """Derivative of `_huber` with respect to the residual."""
-    return np.clip(r, -delta, delta) / delta
+    return r / np.maximum(np.abs(r), delta)  # = clip(r, -δ, δ) / δ
 
 
 def _gradient_small(r: np.ndarray, jac: np.ndarray, w: np.ndarray, delta: float) -> np.ndarray:
@@ -242,20 +250,24 @@ def _huber_sum(w: np.ndarray, r: np.ndarray, delta: float) -> np.ndarray:
 
 
 def _lm_step(r, jac, w, lam, delta) -> np.ndarray:
-    """One damped IRLS Gauss-Newton step per block: [S, k]."""
-    absr = np.abs(r)
-    omega = w * np.where(absr <= delta, 1.0 / delta, 1.0 / np.maximum(absr, delta))
+    """One damped IRLS Gauss-Newton step per block: [S, k].
+
+    With ω = w / max(|r|, δ) the Huber gradient is Jᵀ(ω r) and its IRLS Hessian Jᵀ diag(ω) J.
+    """
+    omega = w / np.maximum(np.abs(r), delta)
+    jw = jac * omega[:, :, None]
     jt = jac.transpose(0, 2, 1)
-    grad = np.matmul(jt, (w * np.clip(r, -delta, delta) / delta)[:, :, None])
-    H = np.matmul(jt * omega[:, None, :], jac)
+    grad = np.matmul(jw.transpose(0, 2, 1), r[:, :, None])
+    H = np.matmul(jt, jw)
     k = H.shape[1]
-    diag = np.maximum(np.einsum("skk->sk", H), 1e-12)
-    A = H + (lam[:, None] * diag)[:, :, None] * np.eye(k)
+    idx = np.arange(k)
+    diag = np.maximum(H[:, idx, idx], 1e-12)
+    H[:, idx, idx] += lam[:, None] * diag
     try:
-        step = -np.linalg.solve(A, grad)[:, :, 0]
+        step = -np.linalg.solve(H, grad)[:, :, 0]
     except np.linalg.LinAlgError:
         step = -np.stack(
-            [np.linalg.lstsq(a_, g_[:, 0], rcond=None)[0] for a_, g_ in zip(A, grad, strict=True)]
+            [np.linalg.lstsq(a_, g_[:, 0], rcond=None)[0] for a_, g_ in zip(H, grad, strict=True)]
         )
     return np.where(np.all(np.isfinite(step), axis=1)[:, None], step, 0.0)
 
