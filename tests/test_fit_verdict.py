@@ -295,3 +295,16 @@ def test_two_seeds_are_resampled_within_configurations(tmp_path):
     summary, _, text = _with_windows(tmp_path, (0, 1))
     assert summary["seeds_per_configuration"] == 2
     assert "then seeds within each" in text and "one seed per configuration" not in text
+
+
+def test_a_broken_window_file_is_bad_input_naming_it(tmp_path):
+    from tsfm_cli.errors import BadInputError
+
+    folder = tmp_path / "res"
+    folder.mkdir()
+    synth_results({"id": ID_LAW}, data=(1e6, 1e7), checkpoints=1).write_parquet(
+        folder / "results.parquet"
+    )
+    (folder / "window_metrics.parquet").write_bytes(b"not parquet")
+    with pytest.raises(BadInputError, match="window_metrics.parquet: cannot read"):
+        run_fit([folder / "results.parquet"], tmp_path / "laws", FitConfig(n_boot=10))

@@ -101,16 +101,16 @@ def read_results(paths: list[Path], metrics: list[str]) -> Loaded:
     windows = _read_windows(paths)
     n_windows = 0
     if windows is not None:
-        n_windows = windows.height
-        frame = join_window_errors(frame, windows, metrics)
+        frame, n_windows = join_window_errors(frame, windows, metrics)
     seeds = 1
     if CONFIG in frame.columns:
         seeds = int(frame.group_by(CONFIG).agg(pl.col("run_id").n_unique())["run_id"].max())
     return Loaded(frame, inputs, dropped, n_windows, seeds)
 
 
-def _read_windows(paths: list[Path]) -> pl.DataFrame | None:
-    """window_metrics.parquet next to each input (in a folder, or beside a file), merged."""
+def _read_windows(paths: list[Path]) -> pl.LazyFrame | None:
+    """window_metrics.parquet next to each input (in a folder, or beside a file), scanned
+    lazily: only its per-row aggregates are ever held in memory."""
     found = []
     for raw in paths:
         path = Path(raw)
@@ -119,52 +119,62 @@ def _read_windows(paths: list[Path]) -> pl.DataFrame | None:
             found.append(candidate)
     if not found:
         return None
-    frames = [_read_file(f) for f in found]
     try:
-        return pl.concat(frames, how="diagonal_relaxed")
+        scans = [pl.scan_parquet(f) for f in found]
+        for scan in scans:
+            scan.collect_schema()  # a broken file fails here
     except Exception as exc:  # noqa: BLE001
-        raise BadInputError(f"cannot merge {WINDOWS_FILE} files: {exc}") from exc
+        names = ", ".join(str(f) for f in found)
+        raise BadInputError(f"{names}: cannot read ({type(exc).__name__}: {exc})") from exc
+    return pl.concat(scans, how="diagonal_relaxed")
 
 
-def join_window_errors(frame: pl.DataFrame, windows: pl.DataFrame, metrics: list[str]):
+def join_window_errors(
+    frame: pl.DataFrame, windows: pl.LazyFrame, metrics: list[str]
+) -> tuple[pl.DataFrame, int]:
     """Add `<metric>_se`: the standard error of each result row's mean over its windows.
 
     Windows of one series are correlated (overlapping contexts, one sensor), so the error is
     that of the mean of per-series means when a row has ≥ 2 series, else of the window mean.
+    Returns the frame and the number of window rows read.
     """
-    keys = [k for k in WINDOW_KEYS if k in windows.columns and k in frame.columns]
-    present = [m for m in metrics if m in windows.columns]
+    schema = windows.collect_schema()
+    keys = [k for k in WINDOW_KEYS if k in schema and k in frame.columns]
+    present = [m for m in metrics if m in schema]
     if "run_id" not in keys or not present:
-        return frame
+        return frame, 0
     cast = [pl.col(k).cast(frame.schema[k]) for k in keys]
     w = windows.with_columns(cast + [pl.col(m).cast(pl.Float64) for m in present])
-    cluster = "series_id" if "series_id" in w.columns else None
-    out = []
+    cluster = "series_id" if "series_id" in schema else None
+    aggs = []
     for m in present:
-        ok = w.filter(pl.col(m).is_finite())
-        by_window = ok.group_by(keys).agg(
-            (pl.col(m).std() / pl.col(m).count().sqrt()).alias("_w"),
-        )
-        if cluster is not None:
-            by_series = (
-                ok.group_by([*keys, cluster])
-                .agg(pl.col(m).mean())
-                .group_by(keys)
-                .agg(
-                    pl.when(pl.len() >= 2)
-                    .then(pl.col(m).std() / pl.len().sqrt())
-                    .otherwise(None)
-                    .alias("_s")
-                )
+        ok = pl.col(m).filter(pl.col(m).is_finite())
+        aggs.append((ok.std() / ok.count().sqrt()).alias(f"_w_{m}"))
+    errors = w.group_by(keys).agg(*aggs, pl.len().alias("_windows"))
+    if cluster is not None:
+        series = (
+            w.group_by([*keys, cluster])
+            .agg([pl.col(m).filter(pl.col(m).is_finite()).mean() for m in present])
+            .group_by(keys)
+            .agg(
+                [
+                    pl.when(pl.col(m).is_not_null().sum() >= 2)
+                    .then(pl.col(m).std() / pl.col(m).is_not_null().sum().sqrt())
+                    .alias(f"_s_{m}")
+                    for m in present
+                ]
             )
-            by_window = by_window.join(by_series, on=keys, how="left")
-        else:
-            by_window = by_window.with_columns(pl.lit(None, pl.Float64).alias("_s"))
-        out.append(by_window.select(*keys, pl.coalesce("_s", "_w").alias(f"{m}_se")))
-    errors = out[0]
-    for extra in out[1:]:
-        errors = errors.join(extra, on=keys, how="full", coalesce=True)
-    return frame.join(errors, on=keys, how="left")
+        )
+        errors = errors.join(series, on=keys, how="left")
+    else:
+        errors = errors.with_columns([pl.lit(None, pl.Float64).alias(f"_s_{m}") for m in present])
+    errors = errors.select(
+        *keys,
+        "_windows",
+        *[pl.coalesce(f"_s_{m}", f"_w_{m}").alias(f"{m}_se") for m in present],
+    ).collect()
+    n_windows = int(errors["_windows"].sum())
+    return frame.join(errors.drop("_windows"), on=keys, how="left"), n_windows
 
 
 def normalise(
