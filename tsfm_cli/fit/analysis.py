@@ -525,12 +525,8 @@ def quality_tradeoff(
         lo_c, hi_c = interval(gain_clean_b, config.level)
         lo_m, hi_m = interval(gain_model_b, config.level)
         diff_lo, diff_hi = interval(gain_clean_b - gain_model_b, config.level)
-        if np.isfinite(diff_lo) and diff_lo > 0:
-            better = "clean the data"
-        elif np.isfinite(diff_hi) and diff_hi < 0:
-            better = "bigger model"
-        else:
-            better = "unclear"
+        p_value = bootstrap_p(float(gain_clean - gain_model), gain_clean_b - gain_model_b)
+        better = "clean the data" if gain_clean > gain_model else "bigger model"  # until Holm
         evidence = plan_evidence(
             fit, frame, config, config.budget_flops, float(n_opt[0]), float(d_opt[0]), k
         )
@@ -555,6 +551,15 @@ def quality_tradeoff(
                 "gain_model_low": lo_m,
                 "gain_model_high": hi_m,
                 "better": better,
+                "diff_low": diff_lo,
+                "diff_high": diff_hi,
+                "p_value": p_value,
             }
         )
+    # the trade-off verdicts are a family of tests too: Holm over them, "unclear" unless clear
+    adjusted = holm(np.array([r["p_value"] for r in rows]))
+    for r, p_adj in zip(rows, adjusted, strict=True):
+        r["p_adjusted"], r["correction"] = float(p_adj), CORRECTION
+        if r["better"] != "extrapolation" and not (np.isfinite(p_adj) and p_adj < 1 - config.level):
+            r["better"] = "unclear"
     return rows
