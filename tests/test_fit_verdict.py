@@ -308,3 +308,21 @@ def test_a_broken_window_file_is_bad_input_naming_it(tmp_path):
     (folder / "window_metrics.parquet").write_bytes(b"not parquet")
     with pytest.raises(BadInputError, match="window_metrics.parquet: cannot read"):
         run_fit([folder / "results.parquet"], tmp_path / "laws", FitConfig(n_boot=10))
+
+
+def test_group_keys_from_the_evaluation_data_get_their_own_laws(tmp_path):
+    # train carries eval.parquet's group keys (here `line`): one row per run × step × scenario
+    # × line; line B scales worse
+    a = synth_results({"id": ID_LAW}, data=(1e6, 1e7), checkpoints=2, noise=0.01, seed=1)
+    b = synth_results(
+        {"id": (0.5, 200.0, 0.2, 30.0, 0.3)}, data=(1e6, 1e7), checkpoints=2, noise=0.01, seed=2
+    )
+    frame = pl.concat([a.with_columns(line=pl.lit("A")), b.with_columns(line=pl.lit("B"))])
+    path = tmp_path / "lines.parquet"
+    frame.write_parquet(path)
+    cfg = FitConfig(n_boot=30, plots=False, xs=["N"], laws=["power"])
+    summary = run_fit([path], tmp_path / "laws", cfg)
+    assert summary["group_by"][-1] == "line"
+    laws = pl.read_parquet(tmp_path / "laws" / "laws.parquet").filter(pl.col("coef") == "alpha")
+    by_line = dict(zip(laws["line"], laws["value"], strict=True))
+    assert by_line["A"] > by_line["B"] + 0.05

@@ -59,11 +59,45 @@ def group_columns(frame: pl.DataFrame, config: FitConfig) -> list[str]:
         if missing:
             raise BadInputError(f"fit.group_by: column {missing[0]!r} is not in the results")
         return list(config.group_by)
-    return [
+    cols = [
         c
         for c in AUTO_GROUPS
         if c in frame.columns and (c not in VARYING_GROUPS or frame[c].n_unique() > 1)
     ]
+    return cols + group_key_columns(frame, cols)
+
+
+# columns that describe a run, a row or a scenario, never a subset of the evaluation data
+NOT_GROUP_KEYS = {
+    "run_id",
+    "kind",
+    "family",
+    "severity",
+    "split",
+    "model",
+    "status",
+    "source",
+    "params_source",
+}
+
+
+def group_key_columns(frame: pl.DataFrame, cols: list[str]) -> list[str]:
+    """Group keys carried from the evaluation data (e.g. `line`, `machine`): text columns that
+    split a run's checkpoint × scenario into several rows. Without them, one run's best
+    checkpoint would be picked among rows of different lines."""
+    base = [c for c in ("run_id", "step", "split", *cols) if c in frame.columns]
+    if frame.select(base).is_unique().all():
+        return []
+    extra = [
+        c
+        for c, dtype in frame.schema.items()
+        if c not in base
+        and c not in NOT_GROUP_KEYS
+        and not c.startswith("_")
+        and (dtype == pl.String or isinstance(dtype, (pl.Categorical, pl.Enum)))
+        and frame[c].n_unique() > 1
+    ]
+    return extra
 
 
 def law_specs(frame: pl.DataFrame, config: FitConfig) -> list[tuple[str, str]]:
