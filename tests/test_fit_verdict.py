@@ -326,3 +326,18 @@ def test_group_keys_from_the_evaluation_data_get_their_own_laws(tmp_path):
     laws = pl.read_parquet(tmp_path / "laws" / "laws.parquet").filter(pl.col("coef") == "alpha")
     by_line = dict(zip(laws["line"], laws["value"], strict=True))
     assert by_line["A"] > by_line["B"] + 0.05
+
+
+def test_window_draws_are_independent_between_groups_of_the_same_runs():
+    from tsfm_cli.fit.fitting import noisy_y
+    from tsfm_cli.fit.select import Points
+
+    N = np.geomspace(1e3, 1e6, 5)
+    pts = Points(N[None, :], (1e2 / N) ** 0.3, np.array([f"r{i}" for i in range(5)]), "t", N * 0)
+    assert noisy_y(pts, 10, 0) is None  # no window spread: nothing to redraw
+    pts.se = np.full(5, 0.01)
+    id_draw, again = noisy_y(pts, 50, 0, "id"), noisy_y(pts, 50, 0, "id")
+    ood_draw = noisy_y(pts, 50, 0, "drift")
+    np.testing.assert_array_equal(id_draw, again)  # deterministic
+    corr = np.corrcoef((id_draw - pts.y).ravel(), (ood_draw - pts.y).ravel())[0, 1]
+    assert abs(corr) < 0.2  # other scenario, other windows: not the same noise

@@ -178,7 +178,8 @@ def _fit_groups(
                 )
                 for x, law in specs
             ]
-            tasks.append(GroupTask(laws_in, uniq, counts, config.extrapolation, config.seed))
+            salt = f"{metric}|{sorted((k, str(v)) for k, v in g.keys.items())}"
+            tasks.append(GroupTask(laws_in, uniq, counts, config.extrapolation, config.seed, salt))
             groups.append(g)
     for g, fits in zip(groups, fit_many(tasks, config.workers, progress), strict=True):
         g.fits = fits

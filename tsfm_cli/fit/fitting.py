@@ -99,7 +99,7 @@ def run_counts(
     return uniq, counts
 
 
-def noisy_y(points: Points, n_boot: int, seed: int) -> np.ndarray | None:
+def noisy_y(points: Points, n_boot: int, seed: int, salt: str = "") -> np.ndarray | None:
     """Per resample, each point's metric redrawn from its evaluation windows [B, n], or None.
 
     The window level of the hierarchical bootstrap in its normal (CLT) form: a point is a mean
@@ -110,7 +110,9 @@ def noisy_y(points: Points, n_boot: int, seed: int) -> np.ndarray | None:
     if points.se is None or not np.any(np.isfinite(points.se) & (points.se > 0)):
         return None
     se = np.where(np.isfinite(points.se), points.se, 0.0)
-    rng = _rng(np.unique(points.runs.astype(str)), seed, salt=f"windows{points.rule}")
+    # seeded by the group (`salt`): the ID and OOD groups of one run hold different windows,
+    # so their window noise must be drawn independently (their run draws stay paired)
+    rng = _rng(np.unique(points.runs.astype(str)), seed, salt=f"windows{salt}{points.rule}")
     z = rng.standard_normal((n_boot, points.y.size))
     if np.all(points.y > 0):
         return points.y[None, :] * np.exp(z * (se / points.y)[None, :])
@@ -151,6 +153,7 @@ def fit_law(
     counts: np.ndarray,
     extrapolate: bool = True,
     seed: int = 0,
+    salt: str = "",
 ) -> LawFit:
     """Full fit, bootstrap and checks of `law` on `points`; never raises on thin data."""
     fit = LawFit(x=x, law=law, points=points)
@@ -186,7 +189,7 @@ def fit_law(
             f"exactly determined ({fit.n_points} points, {LAW_PARAMS[law]} coefficients): "
             "no interval; "
         )
-    yb = noisy_y(pts, w.shape[0], seed) if w.shape[0] else None
+    yb = noisy_y(pts, w.shape[0], seed, salt) if w.shape[0] else None
     if law == "power":
         _fit_power(fit, pts, w, yb)
     else:
@@ -279,6 +282,7 @@ class GroupTask:
     counts: np.ndarray
     extrapolate: bool = True
     seed: int = 0
+    salt: str = ""  # the group's identity, for its window-level draws
 
 
 # resamples × laws below which one process beats starting workers (tests, small sweeps)
@@ -296,6 +300,7 @@ def _fit_task(task: GroupTask) -> list[LawFit]:
                 counts=task.counts,
                 extrapolate=task.extrapolate,
                 seed=task.seed,
+                salt=task.salt,
             )
             for points, x, law in task.laws
         ]
