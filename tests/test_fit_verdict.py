@@ -341,3 +341,21 @@ def test_window_draws_are_independent_between_groups_of_the_same_runs():
     np.testing.assert_array_equal(id_draw, again)  # deterministic
     corr = np.corrcoef((id_draw - pts.y).ravel(), (ood_draw - pts.y).ravel())[0, 1]
     assert abs(corr) < 0.2  # other scenario, other windows: not the same noise
+
+
+def test_bad_settings_and_baseline_only_tables_are_bad_input(tmp_path):
+    from tsfm_cli.errors import BadInputError
+
+    frame = synth_results({"id": ID_LAW}, data=(1e6, 1e7), checkpoints=1, val=True, baselines={})
+    path = tmp_path / "r.parquet"
+    frame.write_parquet(path)
+    with pytest.raises(BadInputError, match="max_extrapolation"):
+        run_fit([path], tmp_path / "a", FitConfig(max_extrapolation=0.5))
+    with pytest.raises(BadInputError, match="data_available"):
+        run_fit([path], tmp_path / "b", FitConfig(data_available=0))
+    only = synth_results(
+        {"id": ID_LAW}, data=(1e6, 1e7), checkpoints=1, baselines={"seasonal_naive": 1.0}
+    ).filter(pl.col("arch") == "baseline")
+    only.write_parquet(tmp_path / "only.parquet")
+    with pytest.raises(BadInputError, match="only baseline rows"):
+        run_fit([tmp_path / "only.parquet"], tmp_path / "c", FitConfig(n_boot=10))

@@ -110,6 +110,12 @@ def _drift_sentence(d: dict[str, Any]) -> str:
 
 
 def _invest(plan_rows, tradeoff) -> list[str]:
+    if not plan_rows and not tradeoff:
+        return [
+            "- **Where to invest?** No budget asked: pass `--budget-flops` or `--target-loss` "
+            "for the compute-optimal model from the joint law (answered only inside the tested "
+            "range, `--max-extrapolation`)."
+        ]
     out = []
     for r in plan_rows:
         if r.get("scenario") != ID_SCENARIO:
