@@ -386,7 +386,7 @@ def plan(groups: list[Group], frame: pl.DataFrame, config: FitConfig) -> list[di
             budget = float(budget_for_loss(c, config.target_loss, k)[0])
             budget_b = budget_for_loss(cb, config.target_loss, k)
         base = {k2: str(v) for k2, v in g.keys.items()}
-        base["group"] = g.label(("scenario",))
+        base["group"] = g.label(("scenario",), named=True)
         base["metric"] = g.metric
         if not np.isfinite(budget):
             rows.append(
@@ -571,7 +571,7 @@ def quality_tradeoff(
             {
                 **{kk: str(v) for kk, v in g.keys.items()},
                 **evidence,
-                "group": g.label(("scenario", "train_quality")),
+                "group": g.label(("scenario", "train_quality"), named=True),
                 "metric": g.metric,
                 "next_level": nxt,
                 "N_now": float(n_ref[0]),

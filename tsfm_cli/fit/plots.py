@@ -250,7 +250,7 @@ def horizon_plot(groups: list[Group], out: Path, law: str, level: float) -> list
         ax.set_xscale("log", base=2)
         _log_axes(ax, y=False)
         ax.set_xlabel("forecast horizon (time points)")
-        ax.set_ylabel("α of L(N)")
+        ax.set_ylabel("α of L(N)" + (" (apparent slope)" if law == "power" else ""))
         ax.set_title(arch)
         ax.grid(True, alpha=0.3)
     _legend_outside(fig, axes)
