@@ -162,13 +162,14 @@ def test_too_few_distinct_x_is_a_row_not_a_crash():
     assert not fit.ok and "2 distinct" in fit.note
 
 
-def test_non_positive_losses_leave_the_pure_law_only():
+def test_non_positive_losses_make_the_pure_law_refuse():
     N = np.geomspace(1e3, 1e8, 8)
     nll = -0.5 + (1e3 / N) ** 0.3  # crosses zero
     pts = _points(N, nll)
     pure = _fit(pts, "N", "power")
-    assert pure.excluded_nonpositive == int(np.sum(nll <= 0)) > 0
-    assert "non-positive" in pure.note
+    assert not pure.ok  # refused, not fitted to the positive part
+    assert pure.refused_nonpositive == int(np.sum(nll <= 0)) > 0
+    assert pure.note.startswith("refused") and "E-form" in pure.note
     robust = _fit(pts, "N", "power_e")
     assert robust.space == "loss" and robust.n_points == N.size
     assert robust.coefs["E"] == pytest.approx(-0.5, abs=0.02)
@@ -202,3 +203,23 @@ def test_bootstrap_resamples_are_paired_across_groups_with_the_same_runs():
     _, c = run_counts(np.array(["x1", "x2", "x3", "x4"]), 50, seed=7)
     _, d = run_counts(runs, 50, seed=8)
     assert not np.array_equal(a, c) and not np.array_equal(a, d)
+
+
+def test_worker_processes_give_the_same_fits(monkeypatch):
+    from tsfm_cli.fit import fitting
+
+    rng = np.random.default_rng(9)
+    tasks = []
+    for g in range(3):
+        N = np.geomspace(1e3, 1e8, 7)
+        y = (0.3 + (1e3 / N) ** (0.3 + 0.02 * g)) * np.exp(rng.normal(0, 0.01, N.size))
+        pts = _points(N, y)
+        uniq, counts = run_counts(pts.runs, 50, seed=g)
+        tasks.append(fitting.GroupTask([(pts, "N", "power"), (pts, "N", "power_e")], uniq, counts))
+    one = fitting.fit_many(tasks, workers=1)
+    monkeypatch.setattr(fitting, "PARALLEL_MIN_WORK", 0)
+    two = fitting.fit_many(tasks, workers=2)
+    for a, b in zip([f for g in one for f in g], [f for g in two for f in g], strict=True):
+        assert a.coefs == b.coefs
+        for k in a.boot:
+            np.testing.assert_array_equal(a.boot[k], b.boot[k])

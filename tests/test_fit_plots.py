@@ -81,3 +81,38 @@ def test_a_narrow_log_axis_still_has_labelled_ticks(lo, hi):
     ]
     plt.close(fig)
     assert len(labels) >= 2, labels
+
+
+def test_each_scenario_keeps_one_colour_and_id_is_black():
+    from tsfm_cli.fit.analysis import Group
+    from tsfm_cli.fit.plots import scenario_colors
+
+    groups = [Group({"arch": a, "scenario": s}, "crps") for a in ("e", "d") for s in LAWS]
+    colors = scenario_colors(groups)
+    assert colors["id"] == "black"
+    assert len({str(c) for c in colors.values()}) == len(LAWS)
+    assert scenario_colors(groups[::-1]) == colors  # whatever order a figure meets them in
+
+
+def test_the_law_is_dashed_beyond_the_largest_run():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tsfm_cli.fit.fitting import fit_law, run_counts
+    from tsfm_cli.fit.plots import _draw_law
+    from tsfm_cli.fit.select import Points
+
+    N = np.geomspace(1e3, 1e6, 6)
+    pts = Points(N[None, :], (1e2 / N) ** 0.3, np.array([f"r{i}" for i in range(6)]), "t")
+    uniq, counts = run_counts(pts.runs, 30, 0)
+    f = fit_law(pts, "N", "power", uniq_runs=uniq, counts=counts)
+    fig, ax = plt.subplots()
+    _draw_law(ax, f, np.geomspace(5e2, 1e7, 40), "black", "id", 0.95)
+    solid = [ln for ln in ax.get_lines() if ln.get_linestyle() == "-"]
+    dashed = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+    plt.close(fig)
+    assert len(solid) == 1 and len(dashed) == 1
+    assert solid[0].get_xdata().max() <= 1e6 * (1 + 1e-9)
+    assert dashed[0].get_xdata().min() <= 1e6 < dashed[0].get_xdata().max() == pytest.approx(1e7)

@@ -107,7 +107,9 @@ def test_fit_by_line_answers_per_line(results, tmp_path, tsfm):
     laws = pl.read_parquet(tmp_path / "by_line" / "laws.parquet")
     assert by_line["group_by"] == ["scenario", "line"]
     assert set(laws["line"]) == {"line1", "line2"}
-    assert by_line["groups"] == 3 * 2  # scenarios × lines
+    # test scenarios (id, level_shift:2) × lines: validation rows choose checkpoints, they are
+    # not a scenario of their own in the laws
+    assert by_line["groups"] == 2 * 2
     # without a group key the fit reads the all-window rows only (one group per scenario)
     plain = run_fit([results], tmp_path / "plain", FitConfig(group_by=["scenario"], **fast))
     # the same through the real CLI
@@ -119,5 +121,6 @@ def test_fit_by_line_answers_per_line(results, tmp_path, tsfm):
     assert result.returncode == 0, result.stderr
     cli_laws = pl.read_parquet(out / "laws.parquet").filter(pl.col("arch") == "encoder")
     assert set(cli_laws["line"]) == {"line1", "line2"}
-    # 3 runs + 3 baselines (fit's own baseline handling is branch `verdict`'s)
-    assert plain["groups"] == 3 and plain["rows"] == (3 + 3) * 3 * 2
+    # one group per test scenario; the laws' rows are the 3 runs' test rows (baselines and
+    # validation rows are not points of a law)
+    assert plain["groups"] == 2 and plain["rows"] == 3 * 2 * 2

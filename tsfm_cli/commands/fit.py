@@ -39,7 +39,10 @@ def render(summary: dict[str, Any], reporter) -> None:
         reporter.info(f"nothing to redo: {summary['out_dir']} is up to date")
         return
     keys = summary.get("group_by", [])
-    table = Table(title="Scaling exponents α (headline law) with 95% intervals")
+    table = Table(
+        title="Scaling exponents α (headline law; the pure power law's α is an apparent slope) "
+        "with intervals — answers in report.md"
+    )
     for col in [*keys, "metric", "X", "α", "interval", "R² (log)", "extrap."]:
         table.add_column(col)
     table.add_column("note", overflow="ellipsis", no_wrap=True, max_width=24)
@@ -58,12 +61,20 @@ def render(summary: dict[str, Any], reporter) -> None:
     reporter.show(table)
     if summary.get("plan"):
         plan = Table(title="Plan: compute-optimal model from the joint law")
-        for col in ["group", "scenario", "budget", "N_opt", "D_opt", "predicted loss"]:
+        for col in ["group", "scenario", "budget", "N_opt", "D_opt", "predicted loss", "status"]:
             plan.add_column(col)
         for r in summary["plan"]:
             group = " ".join(str(r.get(k, "")) for k in keys if k != "scenario")
             if "N_opt" not in r:
-                plan.add_row(group, r.get("scenario", ""), "–", "–", "–", r.get("note", ""))
+                plan.add_row(
+                    group,
+                    r.get("scenario", ""),
+                    "–",
+                    "–",
+                    "–",
+                    r.get("note", ""),
+                    r.get("status", ""),
+                )
                 continue
             plan.add_row(
                 group,
@@ -73,6 +84,7 @@ def render(summary: dict[str, Any], reporter) -> None:
                 _fmt(r["N_opt"]) + " " + _ci(r, "N_opt"),
                 _fmt(r["D_opt"]) + " " + _ci(r, "D_opt"),
                 _fmt(r["loss"]) + " " + _ci(r, "loss"),
+                r.get("status", "ok"),
             )
         reporter.show(plan)
     if summary.get("quality_tradeoff"):
@@ -101,7 +113,8 @@ def render(summary: dict[str, Any], reporter) -> None:
         reporter.show(trade)
     reporter.info(
         f"{summary['laws_fitted']} laws fitted, {summary['laws_not_fitted']} not fitted, "
-        f"{summary['not_converged']} not converged → {summary['out_dir']} (see report.md)"
+        f"{summary['not_converged']} not converged; {summary.get('clear_differences', 0)} clear "
+        f"differences after Holm's correction → {summary['out_dir']} (see report.md)"
     )
 
 
@@ -147,6 +160,24 @@ def fit_cmd(
             "--target-loss", help="Plan: compute needed to reach this ID loss.", show_default=False
         ),
     ] = None,
+    max_extrapolation: Annotated[
+        float | None,
+        typer.Option(
+            "--max-extrapolation",
+            help="Plans beyond this factor of the largest run (compute, model size) are refused "
+            "in the headline \\[default: 10].",
+            show_default=False,
+        ),
+    ] = None,
+    data_available: Annotated[
+        float | None,
+        typer.Option(
+            "--data-available",
+            help="Training data points that exist; a plan needing more is refused "
+            "\\[default: the largest unique_points of the results].",
+            show_default=False,
+        ),
+    ] = None,
     n_boot: Annotated[
         int | None,
         typer.Option("--bootstrap", help="Bootstrap resamples over runs \\[default: 1000]."),
@@ -180,6 +211,8 @@ def fit_cmd(
             "group_by": comma_list(group_by),
             "budget_flops": budget_flops,
             "target_loss": target_loss,
+            "max_extrapolation": max_extrapolation,
+            "data_available": data_available,
             "n_boot": n_boot,
             "level": level,
             "plots": plots,

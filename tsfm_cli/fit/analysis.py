@@ -7,16 +7,25 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from scipy.special import ndtr
 
 from tsfm_cli.errors import BadInputError
 from tsfm_cli.fit.blas import single_thread
 from tsfm_cli.fit.config import AUTO_GROUPS, VARYING_GROUPS, FitConfig
-from tsfm_cli.fit.fitting import LawFit, fit_law, interval, run_counts
-from tsfm_cli.fit.load import X_COLUMNS
+from tsfm_cli.fit.fitting import GroupTask, LawFit, fit_many, interval, run_counts
+from tsfm_cli.fit.load import CONFIG, X_COLUMNS
 from tsfm_cli.fit.select import select_points
 from tsfm_cli.schema import ID_SCENARIO
 
-EXPONENTS = {"power": ("alpha",), "power_e": ("alpha",), "joint": ("alpha", "beta")}
+# what a comparison between two groups looks at, per law: the floor E and the reducible-term
+# exponents of the E-forms separately; the pure power law's α only as an "apparent slope" (a
+# higher floor alone lowers it, so it is never the basis of a "scaling differs" claim)
+COMPARED = {
+    "power": (("alpha", "apparent slope"),),
+    "power_e": (("E", "floor"), ("alpha", "exponent")),
+    "joint": (("E", "floor"), ("alpha", "exponent"), ("beta", "exponent")),
+}
+CORRECTION = "holm"
 
 
 @dataclass
@@ -34,8 +43,14 @@ class Group:
                 return f
         return None
 
-    def label(self, skip: tuple[str, ...] = ()) -> str:
-        return " · ".join(f"{v}" for k, v in self.keys.items() if k not in skip)
+    def label(self, skip: tuple[str, ...] = (), named: bool = False) -> str:
+        """The group's key values ("encoder · 32"); `named`: with the keys ("encoder · horizon
+        32"), for sentences."""
+        return " · ".join(
+            f"{k} {v}" if named and k != "arch" else f"{v}"
+            for k, v in self.keys.items()
+            if k not in skip
+        )
 
 
 def group_columns(frame: pl.DataFrame, config: FitConfig) -> list[str]:
@@ -44,11 +59,45 @@ def group_columns(frame: pl.DataFrame, config: FitConfig) -> list[str]:
         if missing:
             raise BadInputError(f"fit.group_by: column {missing[0]!r} is not in the results")
         return list(config.group_by)
-    return [
+    cols = [
         c
         for c in AUTO_GROUPS
         if c in frame.columns and (c not in VARYING_GROUPS or frame[c].n_unique() > 1)
     ]
+    return cols + group_key_columns(frame, cols)
+
+
+# columns that describe a run, a row or a scenario, never a subset of the evaluation data
+NOT_GROUP_KEYS = {
+    "run_id",
+    "kind",
+    "family",
+    "severity",
+    "split",
+    "model",
+    "status",
+    "source",
+    "params_source",
+}
+
+
+def group_key_columns(frame: pl.DataFrame, cols: list[str]) -> list[str]:
+    """Group keys carried from the evaluation data (e.g. `line`, `machine`): text columns that
+    split a run's checkpoint × scenario into several rows. Without them, one run's best
+    checkpoint would be picked among rows of different lines."""
+    base = [c for c in ("run_id", "step", "split", *cols) if c in frame.columns]
+    if frame.select(base).is_unique().all():
+        return []
+    extra = [
+        c
+        for c, dtype in frame.schema.items()
+        if c not in base
+        and c not in NOT_GROUP_KEYS
+        and not c.startswith("_")
+        and (dtype == pl.String or isinstance(dtype, (pl.Categorical, pl.Enum)))
+        and frame[c].n_unique() > 1
+    ]
+    return extra
 
 
 def law_specs(frame: pl.DataFrame, config: FitConfig) -> list[tuple[str, str]]:
@@ -62,51 +111,78 @@ def law_specs(frame: pl.DataFrame, config: FitConfig) -> list[tuple[str, str]]:
     return specs
 
 
-def fit_groups(frame: pl.DataFrame, config: FitConfig, progress=None) -> list[Group]:
-    """Fit every law to every group × metric (BLAS held to one thread: tiny problems)."""
+def fit_groups(
+    frame: pl.DataFrame,
+    config: FitConfig,
+    progress=None,
+    val: pl.DataFrame | None = None,
+) -> list[Group]:
+    """Fit every law to every group × metric (BLAS held to one thread: tiny problems).
+
+    `val`: validation rows of the same runs; checkpoints and frontiers are chosen there.
+    """
     with single_thread():
-        return _fit_groups(frame, config, progress)
+        return _fit_groups(frame, config, progress, val)
 
 
-def _fit_groups(frame: pl.DataFrame, config: FitConfig, progress=None) -> list[Group]:
+def _val_parts(val: pl.DataFrame | None, cols: list[str]):
+    """Validation rows per group key without the scenario (validation is its own scenario)."""
+    if val is None:
+        return [], None
+    val_cols = [c for c in cols if c not in ("scenario", "kind") and c in val.columns]
+    if not val_cols:
+        return val_cols, {(): val}
+    return val_cols, val.partition_by(val_cols, as_dict=True)
+
+
+def _fit_groups(
+    frame: pl.DataFrame, config: FitConfig, progress=None, val: pl.DataFrame | None = None
+) -> list[Group]:
     cols = group_columns(frame, config)
     specs = law_specs(frame, config)
     groups: list[Group] = []
+    tasks: list[GroupTask] = []
     parts = frame.partition_by(cols, as_dict=True, maintain_order=True) if cols else {(): frame}
+    val_cols, val_parts = _val_parts(val, cols)
     for metric in config.metrics:
         for key in sorted(parts, key=lambda k: tuple(str(v) for v in k)):
             part = parts[key]
             g = Group(dict(zip(cols, key, strict=True)), metric)
+            select_on = None
+            if val_parts is not None:
+                vkey = tuple(g.keys[c] for c in val_cols)
+                # no validation rows for this group: chosen on its own rows (`rows` says which)
+                select_on = val_parts.get(vkey)
             values = part[metric].to_numpy().astype(float)
             g.n_nonfinite = int(np.sum(~np.isfinite(values)))
             g.n_nonpositive = int(np.sum(np.isfinite(values) & (values <= 0)))
             if "kind" in part.columns:
                 g.kind = str(part["kind"][0])
             runs = part["run_id"].to_numpy()
-            uniq, counts = run_counts(runs, config.n_boot, config.seed)
-            for x, law in specs:
-                points = select_points(
-                    part,
-                    metric,
-                    x,
-                    n_rows=config.n_rows,
-                    d_rows=config.d_rows,
-                    c_rows=config.c_rows,
-                    checkpoint=config.checkpoint,
-                )
-                g.fits.append(
-                    fit_law(
-                        points,
+            configs = part[CONFIG].to_numpy() if CONFIG in part.columns else None
+            uniq, counts = run_counts(runs, config.n_boot, config.seed, configs)
+            laws_in = [
+                (
+                    select_points(
+                        part,
+                        metric,
                         x,
-                        law,
-                        uniq_runs=uniq,
-                        counts=counts,
-                        extrapolate=config.extrapolation,
-                    )
+                        n_rows=config.n_rows,
+                        d_rows=config.d_rows,
+                        c_rows=config.c_rows,
+                        checkpoint=config.checkpoint,
+                        select_on=select_on,
+                    ),
+                    x,
+                    law,
                 )
-                if progress is not None:
-                    progress.advance()
+                for x, law in specs
+            ]
+            salt = f"{metric}|{sorted((k, str(v)) for k, v in g.keys.items())}"
+            tasks.append(GroupTask(laws_in, uniq, counts, config.extrapolation, config.seed, salt))
             groups.append(g)
+    for g, fits in zip(groups, fit_many(tasks, config.workers, progress), strict=True):
+        g.fits = fits
     return groups
 
 
@@ -150,6 +226,8 @@ def _match(groups: list[Group], ref: Group, **changes: Any) -> Group | None:
 
 
 def compare(groups: list[Group], level: float) -> list[dict[str, Any]]:
+    """Every OOD-vs-ID and architecture-vs-architecture difference of every compared quantity,
+    with its bootstrap interval, a two-sided p-value and the family's Holm-adjusted p-value."""
     rows: list[dict[str, Any]] = []
 
     def add(kind: str, a: Group, b: Group, label_a: str, label_b: str, key: str) -> None:
@@ -157,9 +235,10 @@ def compare(groups: list[Group], level: float) -> list[dict[str, Any]]:
             fb = b.get(fa.x, fa.law)
             if not fa.ok or fb is None:
                 continue
-            for coef in EXPONENTS[fa.law]:
+            for coef, quantity in COMPARED[fa.law]:
                 diff = fa.boot[coef] - fb.boot[coef]
                 lo, hi = interval(diff, level)
+                value = fa.coefs[coef] - fb.coefs[coef]
                 rows.append(
                     {
                         "comparison": kind,
@@ -170,12 +249,14 @@ def compare(groups: list[Group], level: float) -> list[dict[str, Any]]:
                         "x": fa.x,
                         "law": fa.law,
                         "coef": coef,
+                        "quantity": quantity,
                         "value_a": fa.coefs[coef],
                         "value_b": fb.coefs[coef],
-                        "diff": fa.coefs[coef] - fb.coefs[coef],
+                        "diff": value,
                         "ci_low": lo,
                         "ci_high": hi,
                         "excludes_zero": bool(np.isfinite(lo) and (lo > 0 or hi < 0)),
+                        "p_value": bootstrap_p(value, diff),
                         "label_a": label_a,
                     }
                 )
@@ -194,6 +275,50 @@ def compare(groups: list[Group], level: float) -> list[dict[str, Any]]:
                 ref = _match(groups, g, arch=other)
                 if ref is not None:
                     add("arch_vs_arch", g, ref, str(g.keys["arch"]), other, "arch")
+    return correct(rows, 1.0 - level)
+
+
+def bootstrap_p(value: float, samples: np.ndarray) -> float:
+    """Two-sided p-value of "no difference" from the bootstrap standard error (a Wald test).
+
+    Not the share of resamples across zero: that cannot go below 1/B, and a multiplicity
+    correction over hundreds of tests needs smaller p-values than 1000 resamples can show.
+    """
+    samples = np.asarray(samples, dtype=float)
+    samples = samples[np.isfinite(samples)]
+    if samples.size < 10 or not np.isfinite(value):
+        return float("nan")
+    se = float(np.std(samples, ddof=1))
+    if se <= 0:
+        return 0.0 if value != 0 else 1.0
+    return float(2.0 * ndtr(-abs(value) / se))
+
+
+def holm(p: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjusted p-values (NaN stays NaN and does not count as a test)."""
+    p = np.asarray(p, dtype=float)
+    out = np.full(p.size, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    m = ok.size
+    if m == 0:
+        return out
+    order = ok[np.argsort(p[ok], kind="stable")]
+    scaled = np.minimum(1.0, (m - np.arange(m)) * p[order])
+    out[order] = np.maximum.accumulate(scaled)
+    return out
+
+
+def correct(rows: list[dict[str, Any]], alpha: float) -> list[dict[str, Any]]:
+    """Holm within each family (one family per kind of comparison: every OOD-vs-ID test of the
+    report is one family, every architecture test another); `clear` is the corrected verdict."""
+    for kind in sorted({r["comparison"] for r in rows}):
+        family = [r for r in rows if r["comparison"] == kind]
+        adjusted = holm(np.array([r["p_value"] for r in family]))
+        for r, p_adj in zip(family, adjusted, strict=True):
+            r["p_adjusted"] = float(p_adj)
+            r["correction"] = CORRECTION
+            r["family_size"] = int(np.isfinite(adjusted).sum())
+            r["clear"] = bool(np.isfinite(p_adj) and p_adj < alpha)
     return rows
 
 
@@ -261,13 +386,22 @@ def plan(groups: list[Group], frame: pl.DataFrame, config: FitConfig) -> list[di
             budget = float(budget_for_loss(c, config.target_loss, k)[0])
             budget_b = budget_for_loss(cb, config.target_loss, k)
         base = {k2: str(v) for k2, v in g.keys.items()}
-        base["group"] = g.label(("scenario",))
+        base["group"] = g.label(("scenario",), named=True)
         base["metric"] = g.metric
         if not np.isfinite(budget):
-            rows.append({**base, "scenario": ID_SCENARIO, "note": "target below the law's E"})
+            rows.append(
+                {
+                    **base,
+                    "scenario": ID_SCENARIO,
+                    "note": "target below the law's E",
+                    "status": "unreachable",
+                    "reason": "the target is below the law's floor E",
+                }
+            )
             continue
         n_opt, d_opt = optimum(c, budget, k)
         n_b, d_b = optimum(cb, budget if budget_b is None else budget_b, k)
+        evidence = plan_evidence(fit, frame, config, budget, float(n_opt[0]), float(d_opt[0]), k)
         stats = {
             "budget_flops": _stat(budget, budget_b if budget_b is not None else [], config.level),
             "N_opt": _stat(n_opt[0], n_b, config.level),
@@ -301,9 +435,63 @@ def plan(groups: list[Group], frame: pl.DataFrame, config: FitConfig) -> list[di
                     "loss_low": loss_low,
                     "loss_high": loss_high,
                     "flops_per_6nd": k,
+                    **evidence,
                 }
             )
     return rows
+
+
+def data_available(frame: pl.DataFrame, config: FitConfig) -> float | None:
+    """Training data that exists: the option, else the largest `unique_points` of the runs."""
+    if config.data_available is not None:
+        return float(config.data_available)
+    if "unique_points" in frame.columns:
+        top = frame["unique_points"].cast(pl.Float64, strict=False).max()
+        return float(top) if top is not None and np.isfinite(top) else None
+    return None
+
+
+def plan_evidence(
+    fit: LawFit,
+    frame: pl.DataFrame,
+    config: FitConfig,
+    budget: float,
+    n_opt: float,
+    d_opt: float,
+    k: float,
+) -> dict[str, Any]:
+    """Is a plan inside the tested range? `status` "ok" or "extrapolation" with the reasons."""
+    N, D = fit.points.X
+    c_max = float(np.max(6.0 * k * N * D))
+    if "flops" in frame.columns:
+        c_max = max(c_max, float(frame["flops"].max() or 0.0))
+    limit = config.max_extrapolation
+    reasons = []
+    if budget > limit * c_max:
+        reasons.append(
+            f"the budget is {budget / c_max:.3g}× the largest run's compute ({c_max:.3g} FLOPs; "
+            f"limit {limit:g}×)"
+        )
+    if n_opt > limit * N.max():
+        reasons.append(
+            f"the model is {n_opt / N.max():.3g}× the largest tested ({N.max():.3g}; "
+            f"limit {limit:g}×)"
+        )
+    have = data_available(frame, config)
+    if have is not None and d_opt > have:
+        reasons.append(f"it needs {d_opt:.3g} data points; {have:.3g} exist")
+    tested = (
+        f"Tested range: N {N.min():.3g}–{N.max():.3g}, D {D.min():.3g}–{D.max():.3g}, "
+        f"compute up to {c_max:.3g} FLOPs"
+        + (f"; data available {have:.3g}" if have is not None else "; data available unknown")
+        + "."
+    )
+    return {
+        "status": "extrapolation" if reasons else "ok",
+        "reason": "; ".join(reasons),
+        "tested_range": tested,
+        "max_flops_tested": c_max,
+    }
 
 
 def _quality_order(level: str) -> tuple[str, float]:
@@ -372,16 +560,18 @@ def quality_tradeoff(
         lo_c, hi_c = interval(gain_clean_b, config.level)
         lo_m, hi_m = interval(gain_model_b, config.level)
         diff_lo, diff_hi = interval(gain_clean_b - gain_model_b, config.level)
-        if np.isfinite(diff_lo) and diff_lo > 0:
-            better = "clean the data"
-        elif np.isfinite(diff_hi) and diff_hi < 0:
-            better = "bigger model"
-        else:
-            better = "unclear"
+        p_value = bootstrap_p(float(gain_clean - gain_model), gain_clean_b - gain_model_b)
+        better = "clean the data" if gain_clean > gain_model else "bigger model"  # until Holm
+        evidence = plan_evidence(
+            fit, frame, config, config.budget_flops, float(n_opt[0]), float(d_opt[0]), k
+        )
+        if evidence["status"] != "ok":
+            better = "extrapolation"  # the model option lies outside the runs: no verdict
         rows.append(
             {
                 **{kk: str(v) for kk, v in g.keys.items()},
-                "group": g.label(("scenario", "train_quality")),
+                **evidence,
+                "group": g.label(("scenario", "train_quality"), named=True),
                 "metric": g.metric,
                 "next_level": nxt,
                 "N_now": float(n_ref[0]),
@@ -396,6 +586,15 @@ def quality_tradeoff(
                 "gain_model_low": lo_m,
                 "gain_model_high": hi_m,
                 "better": better,
+                "diff_low": diff_lo,
+                "diff_high": diff_hi,
+                "p_value": p_value,
             }
         )
+    # the trade-off verdicts are a family of tests too: Holm over them, "unclear" unless clear
+    adjusted = holm(np.array([r["p_value"] for r in rows]))
+    for r, p_adj in zip(rows, adjusted, strict=True):
+        r["p_adjusted"], r["correction"] = float(p_adj), CORRECTION
+        if r["better"] != "extrapolation" and not (np.isfinite(p_adj) and p_adj < 1 - config.level):
+            r["better"] = "unclear"
     return rows

@@ -39,8 +39,14 @@ class FitConfig:
     target_factor: float = 10.0  # predicted loss at this multiple of the largest X observed
     budget_flops: float | None = None  # plan: compute-optimal N, D at this budget
     target_loss: float | None = None  # plan: compute needed for this ID loss
+    # plans further than this factor beyond the largest run (compute, model size) are refused
+    max_extrapolation: float = 10.0
+    # data points that exist for training (a plan needing more is refused); None: the largest
+    # `unique_points` of the results when the column is there, else unchecked
+    data_available: float | None = None
     headline_law: str = "power"  # law shown in the exponent plots and the report's headline
     extrapolation: bool = True  # fit without the largest X and predict it
+    workers: int = 0  # processes for large fits (0: one per CPU, at most 2; 1: none)
     plots: bool = True
 
     def check(self) -> None:
@@ -64,6 +70,12 @@ class FitConfig:
             raise BadInputError("fit.metrics: give at least one metric column")
         if self.n_boot < 0 or not 0 < self.level < 1:
             raise BadInputError("fit.n_boot must be ≥ 0 and fit.level in (0, 1)")
+        if self.workers < 0:
+            raise BadInputError(f"fit.workers: must be ≥ 0, got {self.workers}")
+        if not self.max_extrapolation >= 1:
+            raise BadInputError(f"fit.max_extrapolation: must be ≥ 1, got {self.max_extrapolation}")
+        if self.data_available is not None and not self.data_available > 0:
+            raise BadInputError(f"fit.data_available: must be positive, got {self.data_available}")
         if self.budget_flops is not None and not self.budget_flops > 0:
             raise BadInputError(f"fit.budget_flops: must be positive, got {self.budget_flops}")
 

@@ -33,6 +33,9 @@ RUN_KEYS = (
     "normalisation",
 )
 STAGE_FILES = {"train": "results.parquet", "embed-bench": "bench.parquet"}
+WINDOWS_FILE = "window_metrics.parquet"  # train's per-window metrics, next to results.parquet
+CONFIG = "_config"  # a run without its seed: the bootstrap draws seeds within it
+WINDOW_KEYS = ("run_id", "step", "scenario", "horizon", "split")
 
 
 @dataclass
@@ -40,6 +43,8 @@ class Loaded:
     frame: pl.DataFrame
     inputs: list[dict[str, Any]]
     dropped: dict[str, int] = field(default_factory=dict)  # reason → rows
+    windows: int = 0  # window rows read from window_metrics.parquet (0: none found)
+    seeds: int = 1  # most seeds of any configuration
 
 
 def _read_file(path: Path) -> pl.DataFrame:
@@ -68,7 +73,9 @@ def _expand(path: Path) -> tuple[list[Path], dict[str, Any] | None]:
                 f"{path}: is a '{stage}' directory; fit reads results of 'train' or 'embed-bench'"
             )
         stage_in = open_stage(path, tuple(STAGE_FILES))
-        return [stage_in.file(STAGE_FILES[stage])], stage_in.describe(STAGE_FILES[stage])
+        # window_metrics.parquet (when the stage wrote one) is read too: verified, and identity
+        described = stage_in.describe(STAGE_FILES[stage], WINDOWS_FILE)
+        return [stage_in.file(STAGE_FILES[stage])], described
     files = sorted([*path.glob("*.parquet"), *path.glob("*.csv")])
     if not files:
         raise BadInputError(f"{path}: no results (.parquet or .csv) in this directory")
@@ -93,7 +100,83 @@ def read_results(paths: list[Path], metrics: list[str]) -> Loaded:
     except Exception as exc:  # noqa: BLE001
         raise BadInputError(f"cannot merge the inputs: {exc}") from exc
     frame, dropped = normalise(merged, metrics, where=str(paths[0]))
-    return Loaded(frame, inputs, dropped)
+    windows = _read_windows(paths)
+    n_windows = 0
+    if windows is not None:
+        frame, n_windows = join_window_errors(frame, windows, metrics)
+    seeds = 1
+    if CONFIG in frame.columns:
+        seeds = int(frame.group_by(CONFIG).agg(pl.col("run_id").n_unique())["run_id"].max())
+    return Loaded(frame, inputs, dropped, n_windows, seeds)
+
+
+def _read_windows(paths: list[Path]) -> pl.LazyFrame | None:
+    """window_metrics.parquet next to each input (in a folder, or beside a file), scanned
+    lazily: only its per-row aggregates are ever held in memory."""
+    found = []
+    for raw in paths:
+        path = Path(raw)
+        candidate = (path if path.is_dir() else path.parent) / WINDOWS_FILE
+        if candidate.is_file() and candidate not in found:
+            found.append(candidate)
+    if not found:
+        return None
+    try:
+        scans = [pl.scan_parquet(f) for f in found]
+        for scan in scans:
+            scan.collect_schema()  # a broken file fails here
+    except Exception as exc:  # noqa: BLE001
+        names = ", ".join(str(f) for f in found)
+        raise BadInputError(f"{names}: cannot read ({type(exc).__name__}: {exc})") from exc
+    return pl.concat(scans, how="diagonal_relaxed")
+
+
+def join_window_errors(
+    frame: pl.DataFrame, windows: pl.LazyFrame, metrics: list[str]
+) -> tuple[pl.DataFrame, int]:
+    """Add `<metric>_se`: the standard error of each result row's mean over its windows.
+
+    Windows of one series are correlated (overlapping contexts, one sensor), so the error is
+    that of the mean of per-series means when a row has ≥ 2 series, else of the window mean.
+    Returns the frame and the number of window rows read.
+    """
+    schema = windows.collect_schema()
+    keys = [k for k in WINDOW_KEYS if k in schema and k in frame.columns]
+    present = [m for m in metrics if m in schema]
+    if "run_id" not in keys or not present:
+        return frame, 0
+    cast = [pl.col(k).cast(frame.schema[k]) for k in keys]
+    w = windows.with_columns(cast + [pl.col(m).cast(pl.Float64) for m in present])
+    cluster = "series_id" if "series_id" in schema else None
+    aggs = []
+    for m in present:
+        ok = pl.col(m).filter(pl.col(m).is_finite())
+        aggs.append((ok.std() / ok.count().sqrt()).alias(f"_w_{m}"))
+    errors = w.group_by(keys).agg(*aggs, pl.len().alias("_windows"))
+    if cluster is not None:
+        series = (
+            w.group_by([*keys, cluster])
+            .agg([pl.col(m).filter(pl.col(m).is_finite()).mean() for m in present])
+            .group_by(keys)
+            .agg(
+                [
+                    pl.when(pl.col(m).is_not_null().sum() >= 2)
+                    .then(pl.col(m).std() / pl.col(m).is_not_null().sum().sqrt())
+                    .alias(f"_s_{m}")
+                    for m in present
+                ]
+            )
+        )
+        errors = errors.join(series, on=keys, how="left")
+    else:
+        errors = errors.with_columns([pl.lit(None, pl.Float64).alias(f"_s_{m}") for m in present])
+    errors = errors.select(
+        *keys,
+        "_windows",
+        *[pl.coalesce(f"_s_{m}", f"_w_{m}").alias(f"{m}_se") for m in present],
+    ).collect()
+    n_windows = int(errors["_windows"].sum())
+    return frame.join(errors.drop("_windows"), on=keys, how="left"), n_windows
 
 
 def normalise(
@@ -133,6 +216,15 @@ def normalise(
         )
     else:
         frame = frame.with_columns(pl.col("run_id").cast(pl.String))
+    if "seed" in cols:
+        keys = [c for c in RUN_KEYS if c in cols and c != "seed"]
+        frame = frame.with_columns(
+            pl.concat_str(
+                [pl.col(k).cast(pl.String) for k in keys], separator="|", ignore_nulls=True
+            ).alias(CONFIG)
+            if keys
+            else pl.col("run_id").alias(CONFIG)
+        )
     if "step" not in cols:
         frame = frame.with_row_index("step").with_columns(pl.col("step").cast(pl.Int64))
     dropped: dict[str, int] = {}

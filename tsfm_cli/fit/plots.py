@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -68,6 +69,52 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.=-]+", "_", text).strip("_")
 
 
+def scenario_colors(groups: list[Group]) -> dict[str, Any]:
+    """One colour per scenario, the same in every figure of a report: ID black, the drifted
+    scenarios in sorted order through a qualitative palette."""
+    plt = _plt()
+    names = sorted({_scenario(g) for g in groups if not is_id(g)})
+    palette = plt.cm.tab10.colors + plt.cm.Dark2.colors
+    colors = {_scenario(g): "black" for g in groups if is_id(g)}
+    colors.update({n: palette[i % len(palette)] for i, n in enumerate(names)})
+    return colors
+
+
+def _scenario(g: Group) -> str:
+    return str(g.keys.get("scenario", "all"))
+
+
+def _legend_outside(fig, axes) -> None:
+    """One legend for the figure, right of the panels (never on top of the data)."""
+    seen: dict[str, Any] = {}
+    for ax in np.ravel(axes):
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            seen.setdefault(lab, h)
+    if seen:
+        fig.legend(
+            list(seen.values()),
+            list(seen.keys()),
+            loc="upper left",
+            bbox_to_anchor=(1.0, 0.93),
+            fontsize=7,
+            frameon=False,
+        )
+
+
+def _draw_law(ax, f, grid: np.ndarray, color, label: str, level: float) -> None:
+    """The fitted law: solid over the tested X, dashed where it extrapolates beyond it."""
+    inside = grid <= f.points.X[0].max() * (1 + 1e-9)
+    loss = f.predict(grid[None, :])
+    lo, hi = band(f, grid, level)
+    ax.plot(grid[inside], loss[inside], color=color, label=label)
+    beyond = ~inside
+    if beyond.any():
+        edge = max(int(np.flatnonzero(inside).max()) if inside.any() else 0, 0)
+        seg = np.r_[edge, np.flatnonzero(beyond)]
+        ax.plot(grid[seg], loss[seg], color=color, ls="--", lw=1)
+    ax.fill_between(grid[inside], lo[inside], hi[inside], color=color, alpha=0.15, lw=0)
+
+
 def _extra_key(g: Group) -> tuple:
     return tuple((k, v) for k, v in g.keys.items() if k not in ("arch", "scenario"))
 
@@ -78,7 +125,7 @@ def loss_plots(groups: list[Group], out: Path, law: str, level: float, factor: f
     plt = _plt()
     written = []
     combos = sorted({(g.metric, _extra_key(g)) for g in groups}, key=str)
-    colors = plt.cm.tab10(np.linspace(0, 1, 10))
+    colors = scenario_colors(groups)
     for metric, extra in combos:
         members = [g for g in groups if g.metric == metric and _extra_key(g) == extra]
         archs = sorted({str(g.keys.get("arch", "all")) for g in members})
@@ -95,23 +142,16 @@ def loss_plots(groups: list[Group], out: Path, law: str, level: float, factor: f
             for ax, arch in zip(axes[row], archs, strict=True):
                 scen = [g for g in members if str(g.keys.get("arch", "all")) == arch]
                 scen.sort(key=lambda g: (not is_id(g), str(g.keys.get("scenario"))))
-                for i, g in enumerate(scen):
+                for g in scen:
                     f = g.get(x, law)
                     if f is None:
                         continue
                     drew = True
-                    color = "black" if is_id(g) else colors[i % 10]
-                    name = str(g.keys.get("scenario", "all"))
+                    name = _scenario(g)
+                    color = colors[name]
                     ax.scatter(f.points.X[0], f.points.y, s=12, color=color, alpha=0.8)
                     grid = curve_grid(f, factor)
-                    ax.plot(
-                        grid,
-                        f.predict(grid[None, :]),
-                        color=color,
-                        label=f"{name}: α={f.coefs['alpha']:.3f}",
-                    )
-                    lo, hi = band(f, grid, level)
-                    ax.fill_between(grid, lo, hi, color=color, alpha=0.15, lw=0)
+                    _draw_law(ax, f, grid, color, name, level)
                 ax.set_xscale("log")
                 ax.set_yscale("log")
                 _log_axes(ax)
@@ -119,14 +159,18 @@ def loss_plots(groups: list[Group], out: Path, law: str, level: float, factor: f
                 ax.set_ylabel(metric)
                 ax.set_title(arch, fontsize=9)
                 ax.grid(True, which="both", alpha=0.2)
-                if ax.get_legend_handles_labels()[0]:
-                    ax.legend(fontsize=6)
         if not drew:
             plt.close(fig)
             continue
         suffix = "".join(f"_{k}={v}" for k, v in extra)
-        fig.suptitle(f"{metric}: {law} law with {level:.0%} bands {suffix.replace('_', ' ')}")
-        fig.subplots_adjust(left=0.08, right=0.98, bottom=0.07, top=0.93, hspace=0.45, wspace=0.3)
+        fig.subplots_adjust(left=0.08, right=0.98, bottom=0.07, top=0.9, hspace=0.5, wspace=0.3)
+        fig.suptitle(
+            f"{metric}{suffix.replace('_', ' ')}: {law} law, {level:.0%} bands; "
+            "dashed = extrapolation beyond the runs",
+            y=0.995,
+            fontsize=10,
+        )
+        _legend_outside(fig, axes)
         name = _slug(f"loss_{metric}{suffix}") + ".png"
         _save(fig, out / name, dpi=90)
         plt.close(fig)
@@ -142,6 +186,7 @@ def forest_plot(groups: list[Group], out: Path, law: str, level: float) -> list[
     if not xs:
         return []
     labels = [f"{g.label()} · {g.metric}" for g in groups]
+    colors = scenario_colors(groups)
     height = 0.3 * len(groups) + 1.4
     fig, axes = plt.subplots(
         1, len(xs), figsize=(3.6 * len(xs) + 2.5, height), squeeze=False, sharey=True
@@ -152,7 +197,7 @@ def forest_plot(groups: list[Group], out: Path, law: str, level: float) -> list[
             if f is None:
                 continue
             lo, hi = interval(f.boot["alpha"], level)
-            color = "black" if is_id(g) else "tab:red"
+            color = colors[_scenario(g)]
             ax.plot([lo, hi], [i, i], color=color, lw=2)
             ax.plot(f.coefs["alpha"], i, "o", color=color)
         ax.set_title(f"α of L({x})")
@@ -160,7 +205,7 @@ def forest_plot(groups: list[Group], out: Path, law: str, level: float) -> list[
         ax.grid(True, axis="x", alpha=0.3)
     axes[0][0].set_yticks(range(len(groups)), labels, fontsize=7)
     axes[0][0].invert_yaxis()
-    fig.suptitle(f"exponents ({law} law) with {level:.0%} intervals; black = ID, red = OOD")
+    fig.suptitle(f"exponents ({law} law) with {level:.0%} intervals; colour = scenario, ID black")
     fig.subplots_adjust(
         left=2.5 / fig.get_figwidth(), right=0.98, top=1 - 0.6 / height, bottom=0.5 / height
     )
@@ -176,6 +221,7 @@ def horizon_plot(groups: list[Group], out: Path, law: str, level: float) -> list
         return []
     plt = _plt()
     archs = sorted({str(g.keys.get("arch", "all")) for g in members})
+    colors = scenario_colors(groups)
     fig, axes = plt.subplots(1, len(archs), figsize=(5 * len(archs), 4), squeeze=False)
     for ax, arch in zip(axes[0], archs, strict=True):
         lines: dict[tuple, list] = {}
@@ -192,16 +238,23 @@ def horizon_plot(groups: list[Group], out: Path, law: str, level: float) -> list
             err = np.abs(np.stack([a - ci[:, 0], ci[:, 1] - a]))
             err = np.where(np.isfinite(err), err, 0.0)
             name = " ".join(str(v) for _, v in rest) or "all"
-            style = "-" if is_id(gs[0]) else "--"
-            ax.errorbar(h, a, yerr=err, marker="o", capsize=3, ls=style, label=f"{name} ({metric})")
+            ax.errorbar(
+                h,
+                a,
+                yerr=err,
+                marker="o",
+                capsize=3,
+                color=colors[_scenario(gs[0])],
+                label=f"{name} ({metric})",
+            )
         ax.set_xscale("log", base=2)
         _log_axes(ax, y=False)
         ax.set_xlabel("forecast horizon (time points)")
-        ax.set_ylabel("α of L(N)")
+        ax.set_ylabel("α of L(N)" + (" (apparent slope)" if law == "power" else ""))
         ax.set_title(arch)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=6)
-    fig.suptitle(f"α of L(N) vs horizon ({law} law, {level:.0%} intervals; solid ID, dashed OOD)")
+    _legend_outside(fig, axes)
+    fig.suptitle(f"α of L(N) vs horizon ({law} law, {level:.0%} intervals; colour = scenario)")
     fig.subplots_adjust(left=0.1, right=0.98, bottom=0.13, top=0.85, wspace=0.3)
     _save(fig, out / "horizon.png", dpi=110)
     plt.close(fig)

@@ -6,10 +6,14 @@ from typing import Any
 
 import numpy as np
 
+from tsfm_cli.fit import verdict
 from tsfm_cli.fit.analysis import Group, is_id
 from tsfm_cli.fit.config import FitConfig
 from tsfm_cli.fit.fitting import interval
 from tsfm_cli.schema import ID_SCENARIO
+
+MAX_LINES = 8  # answers per question before the rest goes to the appendix (one screen)
+CORRECTION_NAME = "Holm's method"
 
 
 def _num(v: float, digits: int = 3) -> str:
@@ -37,25 +41,148 @@ def render(
     facts: dict[str, Any],
     images: list[str],
 ) -> str:
-    law, level = config.headline_law, config.level
+    """One screen of answers, then the appendix with every table behind them."""
     lines = ["# Scaling laws: what more size, data and compute buy", ""]
+    lines += _answers(groups, comparisons, plan_rows, tradeoff, config, facts)
+    lines += ["", "---", "", "# Appendix", ""]
+    lines += _appendix(groups, comparisons, plan_rows, tradeoff, config, facts, images)
+    return "\n".join(lines) + "\n"
+
+
+def _answers(groups, comparisons, plan_rows, tradeoff, config, facts) -> list[str]:
+    level = config.level
+    out = ["## Answers", ""]
+    out += [f"- **Warning:** {w}" for w in facts.get("warnings", [])]
+    for b in facts.get("baselines", []):
+        out.append(f"- **Beats the baselines?** {b['sentence']}")
+    scale = verdict.scale_answers(groups, 10.0, level)
+    for a in scale[:MAX_LINES]:
+        out.append(f"- **Does scale pay?** {_scale_sentence(a)}")
+    if len(scale) > MAX_LINES:
+        out.append(f"- … {len(scale) - MAX_LINES} more groups in the appendix (A1).")
+    if not scale:
+        out.append("- **Does scale pay?** No law in N could be fitted in distribution (A5).")
+    drift = verdict.drift_answers(comparisons)
+    for d in drift[:MAX_LINES]:
+        out.append(f"- **Survives {d['scenario']}?** {_drift_sentence(d)}")
+    if len(drift) > MAX_LINES:
+        out.append(f"- … {len(drift) - MAX_LINES} more drifted scenarios in the appendix (A2).")
+    for note in facts.get("refused", []):
+        out.append(f"- **Not fitted:** {note}")
+    out += _invest(plan_rows, tradeoff)
+    out.append(f"- **How sure?** {_how_sure(comparisons, config, facts)}")
+    return out
+
+
+def _scale_sentence(a: dict[str, Any]) -> str:
+    what = "apparent (pure power law, no floor)" if a["law"] == "power" else "law with floor E"
+    if a["relative"]:
+        size = f"{a['gain'] * 100:.0f}%"
+        span = (
+            f" (between {a['gain_low'] * 100:.0f}% and {a['gain_high'] * 100:.0f}%)"
+            if np.isfinite(a["gain_low"])
+            else " (no interval)"
+        )
+    else:
+        size = f"{_num(a['gain'])} (loss units)"
+        span = f" {_ci(a['gain_low'], a['gain_high'])}"
+    verdict_word = "yes" if a["clear"] else "not clearly"
+    return (
+        f"{verdict_word} — {a['group']}: a {a['factor']:.0f}× bigger model than the largest tested "
+        f"({_num(a['largest_N'])} parameters) lowers {a['metric']} by about {size}{span}; {what}."
+    )
+
+
+def _drift_sentence(d: dict[str, Any]) -> str:
+    floor = f"E higher in {d['floor_higher']}, lower in {d['floor_lower']} of {d['floor_tests']}"
+    exps = (
+        f"exponents smaller in {d['exponent_less']}, larger in {d['exponent_more']} of "
+        f"{d['exponent_tests']}"
+    )
+    head = {
+        "floor moved": "yes — the floor moved, not the scaling (more scale helps as in "
+        "distribution but cannot remove the added loss)",
+        "scaling differs": "the scaling differs: more scale helps differently here",
+        "untested": "cannot tell: no law with a floor was compared",
+        "no clear change": "yes — no clear change from in distribution",
+    }[d["verdict"]]
+    return f"{head}; {d['metric']}: {floor}, {exps} tests clear (A2)."
+
+
+def _invest(plan_rows, tradeoff) -> list[str]:
+    if not plan_rows and not tradeoff:
+        return [
+            "- **Where to invest?** No budget asked: pass `--budget-flops` or `--target-loss` "
+            "for the compute-optimal model from the joint law (answered only inside the tested "
+            "range, `--max-extrapolation`)."
+        ]
+    out = []
+    for r in plan_rows:
+        if r.get("scenario") != ID_SCENARIO:
+            continue
+        if r.get("status", "ok") != "ok" or "N_opt" not in r:
+            out.append(
+                f"- **Where to invest?** {r['group']}: no plan — {r.get('reason') or r.get('note')}"
+                " (the extrapolated numbers are in A4, marked as extrapolation)."
+            )
+            continue
+        out.append(
+            f"- **Where to invest?** {r['group']} ({r['metric']}): with {_num(r['budget_flops'])} "
+            f"FLOPs train about {_num(r['N_opt'])} parameters on {_num(r['D_opt'])} data points; "
+            f"expected loss {_num(r['loss'])} {_ci(r['loss_low'], r['loss_high'])} in "
+            f"distribution. {r.get('tested_range', '')}".rstrip()
+        )
+    for r in tradeoff[:MAX_LINES]:
+        head = f"- **Clean the data or a bigger model?** {r['group']} ({r.get('train_quality')}): "
+        if r.get("status", "ok") != "ok":
+            out.append(f"{head}no answer — the model option is outside the runs: {r['reason']}.")
+            continue
+        out.append(
+            f"{head}{r['better']} (gain from cleaning {_num(r['gain_cleaning'])}, from the model "
+            f"{_num(r['gain_model'])})."
+        )
+    return out
+
+
+def _how_sure(comparisons, config, facts) -> str:
+    fams = sorted({(c["comparison"], c.get("family_size", 0)) for c in comparisons})
+    tests = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in fams) or "none"
+    sizes = facts.get("distinct_sizes", 0)
+    extrap = (
+        "the extrapolation check (refit without the largest run) ran"
+        if sizes >= 4
+        else f"only {sizes} model sizes: the extrapolation check needs ≥ 4 and did not run"
+    )
+    return (
+        f"{config.level:.0%} intervals from {facts.get('bootstrap', 'a bootstrap over runs')} "
+        f"({config.n_boot} resamples); tests corrected by {CORRECTION_NAME} within each family "
+        f"({tests} tests); {extrap}."
+    )
+
+
+def _appendix(groups, comparisons, plan_rows, tradeoff, config, facts, images) -> list[str]:
+    law, level = config.headline_law, config.level
+    lines = []
+    if facts.get("baseline_rows"):
+        lines += [
+            "## A0. Best model vs baselines (test rows)",
+            "",
+            "| horizon | scenario | metric | best model | value | baseline | value | beats? |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['horizon'] if r['horizon'] is not None else '–'} | {r['scenario']} | "
+            f"{r['metric']} | {r['model_run']} @ {r['model_step']} | {_num(r['model_value'])} | "
+            f"{r['baseline']} | {_num(r['baseline_value'])} | {'yes' if r['beats'] else 'no'} |"
+            for r in facts["baseline_rows"]
+        ]
+        lines.append("")
+    lines += ["## A1. Exponents in distribution", ""]
+    apparent = ", whose α is only an *apparent slope*: a higher floor lowers it"
     lines += [
-        f"Fitted {facts['rows']} result rows from {facts['runs']} runs in {len(groups)} groups "
-        f"(grouped by {', '.join(facts['group_by']) or 'nothing'}); metric(s): "
-        f"{', '.join(config.metrics)} (lower is better). Intervals are {level:.0%} bootstrap "
-        f"intervals over runs ({config.n_boot} resamples).",
-        "",
-        "## In short",
-        "",
-        *_in_short(groups, comparisons, plan_rows, config),
-        "",
-        "## Headline (in-distribution)",
-        "",
-    ]
-    lines += [
-        "How much the loss falls each time the model size, the training data or the training "
-        f"compute doubles ({law} law; α and its interval in brackets). An interval that "
-        "includes 0 means the data cannot tell whether it helps at all.",
+        f"Per doubling of model size, data or compute ({law} law"
+        + (apparent if law == "power" else "")
+        + "); α and its interval in brackets.",
         "",
         "| group | metric | model size ×2 | data ×2 | compute ×2 |",
         "|---|---|---|---|---|",
@@ -79,68 +206,38 @@ def render(
     if shaky:
         lines += [
             "",
-            "Caution — refitted without the largest run, these laws missed it by more than 10%, "
-            "so do not extrapolate them far: " + "; ".join(shaky) + ".",
+            "Caution — refitted without the largest run, these laws missed it by more than 10%: "
+            + "; ".join(shaky)
+            + ".",
         ]
-    lines += ["", "## When the plant drifts (OOD vs ID)", ""]
-    ood = [c for c in comparisons if c["comparison"] == "ood_vs_id" and c["law"] == law]
+    lines += ["", "## A2. Drift vs in distribution", ""]
+    ood = [c for c in comparisons if c["comparison"] == "ood_vs_id"]
     if ood:
         lines += [
-            "A negative difference means size/data/compute helps *less* under that drift.",
+            "Difference OOD − ID of the floor E and of the exponents (laws with a floor), and of "
+            "the pure power law's apparent slope (never read as a change of scaling). p adjusted "
+            f"by {CORRECTION_NAME} over all {ood[0].get('family_size', len(ood))} drift tests.",
             "",
-            "| group | X | α OOD | α ID | difference | interval | clear? |",
-            "|---|---|---|---|---|---|---|",
+            "| group | drift | metric | X | law | quantity | OOD | ID | difference | interval "
+            "| p adj. | clear? |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
-        for c in ood:
-            lines.append(
-                f"| {c['group']} · {c['label_a']} · {c['metric']} | {c['x']} | "
-                f"{_num(c['value_a'])} | {_num(c['value_b'])} | {_num(c['diff'])} | "
-                f"{_ci(c['ci_low'], c['ci_high'])} | {_clear(c)} |"
-            )
+        lines += [_comparison_row(c) for c in ood]
     else:
         lines.append("No OOD scenario with a matching ID group was fitted.")
-    arch_rows = [c for c in comparisons if c["comparison"] == "arch_vs_arch" and c["law"] == law]
+    arch_rows = [c for c in comparisons if c["comparison"] == "arch_vs_arch"]
     if arch_rows:
         lines += [
             "",
-            "## Architectures compared",
+            "## A3. Architectures compared",
             "",
-            "| group | X | A | α A | B | α B | difference | interval | clear? |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| group | A | metric | X | law | quantity | A | B | difference | interval "
+            "| p adj. | clear? |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
-        for c in arch_rows:
-            lines.append(
-                f"| {c['group']} · {c['metric']} | {c['x']} | {c['label_a']} | "
-                f"{_num(c['value_a'])} | {c['vs']} | {_num(c['value_b'])} | {_num(c['diff'])} | "
-                f"{_ci(c['ci_low'], c['ci_high'])} | {_clear(c)} |"
-            )
+        lines += [_comparison_row(c) for c in arch_rows]
     if plan_rows:
-        lines += ["", "## Plan", ""]
-        if config.budget_flops is not None:
-            lines.append(f"Budget: {config.budget_flops:.3g} FLOPs.")
-        else:
-            lines.append(f"Target ID loss: {config.target_loss:.4g}.")
-        lines += [
-            "",
-            "Compute-optimal allocation from the joint law L(N, D); C ≈ 6·k·N·D with k "
-            f"= {_num(plan_rows[0].get('flops_per_6nd', 1.0))} measured from the runs.",
-            "",
-            "| group | scenario | budget (FLOPs) | N_opt | D_opt | predicted loss | interval |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for r in plan_rows:
-            if "N_opt" not in r:
-                lines.append(
-                    f"| {r['group']} | {r['scenario']} | – | – | – | – | {r.get('note', '')} |"
-                )
-                continue
-            lines.append(
-                f"| {r['group']} · {r['metric']} | {r['scenario']} | "
-                f"{_num(r['budget_flops'])} | "
-                f"{_num(r['N_opt'])} {_ci(r['N_opt_low'], r['N_opt_high'])} | "
-                f"{_num(r['D_opt'])} {_ci(r['D_opt_low'], r['D_opt_high'])} | "
-                f"{_num(r['loss'])} | {_ci(r['loss_low'], r['loss_high'])} |"
-            )
+        lines += _plan_table(plan_rows, config)
     if tradeoff:
         lines += [
             "",
@@ -164,7 +261,7 @@ def render(
             )
     lines += [
         "",
-        "## How good are the fits",
+        "## A5. How good are the fits",
         "",
         "R² and RMSE in log space (loss space where losses are not all positive); the "
         "extrapolation error is the law fitted without the largest X, predicting it.",
@@ -179,83 +276,79 @@ def render(
                 f"{_num(f.rmse)} | {_pct(f.extrap_rel_err)} | {'yes' if f.converged else 'no'} | "
                 f"{f.note.strip().rstrip(';')} |"
             )
-    lines += ["", "## Data notes", ""]
-    for reason, n in facts.get("dropped", {}).items():
-        lines.append(f"- {n} rows left out: {reason}.")
+    lines += ["", "## A6. Data notes", ""]
+    lines += [f"- {n} rows left out: {reason}." for reason, n in facts.get("dropped", {}).items()]
     lines.append(
-        f"- Non-finite losses: {facts['nonfinite']}; non-positive losses: "
-        f"{facts['nonpositive']} (left out of the pure power law only)."
+        f"- Fitted {facts['rows']} result rows from {facts['runs']} runs in {len(groups)} groups "
+        f"(grouped by {', '.join(facts['group_by']) or 'nothing'}); metric(s): "
+        f"{', '.join(config.metrics)} (lower is better)."
+    )
+    lines.append(
+        f"- Non-finite losses: {facts['nonfinite']}; losses ≤ 0: {facts['nonpositive']} "
+        "(the pure power law refuses a group that has any)."
     )
     lines.append(
         f"- Rows per law: L(N) {config.n_rows}, L(D) {config.d_rows}, L(C) "
         f"{config.c_rows}, checkpoint {config.checkpoint}."
     )
+    lines += [f"- {n}" for n in facts.get("notes", [])]
     if images:
-        lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in images]
-    return "\n".join(lines) + "\n"
+        lines += ["", "## A7. Plots", ""] + [f"![{name}]({name})" for name in images]
+    return lines
 
 
-def _in_short(
-    groups: list[Group],
-    comparisons: list[dict[str, Any]],
-    plan_rows: list[dict[str, Any]],
-    config: FitConfig,
-) -> list[str]:
-    """A few plain sentences: what a 10× bigger model buys, drift, the plan."""
-    law, level = config.headline_law, config.level
-    out = []
-    for g in groups:
-        f = g.get("N", law)
-        if f is None or not is_id(g):
-            continue
-        a = f.coefs["alpha"]
-        lo, hi = interval(f.boot["alpha"], level)
-        gain = (1 - 10 ** (-a)) * 100
-        if np.isfinite(lo):
-            span = f" (between {(1 - 10 ** (-lo)) * 100:.0f}% and {(1 - 10 ** (-hi)) * 100:.0f}%)"
-        else:
-            span = " (no interval)"
-        verb = "lowers" if gain >= 0 else "raises"
-        out.append(
-            f"- {g.label(('scenario',))}: a 10× bigger model {verb} {g.metric} by about "
-            f"{abs(gain):.0f}%{span}."
-        )
-    ood = [c for c in comparisons if c["comparison"] == "ood_vs_id" and c["law"] == law]
-    ood = [c for c in ood if c["x"] == "N"]
-    if ood:
-        less = sum(1 for c in ood if c["excludes_zero"] and c["diff"] < 0)
-        more = sum(1 for c in ood if c["excludes_zero"] and c["diff"] > 0)
-        out.append(
-            f"- Under drift: in {less} of {len(ood)} drifted scenario groups a bigger model helps "
-            f"clearly less than in distribution, in {more} clearly more; in the rest the data "
-            "cannot tell."
-        )
+def _comparison_row(c: dict[str, Any]) -> str:
+    return (
+        f"| {c['group']} | {c['label_a']} | {c['metric']} | {c['x']} | {c['law']} | "
+        f"{c['quantity']} ({c['coef']}) | {_num(c['value_a'])} | {_num(c['value_b'])} | "
+        f"{_num(c['diff'])} | {_ci(c['ci_low'], c['ci_high'])} | {_p(c['p_adjusted'])} | "
+        f"{_clear(c)} |"
+    )
+
+
+def _plan_table(plan_rows, config) -> list[str]:
+    lines = ["", "## A4. Plan", ""]
+    if config.budget_flops is not None:
+        lines.append(f"Budget: {config.budget_flops:.3g} FLOPs.")
+    else:
+        lines.append(f"Target ID loss: {config.target_loss:.4g}.")
+    lines += [
+        "",
+        "Compute-optimal allocation from the joint law L(N, D); C ≈ 6·k·N·D with k "
+        f"= {_num(plan_rows[0].get('flops_per_6nd', 1.0))} measured from the runs. Rows marked "
+        "**extrapolation** lie outside the tested range and are not a recommendation.",
+        "",
+        "| group | scenario | budget (FLOPs) | N_opt | D_opt | predicted loss | status |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in plan_rows:
-        if r["scenario"] != ID_SCENARIO or "N_opt" not in r:
+        if "N_opt" not in r:
+            lines.append(
+                f"| {r['group']} | {r['scenario']} | – | – | – | – | {r.get('note', '')} |"
+            )
             continue
-        worst = [
-            p["loss"]
-            for p in plan_rows
-            if p["group"] == r["group"]
-            and p["metric"] == r["metric"]
-            and p["scenario"] != ID_SCENARIO
-            and "loss" in p
-        ]
-        drift = f"; under drift up to {_num(max(worst))}" if worst else ""
-        out.append(
-            f"- Plan for {r['group']} ({r['metric']}): with "
-            f"{_num(r['budget_flops'])} FLOPs train about {_num(r['N_opt'])} parameters on "
-            f"{_num(r['D_opt'])} data points; expected loss {_num(r['loss'])} "
-            f"{_ci(r['loss_low'], r['loss_high'])} in distribution{drift}."
+        status = r.get("status", "ok")
+        mark = f"**extrapolation**: {r.get('reason', '')}" if status != "ok" else "inside"
+        lines.append(
+            f"| {r['group']} · {r['metric']} | {r['scenario']} | {_num(r['budget_flops'])} | "
+            f"{_num(r['N_opt'])} {_ci(r['N_opt_low'], r['N_opt_high'])} | "
+            f"{_num(r['D_opt'])} {_ci(r['D_opt_low'], r['D_opt_high'])} | "
+            f"{_num(r['loss'])} {_ci(r['loss_low'], r['loss_high'])} | {mark} |"
         )
-    return out or ["- No law in N could be fitted (see the notes below)."]
+    ranges = sorted({r["tested_range"] for r in plan_rows if r.get("tested_range")})
+    lines += [""] + ranges if ranges else []
+    return lines
+
+
+def _p(v: float) -> str:
+    return "–" if v is None or not np.isfinite(v) else f"{v:.2g}"
 
 
 def _clear(c: dict[str, Any]) -> str:
-    """Does the interval of a difference exclude zero ("–" when there is no interval)?"""
-    if not np.isfinite(c["ci_low"]):
+    """The corrected verdict ("–" when there is no test: no interval)."""
+    if not np.isfinite(c.get("p_adjusted", float("nan"))):
         return "–"
-    return "yes" if c["excludes_zero"] else "no"
+    return "yes" if c["clear"] else "no"
 
 
 def _pct(v: float) -> str:

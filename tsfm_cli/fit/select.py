@@ -28,6 +28,7 @@ class Points:
     y: np.ndarray  # [n] metric
     runs: np.ndarray  # [n] run_id of each point (the bootstrap resamples runs)
     rule: str  # which rows, in words
+    se: np.ndarray | None = None  # [n] standard error of each point from its windows, or None
 
 
 def per_run(frame: pl.DataFrame, metric: str, checkpoint: str) -> pl.DataFrame:
@@ -56,14 +57,26 @@ def select_points(
     d_rows: str = "max_n",
     c_rows: str = "frontier",
     checkpoint: str = "best",
+    select_on: pl.DataFrame | None = None,
 ) -> Points:
-    """The points of one group that feed the law in `x` ("N", "D", "C" or "N,D")."""
+    """The points of one group that feed the law in `x` ("N", "D", "C" or "N,D").
+
+    With `select_on` (the validation rows of the same runs), the best checkpoints and the
+    compute frontier are chosen there and the group's own (test) rows at those run × step are
+    fitted: selection never looks at the numbers it reports.
+    """
     cols = frame.columns
+    chooser = frame if select_on is None else select_on
+    where = "" if select_on is None else " (chosen on validation rows)"
     if x == "C" and c_rows == "frontier":
-        rows, rule = frontier(frame, metric), "compute frontier over all checkpoints"
+        rows, rule = frontier(chooser, metric), "compute frontier over all checkpoints" + where
     else:
-        rows = per_run(frame, metric, checkpoint)
-        rule = f"{checkpoint} checkpoint of each run"
+        rows = per_run(chooser, metric, checkpoint)
+        rule = f"{checkpoint} checkpoint of each run{where}"
+    if select_on is not None:
+        rows = frame.join(rows.select("run_id", "step"), on=["run_id", "step"], how="semi")
+        rows = rows.filter(pl.col(metric).is_finite()).sort("run_id", "step")
+    if not (x == "C" and c_rows == "frontier"):
         if x == "N" and n_rows == "max_d" and "data_points" in cols and rows.height:
             top = rows["data_points"].max()
             rows = rows.filter(pl.col("data_points") == top)
@@ -75,4 +88,6 @@ def select_points(
     names = ["params", "data_points"] if x == "N,D" else [X_COLUMNS[x]]
     rows = rows.filter(pl.all_horizontal([pl.col(c).is_finite() & (pl.col(c) > 0) for c in names]))
     X = np.stack([rows[c].to_numpy().astype(float) for c in names])  # [m, 0] when no rows
-    return Points(X, rows[metric].to_numpy().astype(float), rows["run_id"].to_numpy(), rule)
+    se_col = f"{metric}_se"
+    se = rows[se_col].cast(pl.Float64).to_numpy() if se_col in rows.columns else None
+    return Points(X, rows[metric].to_numpy().astype(float), rows["run_id"].to_numpy(), rule, se)

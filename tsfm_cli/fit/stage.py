@@ -9,10 +9,11 @@ from typing import Any
 import polars as pl
 
 from tsfm_cli.errors import BadInputError, TsfmError
-from tsfm_cli.fit import analysis, plots, report, tables
+from tsfm_cli.fit import analysis, plots, report, tables, versus_baselines
 from tsfm_cli.fit.config import FitConfig
-from tsfm_cli.fit.fitting import interval
-from tsfm_cli.fit.load import read_results
+from tsfm_cli.fit.fitting import NONPOSITIVE_HINT, interval
+from tsfm_cli.fit.load import WINDOWS_FILE, read_results
+from tsfm_cli.fit.roles import split_roles
 from tsfm_cli.groupkeys import rows_for_grouping
 from tsfm_cli.recipe import config_dict
 from tsfm_cli.stagedir import StageWriter, claim_output, fingerprint, reuse_summary
@@ -44,7 +45,11 @@ def run_fit(
     reused = reuse_summary(out_dir, STAGE, fp, reporter)
     if reused is not None:
         return reused
-    frame = rows_for_grouping(loaded.frame, config.group_by)  # per-line rows only if asked
+    # per-line rows only when the grouping asks for a group key (tsfm_cli/groupkeys.py)
+    roles = split_roles(rows_for_grouping(loaded.frame, config.group_by))
+    frame = roles.models
+    if frame.is_empty():
+        raise BadInputError(f"{paths[0]}: only baseline rows; no trained model to fit laws to")
     specs = analysis.law_specs(frame, config)
     if not specs:
         raise BadInputError(
@@ -54,7 +59,8 @@ def run_fit(
     cols = analysis.group_columns(frame, config)
     n_groups = frame.select(cols).unique().height if cols else 1
     with reporter.progress("fitting laws", n_groups * len(specs) * len(config.metrics)) as task:
-        groups = analysis.fit_groups(frame, config, progress=task)
+        groups = analysis.fit_groups(frame, config, progress=task, val=roles.val)
+    baseline_rows = versus_baselines.compare_baselines(roles, config.metrics[0])
     comparisons = analysis.compare(groups, config.level)
     plan_rows = analysis.plan(groups, frame, config)
     tradeoff = analysis.quality_tradeoff(groups, frame, config)
@@ -75,6 +81,13 @@ def run_fit(
         "dropped": loaded.dropped,
         "nonfinite": sum(g.n_nonfinite for g in groups),
         "nonpositive": sum(g.n_nonpositive for g in groups),
+        "refused": _refused(groups),
+        "distinct_sizes": frame["params"].n_unique() if "params" in frame.columns else 0,
+        "bootstrap": _bootstrap_words(loaded),
+        "warnings": list(roles.warnings) + _seed_warning(loaded),
+        "baselines": _baseline_answers(baseline_rows, roles),
+        "baseline_rows": baseline_rows,
+        "notes": [],
     }
     summary: dict[str, Any] = {
         "out_dir": str(out_dir),
@@ -92,8 +105,15 @@ def run_fit(
         "nonpositive_losses": facts["nonpositive"],
         "exponents": _headline(groups, config),
         "differences_excluding_zero": sum(1 for c in comparisons if c["excludes_zero"]),
+        "clear_differences": sum(1 for c in comparisons if c["clear"]),
+        "correction": "holm",
         "plan": plan_rows,
         "quality_tradeoff": tradeoff,
+        "baselines": baseline_rows,
+        "selection": "validation rows" if roles.val is not None else "test rows (no validation)",
+        "bootstrap": facts["bootstrap"],
+        "seeds_per_configuration": loaded.seeds,
+        "window_rows": loaded.windows,
     }
     summary = _finite(summary)
     with StageWriter(out_dir, STAGE, cfg, loaded.inputs, command=command, wait_s=wait_s) as w:
@@ -103,6 +123,8 @@ def run_fit(
             w.write_parquet("comparisons.parquet", tables.rows_frame(comparisons))
         if plan_rows:
             w.write_parquet("plan.parquet", tables.rows_frame(plan_rows))
+        if baseline_rows:
+            w.write_parquet("baselines.parquet", tables.rows_frame(baseline_rows))
         if tradeoff:
             w.write_parquet("tradeoff.parquet", tables.rows_frame(tradeoff))
         images: list[str] = []
@@ -159,6 +181,60 @@ def _headline(groups: list[analysis.Group], config: FitConfig) -> list[dict[str,
                 )
             row["note"] = f.note.strip().rstrip(";")
             out.append(row)
+    return out
+
+
+def _bootstrap_words(loaded) -> str:
+    seeds = "configurations, then seeds within each" if loaded.seeds > 1 else "runs"
+    if loaded.windows:
+        return (
+            f"a hierarchical bootstrap over {seeds} and the evaluation windows of each run "
+            f"({loaded.windows} window rows; the window level drawn from the standard error of "
+            "each run's mean, windows clustered by series)"
+        )
+    return (
+        f"a bootstrap over {seeds} only (no {WINDOWS_FILE} next to the results: evaluation-window "
+        "noise is not in the intervals)"
+    )
+
+
+def _seed_warning(loaded) -> list[str]:
+    if loaded.seeds > 1:
+        return []
+    return [
+        "one seed per configuration: the intervals do not include seed-to-seed training noise; "
+        "run ≥ 2 seeds where a claim rests on an interval"
+    ]
+
+
+def _baseline_answers(rows: list[dict[str, Any]], roles) -> list[dict[str, str]]:
+    if not rows:
+        why = (
+            'no baseline rows (arch "baseline") in the results'
+            if roles.baselines.is_empty()
+            else "the baseline rows share no scenario, horizon and metric (MASE, CRPS) with runs"
+        )
+        return [{"sentence": f"cannot tell: {why}, so nothing says a model beats seasonal naive."}]
+    on_val = roles.val is not None
+    return [{"sentence": s} for s in versus_baselines.sentences(rows, on_val)]
+
+
+def _refused(groups: list[analysis.Group]) -> list[str]:
+    """One line per metric whose pure power law was refused (losses ≤ 0), never silently."""
+    out = []
+    for metric in dict.fromkeys(g.metric for g in groups):
+        n = sum(
+            1
+            for g in groups
+            if g.metric == metric
+            for f in g.fits
+            if f.law == "power" and f.refused_nonpositive
+        )
+        if n:
+            out.append(
+                f"the pure power law of {metric} was refused in {n} law(s): {metric} has losses "
+                f"≤ 0 (scaled NLL can be negative) — {NONPOSITIVE_HINT}."
+            )
     return out
 
 
