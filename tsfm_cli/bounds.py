@@ -46,6 +46,7 @@ BOUNDS: dict[str, dict[str, tuple[float, float]]] = {
         "id_start": (0, 1),
         "train_end": (0, 1),
         "future_start": (0, 1),
+        "val_fraction": (0, 0.99),
         "severities": (0, 1000),
         "seed": SEED,
     },
@@ -75,6 +76,8 @@ BOUNDS: dict[str, dict[str, tuple[float, float]]] = {
         "patch_size": PATCH,
         "components": (1, 256),
         "steps": STEPS,
+        "epochs": (1e-6, 1e6),
+        "compute_budgets": (1, 1e40),
         "batch_size": (1, 1_000_000),
         "lr": LR,
         "min_lr": LR,
@@ -101,6 +104,9 @@ BOUNDS: dict[str, dict[str, tuple[float, float]]] = {
         "target_factor": (1, 1e6),
         "budget_flops": (1, 1e40),
         "target_loss": (-1e6, 1e6),
+        "max_extrapolation": (1, 1e12),
+        "data_available": (1, 1e30),
+        "workers": (0, 1024),
     },
 }
 
