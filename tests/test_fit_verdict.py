@@ -359,3 +359,25 @@ def test_bad_settings_and_baseline_only_tables_are_bad_input(tmp_path):
     only.write_parquet(tmp_path / "only.parquet")
     with pytest.raises(BadInputError, match="only baseline rows"):
         run_fit([tmp_path / "only.parquet"], tmp_path / "c", FitConfig(n_boot=10))
+
+
+def test_a_loss_that_rises_with_size_is_said_to_rise():
+    from tsfm_cli.fit.report import _scale_sentence
+
+    answer = {
+        "law": "power_e",
+        "relative": True,
+        "gain": -0.07,
+        "gain_low": -0.12,
+        "gain_high": 0.01,
+        "clear": False,
+        "group": "decoder · horizon 128",
+        "factor": 10.0,
+        "largest_N": 25_400.0,
+        "metric": "crps",
+    }
+    sentence = _scale_sentence(answer)
+    assert "raises crps by about 7% (between -1% and 12%)" in sentence
+    assert "lowers" not in sentence and "-7%" not in sentence
+    answer |= {"gain": 0.17, "gain_low": 0.1, "gain_high": 0.2}
+    assert "lowers crps by about 17% (between 10% and 20%)" in _scale_sentence(answer)

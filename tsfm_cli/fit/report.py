@@ -76,20 +76,25 @@ def _answers(groups, comparisons, plan_rows, tradeoff, config, facts) -> list[st
 
 def _scale_sentence(a: dict[str, Any]) -> str:
     what = "apparent (pure power law, no floor)" if a["law"] == "power" else "law with floor E"
+    # a negative gain is a loss that rises with size: said as such, never "lowers by -7%"
+    verb = "lowers" if not a["gain"] < 0 else "raises"
+    sign = 1 if verb == "lowers" else -1
     if a["relative"]:
-        size = f"{a['gain'] * 100:.0f}%"
+        size = f"{sign * a['gain'] * 100:.0f}%"
+        low, high = sorted((sign * a["gain_low"], sign * a["gain_high"]))
         span = (
-            f" (between {a['gain_low'] * 100:.0f}% and {a['gain_high'] * 100:.0f}%)"
+            f" (between {low * 100:.0f}% and {high * 100:.0f}%)"
             if np.isfinite(a["gain_low"])
             else " (no interval)"
         )
     else:
-        size = f"{_num(a['gain'])} (loss units)"
-        span = f" {_ci(a['gain_low'], a['gain_high'])}"
+        size = f"{_num(sign * a['gain'])} (loss units)"
+        low, high = sorted((sign * a["gain_low"], sign * a["gain_high"]))
+        span = f" {_ci(low, high)}"
     verdict_word = "yes" if a["clear"] else "not clearly"
     return (
         f"{verdict_word} — {a['group']}: a {a['factor']:.0f}× bigger model than the largest tested "
-        f"({_num(a['largest_N'])} parameters) lowers {a['metric']} by about {size}{span}; {what}."
+        f"({_num(a['largest_N'])} parameters) {verb} {a['metric']} by about {size}{span}; {what}."
     )
 
 
