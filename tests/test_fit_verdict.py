@@ -381,3 +381,27 @@ def test_a_loss_that_rises_with_size_is_said_to_rise():
     assert "lowers" not in sentence and "-7%" not in sentence
     answer |= {"gain": 0.17, "gain_low": 0.1, "gain_high": 0.2}
     assert "lowers crps by about 17% (between 10% and 20%)" in _scale_sentence(answer)
+
+
+def test_compute_frontier_uses_end_of_schedule_checkpoints_only():
+    """A mid-run checkpoint of a run whose schedule ends later is never a point of L(C)."""
+    from tsfm_cli.fit.select import select_points
+
+    frame = pl.DataFrame(
+        {
+            "run_id": ["a", "a", "b", "b"],
+            "step": [50, 100, 50, 100],
+            "final": [False, True, False, True],
+            "flops": [1e9, 2e9, 2e9, 4e9],
+            "params": [100, 100, 200, 200],
+            "data_points": [1000, 1000, 1000, 1000],
+            # b's mid-run checkpoint is lower than a's end: an envelope over every checkpoint
+            # would take it; over ends, it takes a's and b's ends only
+            "crps": [0.9, 0.8, 0.7, 0.6],
+        }
+    )
+    points = select_points(frame, "crps", "C")
+    assert sorted(points.X[0].tolist()) == [2e9, 4e9]
+    assert "end-of-schedule" in points.rule
+    legacy = select_points(frame.drop("final"), "crps", "C")
+    assert sorted(legacy.X[0].tolist()) == [1e9, 2e9, 4e9]

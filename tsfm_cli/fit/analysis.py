@@ -14,7 +14,7 @@ from tsfm_cli.fit.blas import single_thread
 from tsfm_cli.fit.config import AUTO_GROUPS, VARYING_GROUPS, FitConfig
 from tsfm_cli.fit.fitting import GroupTask, LawFit, fit_many, interval, run_counts
 from tsfm_cli.fit.load import CONFIG, X_COLUMNS
-from tsfm_cli.fit.select import select_points
+from tsfm_cli.fit.select import end_of_schedule, select_points
 from tsfm_cli.schema import ID_SCENARIO
 
 # what a comparison between two groups looks at, per law: the floor E and the reducible-term
@@ -327,9 +327,12 @@ def correct(rows: list[dict[str, Any]], alpha: float) -> list[dict[str, Any]]:
 
 
 def flops_per_nd(frame: pl.DataFrame) -> float:
-    """k in C ≈ 6·k·N·D (tokens per data point, measured: median of C / (6·N·D) over runs)."""
+    """k in C ≈ 6·k·N·D (tokens per data point, measured: median of C / (6·N·D) over runs, at
+    the end of their schedules: with D a token budget it is the schedule's passes × tokens per
+    point, the same for every run, not a factor that moves with the checkpoints kept)."""
     if not {"flops", "params", "data_points"} <= set(frame.columns):
         return 1.0
+    frame = end_of_schedule(frame)
     ratio = (frame["flops"] / (6.0 * frame["params"] * frame["data_points"])).to_numpy()
     ratio = ratio[np.isfinite(ratio) & (ratio > 0)]
     return float(np.median(ratio)) if ratio.size else 1.0

@@ -4,8 +4,9 @@ Defaults:
 - L(N): the best checkpoint of each run trained on the largest D (``n_rows: max_d``; ``all``
   takes every run's best checkpoint);
 - L(D): the best checkpoint of each run of the largest N (``d_rows: max_n``, or ``all``);
-- L(C): the compute-efficient frontier, the lower envelope of loss over every checkpoint of every
-  run (``c_rows: frontier``; ``best`` takes each run's best checkpoint instead);
+- L(C): the compute-efficient frontier, the lower envelope of loss over the end-of-schedule
+  checkpoint of every run (``final``; every checkpoint for tables without it) (``c_rows:
+  frontier``; ``best`` takes each run's best checkpoint instead);
 - L(N, D): the best checkpoint of every run.
 "best" is the lowest metric over a run's checkpoints; ``checkpoint: last`` takes the last step.
 """
@@ -48,6 +49,17 @@ def frontier(frame: pl.DataFrame, metric: str, x_col: str = "flops") -> pl.DataF
     return rows.filter(pl.col(metric) < prev_min)
 
 
+def end_of_schedule(frame: pl.DataFrame) -> pl.DataFrame:
+    """The rows at the end of each run's own schedule (``final``), when the table says which.
+
+    A mid-run checkpoint of a run whose learning rate decays to a later end is not a point of
+    L(C): its loss is that of a run not yet cooled down (the Kaplan-vs-Chinchilla pitfall).
+    Tables without ``final`` (older results, embed-bench) are returned unchanged."""
+    if "final" not in frame.columns or not frame["final"].fill_null(False).any():
+        return frame
+    return frame.filter(pl.col("final").fill_null(False))
+
+
 def select_points(
     frame: pl.DataFrame,
     metric: str,
@@ -69,7 +81,9 @@ def select_points(
     chooser = frame if select_on is None else select_on
     where = "" if select_on is None else " (chosen on validation rows)"
     if x == "C" and c_rows == "frontier":
-        rows, rule = frontier(chooser, metric), "compute frontier over all checkpoints" + where
+        ends = end_of_schedule(chooser)
+        over = "end-of-schedule checkpoints" if ends is not chooser else "all checkpoints"
+        rows, rule = frontier(ends, metric), f"compute frontier over {over}" + where
     else:
         rows = per_run(chooser, metric, checkpoint)
         rule = f"{checkpoint} checkpoint of each run{where}"
