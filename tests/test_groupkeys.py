@@ -110,6 +110,10 @@ def test_fit_by_line_answers_per_line(results, tmp_path, tsfm):
     # test scenarios (id, level_shift:2) × lines: validation rows choose checkpoints, they are
     # not a scenario of their own in the laws
     assert by_line["groups"] == 2 * 2
+    # `--group-by line` alone: per line within the default groups (scenario, horizon, …)
+    only_line = run_fit([results], tmp_path / "only_line", FitConfig(group_by=["line"], **fast))
+    assert only_line["group_by"][-1] == "line" and "scenario" in only_line["group_by"]
+    assert only_line["groups"] == by_line["groups"] * 2  # × the fixture's 2 horizons
     # without a group key the fit reads the all-window rows only (one group per scenario)
     plain = run_fit([results], tmp_path / "plain", FitConfig(group_by=["scenario"], **fast))
     # the same through the real CLI

@@ -58,13 +58,22 @@ def group_columns(frame: pl.DataFrame, config: FitConfig) -> list[str]:
         missing = [c for c in config.group_by if c not in frame.columns]
         if missing:
             raise BadInputError(f"fit.group_by: column {missing[0]!r} is not in the results")
-        return list(config.group_by)
-    cols = [
+        if any(c in AUTO_GROUPS for c in config.group_by):
+            return list(config.group_by)  # the user's whole grouping
+        # only group keys (`--group-by line`): per line *within* the default groups, never one
+        # law pooling encoder and decoder or ID and drift
+        auto = _auto_groups(frame)
+        return auto + [c for c in config.group_by if c not in auto]
+    cols = _auto_groups(frame)
+    return cols + group_key_columns(frame, cols)
+
+
+def _auto_groups(frame: pl.DataFrame) -> list[str]:
+    return [
         c
         for c in AUTO_GROUPS
         if c in frame.columns and (c not in VARYING_GROUPS or frame[c].n_unique() > 1)
     ]
-    return cols + group_key_columns(frame, cols)
 
 
 # columns that describe a run, a row or a scenario, never a subset of the evaluation data
