@@ -486,6 +486,17 @@ class _Run:
         eval_at = set(checkpoint_steps(self.steps, config.checkpoints))
         zero = is_global_zero(config)
 
+        def at_checkpoint(step: int, tokens: int) -> dict[str, Any]:
+            """The columns that say where in its schedule a row was measured."""
+            return {
+                "step": step,
+                "final": step == self.steps,
+                "epochs": epochs_done(step, batch, self.window, self.sampler.data_points),
+                "tokens": tokens,
+                "flops": 6.0 * n_params * tokens,
+                "flops_attn": per_token_attn * tokens,
+            }
+
         def on_eval(trainer, mod, step: int) -> None:
             if not trainer.is_global_zero:
                 return
@@ -498,14 +509,7 @@ class _Run:
                 mod.device,
                 with_windows=True,
             )
-            at = {
-                "step": step,
-                "final": step == self.steps,
-                "epochs": epochs_done(step, batch, self.window, self.sampler.data_points),
-                "tokens": mod.tokens,
-                "flops": 6.0 * n_params * mod.tokens,
-                "flops_attn": per_token_attn * mod.tokens,
-            }
+            at = at_checkpoint(step, mod.tokens)
             for row in found:
                 self.rows.append(
                     {
@@ -580,12 +584,7 @@ class _Run:
                     {
                         **self.base,
                         **group.describe(),
-                        "step": step,
-                        "final": step == self.steps,
-                        "epochs": epochs_done(step, batch, self.window, self.sampler.data_points),
-                        "tokens": module.tokens,
-                        "flops": 6.0 * n_params * module.tokens,
-                        "flops_attn": per_token_attn * module.tokens,
+                        **at_checkpoint(step, module.tokens),
                         "status": "failed",
                         "reason": reason,
                     }
