@@ -212,6 +212,34 @@ def test_disk_full_is_one_line_exit_1_and_the_old_output_intact(tmp_path, monkey
     assert manifest["stage"] == "ood-split"
 
 
+def test_disk_full_while_writing_a_checkpoint_is_one_line_exit_1(tmp_path, monkeypatch):
+    """torch reports a full disk without an errno; the CLI still says disk full, naming the file."""
+    import pytorch_lightning as lightning
+    import yaml
+
+    from tsfm_cli.cli import app
+
+    splits = make_splits(tmp_path / "splits", n_series=2, train_length=400, windows=2)
+
+    def full(self, path, *args, **kwargs):
+        raise RuntimeError(
+            "[enforce fail at inline_container.cc:783] . PytorchStreamWriter failed writing "
+            "file data/0: file write failed"
+        )
+
+    monkeypatch.setattr(lightning.Trainer, "save_checkpoint", full)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"train": {**TINY, "schedule": "steps", "baselines": []}}))
+    out = tmp_path / "results"
+    args = ["train", str(splits), "-o", str(out), "-c", str(recipe), "--quiet"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "disk full" in lines[0] and "last.ckpt.tmp" in lines[0], lines
+    assert "internal error" not in result.output and not out.exists()
+    assert not list((tmp_path / "results.runs").glob("*/last.ckpt.tmp"))
+
+
 def test_inspect_names_a_damaged_file_without_reading_it(tmp_path):
     clean = make_ingest_dir(tmp_path / "clean")
     flip_bit(clean / "series.parquet", offset=4)

@@ -21,6 +21,7 @@ changed inputs or settings mean new runs and the same data anywhere means the sa
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -528,7 +529,10 @@ class _Run:
 
         def save(trainer) -> None:
             tmp = self.dir / "last.ckpt.tmp"
-            trainer.save_checkpoint(tmp)
+            try:
+                trainer.save_checkpoint(tmp)
+            except RuntimeError as exc:
+                raise checkpoint_write_error(exc, tmp) from exc
             if trainer.is_global_zero:
                 os.replace(tmp, self.dir / "last.ckpt")
 
@@ -759,6 +763,17 @@ def run_sweep(
                 all_rows.append(pl.read_parquet(rows_path))
     rows = pl.concat(all_rows, how="diagonal") if all_rows else rows_frame([])
     return rows, pl.DataFrame(summaries, infer_schema_length=None)
+
+
+def checkpoint_write_error(exc: RuntimeError, path: Path) -> BaseException:
+    """torch's checkpoint writer reports a full disk as a RuntimeError without an errno
+    ("PytorchStreamWriter failed writing file …: file write failed"): turned into the OSError the
+    CLI names as disk full (one line, exit 1), the partial file removed. Other errors unchanged."""
+    text = str(exc)
+    if "write failed" not in text and os.strerror(errno.ENOSPC) not in text:
+        return exc
+    Path(path).unlink(missing_ok=True)
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
 
 def finished_run_damage(run_dir: Path) -> str | None:
