@@ -37,9 +37,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def generate(path: Path, rows: int, sensors: int, seed: int = 0) -> None:
+def generate(
+    path: Path, rows: int, sensors: int, seed: int = 0, start: str = "2024-01-01T00:00:00"
+) -> None:
     rng = np.random.default_rng(seed)
-    t0 = np.datetime64("2024-01-01T00:00:00")
+    t0 = np.datetime64(start)
     seconds = np.arange(rows, dtype=np.int64)
     seconds[rows // 2 :] += 600  # a ten-minute gap
     times = (t0 + seconds.astype("timedelta64[s]")).astype(str)
