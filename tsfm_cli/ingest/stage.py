@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePath
 from typing import Any
@@ -24,7 +25,7 @@ from tsfm_cli.ingest.fill import fill_gaps
 from tsfm_cli.ingest.grid import build_grid, series_table
 from tsfm_cli.ingest.groups import keys_from_path
 from tsfm_cli.ingest.reader import long_readings, read_source, reading_count
-from tsfm_cli.ingest.report import GATED, build_report, quality_plot
+from tsfm_cli.ingest.report import GATED, PLOT_MAX_SERIES, build_report, plot_rows, quality_plot
 from tsfm_cli.ingest.sniff import CHUNK, LineLimit
 from tsfm_cli.ingest.table import REJECT_SCHEMA
 from tsfm_cli.recipe import config_dict
@@ -147,7 +148,7 @@ def run_ingest(
         failed: list[dict[str, str]] = list(unreadable)
         # (file index, file, part key, readings of a file parsed now, None for a reused part)
         parts: list[tuple[int, str, str, pl.DataFrame | None]] = []
-        parsed = reused = rows_done = 0
+        parsed = reused = rows_done = held = 0
         with reporter.progress("ingest", total=len(sources), unit="files") as task:
             for index, ((path, rel), desc) in enumerate(zip(sources, described, strict=True)):
                 file = str(path)
@@ -196,7 +197,12 @@ def run_ingest(
                             "keys": keys,
                             "readings": reading_count(readings),
                         }
-                        parts.append((index, file, key, readings))
+                        # kept in memory for the grid up to one batch of readings; the rest
+                        # are read back from their parts (memory bounded by the batch)
+                        count = files_meta[file]["readings"]
+                        keep = held + count <= BATCH_READINGS
+                        held += count if keep else 0
+                        parts.append((index, file, key, readings if keep else None))
                         del readings
                         parsed += 1
                 rows_done += files_meta.get(file, {}).get("lines_data", 0)
@@ -397,43 +403,137 @@ def _assemble(writer: StageWriter, parts, files_meta, failed, config) -> dict[st
         )
         raise BadInputError(f"no sensor readings left in any file{excluded}: {where}")
     lookup = names.select("_sid", *cols)
-    pieces = []
-    for n, run in enumerate(runs):
-        index, lazy = frames[n]
-        frames[n] = None
+    sids = []  # per part: the run's series, with the run lengths
+    for run in runs:
         sid = run.join(lookup, on=cols, how="left", nulls_equal=True, maintain_order="left")
-        sids = np.repeat(sid["_sid"].to_numpy(), run["_len"].to_numpy())
-        pieces.append(
-            lazy.select("raw_line", "timestamp", "value", "flags")
-            .collect()
-            .with_columns(_sid=pl.Series(sids, dtype=pl.UInt32), _file=pl.lit(index, pl.Int32))
-        )
-    readings = pl.concat(pieces).select("_sid", "_file", "raw_line", "timestamp", "value", "flags")
-    del pieces, frames
-    grid, dup_rejects = build_grid(readings, names, config)
-    del readings
-    grid = detect_faults(grid, names, config)
-    grid = fill_gaps(grid, config)
+        sids.append((sid["_sid"].to_numpy(), run["_len"].to_numpy()))
+    del runs
+    per_series = np.zeros(names.height, dtype=np.int64)
+    for sid, lengths in sids:
+        np.add.at(per_series, sid, lengths)
+    batches = series_batches(per_series, BATCH_READINGS)
+    work = writer.dir / "_work"  # spilled readings and series batches, removed before commit
+    if len(batches) > 1:
+        work.mkdir()
+        spilled = []
+        for n, (index, lazy) in enumerate(frames):
+            frames[n] = None
+            spilled.append(work / f"readings_{n}.parquet")
+            _tagged(lazy, *sids[n], index).write_parquet(spilled[-1], compression="lz4")
 
-    report = build_report(grid, names, key_cols, files, _units(files_meta))
+        def batch_readings(lo: int, hi: int) -> pl.DataFrame:
+            # predicate pushdown: row groups of other series are skipped by their statistics
+            return (
+                pl.scan_parquet(spilled)
+                .filter(pl.col("_sid").is_between(lo, hi - 1))
+                .with_columns(pl.col("_sid") - lo)
+                .collect()
+            )
+    else:
+        pieces = [_tagged(lazy, *sids[n], index) for n, (index, lazy) in enumerate(frames)]
+        del frames
+
+        def batch_readings(lo: int, hi: int) -> pl.DataFrame:
+            readings = pl.concat(pieces)
+            pieces.clear()
+            return readings
+
+    del sids
+
+    # `source` is the path the group keys come from (relative to the folder given), not
+    # where the folder lies: the same data elsewhere gives the same bytes (identity is content)
+    relative = [files_meta[f].get("relative", f) if f else "" for f in files]
+    units = _units(files_meta)
+    sizes = np.array(
+        [files_meta[f].get("lines_total", 0) + 2 if f in files_meta else 0 for f in files],
+        dtype=np.int64,
+    )
+    used = np.zeros(int(sizes.sum()), dtype=bool)
+    reports, dup_rejects, matrices, series_parts = [], [], [], []
+    points = observed = 0
     # quality.png is drawn (holding the GIL) while the parquet files are written and hashed
-    # (polars and hashlib release it). Leaving the block waits for the drawing, on errors too,
-    # so that nothing writes into the directory once it is discarded.
+    # (polars and hashlib release it), as soon as the batches holding the series it shows are
+    # done. Leaving the block waits for the drawing, on errors too, so that nothing writes into
+    # the directory once it is discarded.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tsfm-plot") as pool:
-        plot = pool.submit(quality_plot, grid, report, writer.dir / "quality.png")
-        # `source` is the path the group keys come from (relative to the folder given), not
-        # where the folder lies: the same data elsewhere gives the same bytes (identity is content)
-        relative = [files_meta[f].get("relative", f) if f else "" for f in files]
-        _write_series(writer, grid, names, relative, key_cols)
-        all_rejects = _write_rejects(writer, parts, dup_rejects, failed, files)
+        plot = None
+        for lo, hi in batches:
+            own = names.slice(lo, hi - lo).with_columns(pl.col("_sid") - lo)
+            readings = batch_readings(lo, hi)
+            grid, dups = build_grid(readings, own, config)
+            del readings
+            grid = detect_faults(grid, own, config)
+            grid = fill_gaps(grid, config)
+            report = build_report(grid, own, key_cols, files, units)
+            shown = sum(r.height for r in reports)
+            if shown < PLOT_MAX_SERIES:
+                matrices.append(plot_rows(grid, report.head(PLOT_MAX_SERIES - shown)))
+            reports.append(report.with_columns(pl.col("_sid") + lo))
+            if plot is None and (hi == names.height or shown + report.height >= PLOT_MAX_SERIES):
+                plot = pool.submit(
+                    quality_plot,
+                    np.concatenate(matrices),
+                    pl.concat(reports),
+                    writer.dir / "quality.png",
+                )
+            dup_rejects.append(dups)
+            used |= _line_bitmap(
+                grid["_file"].to_numpy(), grid["raw_line"].fill_null(-1).to_numpy(), sizes
+            )
+            points += grid.height
+            observed += int(grid["observed"].sum())
+            name = "series.parquet" if len(batches) == 1 else f"_work/series_{lo}.parquet"
+            _write_series(writer, grid, own, relative, key_cols, name)
+            series_parts.append(writer.dir / name)
+            del grid
+        if len(batches) > 1:  # the batches, in series order, streamed into one file
+            pl.scan_parquet(series_parts).sink_parquet(
+                writer.dir / "series.parquet", compression="zstd", compression_level=2
+            )
+        writer.register("series.parquet", rows=points)
+        report = pl.concat(reports)
+        all_rejects = _write_rejects(writer, parts, pl.concat(dup_rejects), failed, files)
         writer.write_parquet("report.parquet", report.drop("_sid"))
-        summary = _summary(grid, all_rejects, report, files, files_meta, failed, config.gate_on)
+        summary = _summary(
+            (used, sizes, points, observed), all_rejects, report, files, files_meta, failed,
+            config.gate_on,
+        )  # fmt: skip
         plot.result()  # the drawing's error, if any, is the stage's error
+    shutil.rmtree(work, ignore_errors=True)
     writer.register("quality.png")
     return summary
 
 
-def _write_series(writer: StageWriter, grid, names, files, key_cols) -> None:
+BATCH_READINGS = 4_000_000  # readings cleaned at once (whole series; ~200 bytes of RAM each)
+
+
+def series_batches(per_series: np.ndarray, budget: int) -> list[tuple[int, int]]:
+    """Consecutive ranges [lo, hi) of series ids whose readings add up to at most `budget`
+    (a series larger than the budget is a batch of its own); one range when all fit."""
+    batches, lo, total = [], 0, 0
+    for sid, count in enumerate(per_series.tolist()):
+        if sid > lo and total + count > budget:
+            batches.append((lo, sid))
+            lo, total = sid, 0
+        total += count
+    batches.append((lo, len(per_series)))
+    return batches
+
+
+def _tagged(lazy: pl.LazyFrame, sid: np.ndarray, lengths: np.ndarray, index: int) -> pl.DataFrame:
+    """A part's readings with their series (`_sid`, from its runs) and file (`_file`)."""
+    return (
+        lazy.select("raw_line", "timestamp", "value", "flags")
+        .collect()
+        .with_columns(
+            _sid=pl.Series(np.repeat(sid, lengths), dtype=pl.UInt32),
+            _file=pl.lit(index, pl.Int32),
+        )
+        .select("_sid", "_file", "raw_line", "timestamp", "value", "flags")
+    )
+
+
+def _write_series(writer: StageWriter, grid, names, files, key_cols, name: str) -> None:
     def by_sid(column: str) -> pl.Expr:  # the series' own column, by position (no join)
         return pl.lit(names[column].cast(pl.String)).gather(pl.col("_sid")).alias(column)
 
@@ -454,9 +554,8 @@ def _write_series(writer: StageWriter, grid, names, files, key_cols) -> None:
         )
         # zstd level 2, not the default 3: ~15% faster here and no larger on sensor data (level 1
         # is faster still but writes a 48% larger file)
-        .sink_parquet(writer.dir / "series.parquet", compression="zstd", compression_level=2)
+        .sink_parquet(writer.dir / name, compression="zstd", compression_level=2)
     )
-    writer.register("series.parquet", rows=grid.height)
 
 
 def _write_rejects(writer: StageWriter, parts, dup_rejects, failed, files) -> pl.DataFrame:
@@ -515,14 +614,11 @@ def _per_file(bits: np.ndarray, sizes: np.ndarray) -> list[int]:
     return np.diff(ends, prepend=0).tolist()
 
 
-def _summary(grid, rejects, report, files, files_meta, failed, gate_on) -> dict[str, Any]:
+def _summary(counts, rejects, report, files, files_meta, failed, gate_on) -> dict[str, Any]:
+    """`counts`: (bitmap of the lines used by the grid, lines per file, points, observed)."""
     # used lines per file as bitmaps over line numbers: no hashing of millions of rows
+    used, sizes, points, observed = counts
     index_of = {file: i for i, file in enumerate(files)}
-    sizes = np.array(
-        [files_meta[f].get("lines_total", 0) + 2 if f in files_meta else 0 for f in files],
-        dtype=np.int64,
-    )
-    used = _line_bitmap(grid["_file"].to_numpy(), grid["raw_line"].fill_null(-1).to_numpy(), sizes)
     line_rejects = rejects.filter(
         pl.col("line").is_not_null() & (pl.col("reason") != "preamble line")
     ).select(
@@ -554,8 +650,6 @@ def _summary(grid, rejects, report, files, files_meta, failed, gate_on) -> dict[
         top = top.head(1)
         shares[f"worst_{name}_series"] = top["series_id"].item() if top.height else None
         shares[f"worst_{name}_frac"] = round(float(top["_share"].item()), 6) if top.height else 0.0
-    points = grid.height
-    observed = int(grid["observed"].sum()) if points else 0
     return {
         "series": report.height,
         "points": points,
