@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+import pytest
 
 from tests.conftest import REPO_ROOT
+from tsfm_cli.errors import BadInputError
 from tsfm_cli.ingest import IngestConfig, run_ingest
 from tsfm_cli.ingest import stage as ingest_stage
 from tsfm_cli.ingest.config import validate
@@ -65,3 +67,36 @@ def test_a_rerun_reads_cached_parts_in_batches(tmp_path, monkeypatch):
     assert again["files_reused"] == first["files"] and again["files_parsed"] == 0
     assert pl.read_parquet(out / "series.parquet").height == series.height
     assert again["lines_unaccounted"] == 0
+
+
+def test_shards_parse_their_files_and_a_run_without_shard_merges_them(tmp_path, monkeypatch):
+    """`--shard i/n` parses only its share of the files into OUT-shard-i-of-n/parts; the run
+    without a shard reuses every part (nothing parsed again) and gives the rows of one run."""
+    whole = _sample(tmp_path / "whole", monkeypatch)
+    values, source = load_section(RECIPE, "ingest")
+    config = build_config(IngestConfig, values, source)
+    out = tmp_path / "clean"
+    shards = [run_ingest([SAMPLE], out, config, command=["t"], shard=f"{i}/3") for i in range(3)]
+    assert sum(s["files_parsed"] for s in shards) == whole["files"]
+    assert all(s["files_parsed"] < whole["files"] for s in shards)
+    assert (tmp_path / "clean-shard-1-of-3" / "parts").is_dir()
+    assert not (tmp_path / "clean-shard-1-of-3" / "series.parquet").exists()
+    merged = run_ingest([SAMPLE], out, config, command=["t"])
+    assert merged["files_parsed"] == 0 and merged["files_reused"] == whole["files"]
+    for name in ("series.parquet", "report.parquet", "rejects.parquet"):
+        assert pl.read_parquet(out / name).equals(pl.read_parquet(tmp_path / "whole" / name))
+    assert merged["lines_unaccounted"] == 0
+
+
+def test_a_damaged_shard_part_is_parsed_again(tmp_path):
+    values, source = load_section(RECIPE, "ingest")
+    config = build_config(IngestConfig, values, source)
+    out = tmp_path / "clean"
+    for i in range(2):
+        run_ingest([SAMPLE], out, config, command=["t"], shard=f"{i}/2")
+    part = next((tmp_path / "clean-shard-0-of-2" / "parts").glob("*.rejects.parquet"))
+    part.write_bytes(part.read_bytes() + b"x")
+    merged = run_ingest([SAMPLE], out, config, command=["t"])
+    assert merged["files_parsed"] == 1 and merged["lines_unaccounted"] == 0
+    with pytest.raises(BadInputError, match="--shard"):
+        run_ingest([SAMPLE], out, config, command=["t"], shard="2/2")

@@ -39,6 +39,7 @@ from tsfm_cli.stagedir import (
     require_new_output,
     reuse_summary,
 )
+from tsfm_cli.train.config import parse_shard
 from tsfm_cli.ui import Reporter
 
 SUFFIXES = (".csv", ".tsv", ".txt", ".dat")
@@ -114,16 +115,31 @@ def run_ingest(
     reporter: Reporter | None = None,
     command: list[str] | None = None,
     wait_s: float = 0.0,
+    shard: str = "0/1",
 ) -> dict[str, Any]:
+    """With `shard` "i/n" (n > 1) only the files whose content hash falls in share i are parsed,
+    into `OUT-shard-i-of-n/parts/`, and nothing else is built; a final run without a shard
+    reuses those parts (verified by sha256) and builds series, rejects and report."""
     reporter = reporter or Reporter()
-    out_dir = Path(out_dir)
+    try:
+        shard_index, shard_count = parse_shard(shard)
+    except ValueError as exc:
+        raise BadInputError(f"--shard: {exc}") from None
+    final_dir = Path(out_dir)
+    out_dir = shard_dir(final_dir, shard_index, shard_count)
     claim_output(out_dir, STAGE, [Path(i) for i in inputs if not any(c in str(i) for c in "*?[")])
     sources = find_sources(inputs, out_dir)
     require_new_output(out_dir, [p for p, _ in sources])
     described, unreadable = _describe(sources)
     if unreadable and (len(unreadable) == len(sources) or config.strict):
         raise BadInputError(unreadable[0]["reason"])
-    readable = [(s, d) for s, d in zip(sources, described, strict=True) if "sha256" in d]
+    readable = [
+        (s, d)
+        for s, d in zip(sources, described, strict=True)
+        if "sha256" in d and int(d["sha256"][:12], 16) % shard_count == shard_index
+    ]
+    if shard_index > 0:  # files that cannot be read are reported by shard 0 and the merge
+        unreadable = []
     sources, described = [s for s, _ in readable], [d for _, d in readable]
     # unreadable files are inputs too: one that becomes readable (or goes away) is a change
     inputs = described + [
@@ -131,6 +147,8 @@ def run_ingest(
         for u in unreadable
     ]
     cfg = config_dict(config)
+    if shard_count > 1:  # a shard's directory holds other files than the merged output
+        cfg = {**cfg, "shard": f"{shard_index}/{shard_count}"}
     fp = fingerprint(cfg, inputs)
     reused = reuse_summary(out_dir, STAGE, fp, reporter)
     if reused is not None:
@@ -144,6 +162,8 @@ def run_ingest(
         previous_manifest = writer.previous_manifest() or {}
         previous = previous_manifest.get("files", {})
         cached = previous_manifest.get("outputs", {})  # what the parts' bytes must hash to
+        # the parts that `--shard` runs left next to the output (merged by a run without shard)
+        sharded = shard_parts(final_dir) if shard_count == 1 else {}
         files_meta: dict[str, dict] = {}
         failed: list[dict[str, str]] = list(unreadable)
         # (file index, file, part key, readings of a file parsed now, None for a reused part)
@@ -156,12 +176,14 @@ def run_ingest(
                 file_settings = {k: getattr(file_config, k) for k in PARSE_KEYS}
                 key = _part_key(desc["sha256"], rel.as_posix(), file_settings)
                 part, part_rejects = f"parts/{key}.parquet", f"parts/{key}.rejects.parquet"
-                old = previous.get(file)
+                old, origin, recorded = previous.get(file), writer.out_dir, cached
+                if not (old and old.get("part") == key) and file in sharded:
+                    old, origin, recorded = sharded[file]
                 task.update(status=f"{rows_done:,} lines · {path.name}")
                 if (
                     old
                     and old.get("part") == key
-                    and _carry_part(writer, cached, (part, part_rejects), file, reporter)
+                    and _carry_part(writer, recorded, (part, part_rejects), file, reporter, origin)
                 ):
                     files_meta[file] = {**old, "relative": rel.as_posix()}
                     parts.append((index, file, key, None))
@@ -211,6 +233,11 @@ def run_ingest(
             raise BadInputError(failed[0]["reason"])
         for item in failed:
             reporter.warn(item["reason"])
+        if shard_count > 1:  # parts only: the run without a shard builds the rest
+            summary = {"shard": f"{shard_index}/{shard_count}", "failed_files": failed}
+            summary.update(files=len(sources), files_parsed=parsed, files_reused=reused)
+            writer.commit(summary=summary, files=files_meta)
+            return {**summary, "out_dir": str(out_dir), "skipped": False}
         summary = _assemble(writer, parts, files_meta, failed, config)
         summary.update(
             files=len(sources) + len(unreadable), files_parsed=parsed, files_reused=reused
@@ -221,21 +248,49 @@ def run_ingest(
     return summary
 
 
+def shard_dir(out_dir: Path, index: int, count: int) -> Path:
+    """Where `--shard index/count` writes: OUT-shard-i-of-n next to OUT (OUT itself for 0/1)."""
+    return out_dir if count == 1 else out_dir.parent / f"{out_dir.name}-shard-{index}-of-{count}"
+
+
+def shard_parts(out_dir: Path) -> dict[str, tuple[dict, Path, dict]]:
+    """file → (its manifest entry, the shard directory, that directory's outputs) for every file
+    parsed by a `--shard` run of `out_dir` (the newest shard run wins for a file in several)."""
+    from tsfm_cli.stagedir import read_manifest
+
+    found: dict[str, tuple[dict, Path, dict]] = {}
+    shards = sorted(out_dir.parent.glob(f"{glob.escape(out_dir.name)}-shard-*-of-*"))
+    for path in sorted(shards, key=lambda p: (p / "manifest.json").stat().st_mtime_ns
+                       if (p / "manifest.json").is_file() else 0):  # fmt: skip
+        manifest = read_manifest(path) if path.is_dir() else None
+        if not manifest or manifest.get("stage") != STAGE:
+            continue
+        for file, meta in (manifest.get("files") or {}).items():
+            found[file] = (meta, path, manifest.get("outputs", {}))
+    return found
+
+
 def _carry_part(
-    writer: StageWriter, cached: dict, names: tuple[str, ...], file: str, reporter: Reporter
+    writer: StageWriter,
+    cached: dict,
+    names: tuple[str, ...],
+    file: str,
+    reporter: Reporter,
+    origin: Path,
 ) -> bool:
-    """Carry a file's cached parts into the new directory if their bytes are what was written;
-    a missing or damaged part is named, discarded and False returned (the file is parsed again)."""
+    """Carry a file's cached parts from `origin` (the previous output or a shard's directory)
+    into the new directory if their bytes are what was written there; a missing or damaged part
+    is named, discarded and False returned (the file is parsed again)."""
     for name in names:
-        if not (writer.out_dir / name).is_file():
+        if not (origin / name).is_file():
             return False
     for name in names:
-        writer.carry_over(name)
+        writer.carry_over(name, origin)
         writer.register(name)  # hashes the bytes
         recorded = cached.get(name, {}).get("sha256")
         if writer.outputs[name]["sha256"] != recorded:
             reporter.warn(
-                f"{writer.out_dir / name}: cached part of {file} is damaged (sha256 differs); "
+                f"{origin / name}: cached part of {file} is damaged (sha256 differs); "
                 "discarded, the file is parsed again"
             )
             for done in names:
@@ -504,7 +559,7 @@ def _assemble(writer: StageWriter, parts, files_meta, failed, config) -> dict[st
     return summary
 
 
-BATCH_READINGS = 8_000_000  # readings cleaned at once (whole series): ~0.5 GB of RAM at most
+BATCH_READINGS = 6_000_000  # readings cleaned at once (whole series): ~0.5 GB of RAM
 
 
 def series_batches(per_series: np.ndarray, budget: int) -> list[tuple[int, int]]:
