@@ -100,3 +100,17 @@ def test_a_damaged_shard_part_is_parsed_again(tmp_path):
     assert merged["files_parsed"] == 1 and merged["lines_unaccounted"] == 0
     with pytest.raises(BadInputError, match="--shard"):
         run_ingest([SAMPLE], out, config, command=["t"], shard="2/2")
+
+
+def test_the_plot_shows_the_same_series_when_they_span_batches(tmp_path, monkeypatch):
+    """quality.png shows the first PLOT_MAX_SERIES series: drawn once the batches holding
+    them are cleaned, it is the picture of cleaning all series at once."""
+    from tsfm_cli.ingest import report
+
+    monkeypatch.setattr(report, "PLOT_MAX_SERIES", 3)
+    monkeypatch.setattr(ingest_stage, "PLOT_MAX_SERIES", 3)
+    _sample(tmp_path / "whole", monkeypatch)
+    _sample(tmp_path / "batched", monkeypatch, budget=10)
+    assert (tmp_path / "batched" / "quality.png").read_bytes() == (
+        tmp_path / "whole" / "quality.png"
+    ).read_bytes()
