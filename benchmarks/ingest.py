@@ -17,9 +17,10 @@ truncated last line — then runs three variants, each in its own subprocess so 
    to_datetime, melt, drop_duplicates, per-series reindex to the grid, range, Hampel with rolling
    medians, stuck runs, parquet).
 
-Each variant runs `--repeat` times (default 3); the run with the median time is shown. Prints
-the figures and the ratios (goal: ≤ 3× the floor's time, ≤ 2× its peak memory,
-≥ 5× faster than pandas).
+Each variant runs `--repeat` times (default 5); the run with the median time is shown, and the
+ratios of every run's time (sorted) too. Prints the figures and the ratios. Goal (issue 15):
+ingest within 2.5× the time of the *contract floor* (the old "≤ 3× the read+write floor" was
+below the cost of writing the long layout itself) and ≥ 5× faster than pandas, in every run.
 """
 
 from __future__ import annotations
@@ -37,9 +38,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def generate(path: Path, rows: int, sensors: int, seed: int = 0) -> None:
+def generate(
+    path: Path, rows: int, sensors: int, seed: int = 0, start: str = "2024-01-01T00:00:00"
+) -> None:
     rng = np.random.default_rng(seed)
-    t0 = np.datetime64("2024-01-01T00:00:00")
+    t0 = np.datetime64(start)
     seconds = np.arange(rows, dtype=np.int64)
     seconds[rows // 2 :] += 600  # a ten-minute gap
     times = (t0 + seconds.astype("timedelta64[s]")).astype(str)
@@ -175,12 +178,13 @@ print(json.dumps({{"seconds": elapsed, "peak_bytes": peak, "rows": rows}}))
 
 
 def run_median(name: str, body: str, src: Path, out: Path, repeat: int) -> dict:
-    """The run with the median time of `repeat` runs (the machine's load varies run to run)."""
+    """The run with the median time of `repeat` runs (the machine's load varies run to run),
+    with every run's time in `all`."""
     runs = sorted(
         (run_variant(name, body, src, out.with_name(f"{out.name}_{i}")) for i in range(repeat)),
         key=lambda r: r["seconds"],
     )
-    return runs[len(runs) // 2]
+    return {**runs[len(runs) // 2], "all": [r["seconds"] for r in runs]}
 
 
 def run_variant(name: str, body: str, src: Path, out: Path) -> dict:
@@ -203,7 +207,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=500_000)
     parser.add_argument("--sensors", type=int, default=10)
     parser.add_argument("--skip-pandas", action="store_true")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per variant; medians shown")
+    parser.add_argument("--repeat", type=int, default=5, help="runs per variant; medians shown")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "plant_wide.csv"
@@ -228,16 +232,29 @@ def main() -> None:
         print(f"{name:42s} {r['seconds']:8.2f} s  peak {r['peak_bytes'] / 2**20:8.0f} MiB")
     tsfm = results["tsfm ingest"]
     floor = results["floor (polars read_csv + write_parquet)"]
-    print(f"tsfm / floor time:   {tsfm['seconds'] / floor['seconds']:.2f}x  (goal ≤ 3x)")
-    print(f"tsfm / floor memory: {tsfm['peak_bytes'] / floor['peak_bytes']:.2f}x  (goal ≤ 2x)")
+    for name, r in results.items():
+        print(f"{name:42s} runs: " + ", ".join(f"{s:.2f}" for s in r["all"]) + " s")
+    print(f"tsfm / floor time:   {tsfm['seconds'] / floor['seconds']:.2f}x")
+    print(f"tsfm / floor memory: {tsfm['peak_bytes'] / floor['peak_bytes']:.2f}x")
     contract = results["contract floor (same + long series.parquet)"]
     print(
         f"contract floor / floor time: {contract['seconds'] / floor['seconds']:.2f}x  "
         "(no cleaning at all, only the output shape series.parquet has)"
     )
+    # the i-th fastest run of one against the i-th fastest of the other: "in every run"
+    pairs = list(zip(tsfm["all"], contract["all"], strict=True))
+    worst = max(t / c for t, c in pairs)
+    print(
+        f"tsfm / contract floor time: {tsfm['seconds'] / contract['seconds']:.2f}x median, "
+        f"{worst:.2f}x worst (goal ≤ 2.5x)"
+    )
     if "pandas (same cleaning)" in results:
         pandas = results["pandas (same cleaning)"]
-        print(f"pandas / tsfm time:  {pandas['seconds'] / tsfm['seconds']:.1f}x  (goal ≥ 5x)")
+        worst = min(p / t for p, t in zip(pandas["all"], tsfm["all"], strict=True))
+        print(
+            f"pandas / tsfm time:  {pandas['seconds'] / tsfm['seconds']:.1f}x median, "
+            f"{worst:.1f}x worst (goal ≥ 5x)"
+        )
 
 
 if __name__ == "__main__":

@@ -428,9 +428,10 @@ class StageWriter:
             entry["rows"] = int(rows)
         self.outputs[name] = entry
 
-    def carry_over(self, name: str) -> Path:
-        """Reuse an unchanged file of the previous directory (hard link when possible)."""
-        source = self.out_dir / name
+    def carry_over(self, name: str, from_dir: Path | None = None) -> Path:
+        """Reuse an unchanged file of the previous directory, or of `from_dir` (e.g. a shard's
+        directory), by hard link when possible."""
+        source = (self.out_dir if from_dir is None else Path(from_dir)) / name
         target = self.dir / name
         target.parent.mkdir(parents=True, exist_ok=True)
         try:

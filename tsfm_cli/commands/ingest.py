@@ -87,6 +87,13 @@ def ingest_cmd(
             "--strict", help="Fail (exit 2, nothing written) if any source file is unusable."
         ),
     ] = False,
+    shard: Annotated[
+        str,
+        typer.Option(
+            help="i/n: parse only the i-th of n shares of the files (by content hash) into "
+            "OUTPUT-shard-i-of-n/; a final run without --shard merges them.",
+        ),
+    ] = "0/1",
     json_mode: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -115,7 +122,9 @@ def ingest_cmd(
         cfg = build_config(IngestConfig, values, source, overrides=overrides)
         validate(cfg, source.where)
         out = output if output is not None else default_output(Path(sources[0]), "ingest")
-        return run_ingest(sources, out, cfg, reporter=reporter, command=sys.argv, wait_s=wait)
+        return run_ingest(
+            sources, out, cfg, reporter=reporter, command=sys.argv, wait_s=wait, shard=shard
+        )
 
     run_stage(work, json_mode=json_mode, quiet=quiet, debug=debug, render=_render)
 
@@ -125,6 +134,13 @@ def _render(summary: dict, reporter) -> None:
 
     if summary.get("skipped"):
         reporter.info(f"{summary['out_dir']}: already up to date (same files, same settings)")
+        return
+    if "series" not in summary:  # a --shard run: parts only
+        reporter.info(
+            f"{summary['out_dir']}: shard {summary.get('shard')}: {summary['files_parsed']} files "
+            f"parsed, {summary['files_reused']} reused, {len(summary['failed_files'])} failed; "
+            "run without --shard to merge"
+        )
         return
     table = Table(title=f"tsfm ingest → {summary['out_dir']}", title_justify="left")
     table.add_column("what")

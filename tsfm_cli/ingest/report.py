@@ -113,13 +113,11 @@ def bin_states(states, bins: int):
     return _ffill(out)
 
 
-def quality_plot(grid: pl.DataFrame, report: pl.DataFrame, path: Path) -> None:
-    """One row per series over its own time span; colour = worst state in each time bin."""
+def plot_rows(grid: pl.DataFrame, report: pl.DataFrame):
+    """The binned states of the first `PLOT_MAX_SERIES` series of `report`, one row each (the
+    grid holds report's series in its order, e.g. one batch of series): what quality.png shows
+    of them, so that the grid need not be kept until the drawing."""
     import numpy as np
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.colors import ListedColormap
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Patch
 
     shown = report.head(PLOT_MAX_SERIES)
     state = (  # per point: 0 observed, 1 filled, 2 missing, 3 fault
@@ -132,12 +130,24 @@ def quality_plot(grid: pl.DataFrame, report: pl.DataFrame, path: Path) -> None:
         .otherwise(0)
         .cast(pl.Int8)
     )
-    states = grid.select(state).to_series().to_numpy()
-    points = report["points"].to_numpy()
+    points = shown["points"].to_numpy()
+    states = grid.head(int(points.sum())).select(state).to_series().to_numpy()
     offsets = np.concatenate([[0], np.cumsum(points)[:-1]])
     matrix = np.full((shown.height, PLOT_BINS), np.nan)
     for row in range(shown.height):
         matrix[row] = bin_states(states[offsets[row] : offsets[row] + points[row]], PLOT_BINS)
+    return matrix
+
+
+def quality_plot(matrix, report: pl.DataFrame, path: Path) -> None:
+    """One row per series over its own time span; colour = worst state in each time bin.
+    `matrix`: the `plot_rows` of report's first series, in its order."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import ListedColormap
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    shown = report.head(PLOT_MAX_SERIES)
     row_of = {sid: i for i, sid in enumerate(shown["series_id"].to_list())}
     columns = ("series_id", "start", "end", "missing_frac", "absent_frac", "fault_frac")
     span_of = {r["series_id"]: r for r in shown.select(columns).iter_rows(named=True)}

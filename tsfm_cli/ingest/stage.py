@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePath
 from typing import Any
@@ -24,7 +25,7 @@ from tsfm_cli.ingest.fill import fill_gaps
 from tsfm_cli.ingest.grid import build_grid, series_table
 from tsfm_cli.ingest.groups import keys_from_path
 from tsfm_cli.ingest.reader import long_readings, read_source, reading_count
-from tsfm_cli.ingest.report import GATED, build_report, quality_plot
+from tsfm_cli.ingest.report import GATED, PLOT_MAX_SERIES, build_report, plot_rows, quality_plot
 from tsfm_cli.ingest.sniff import CHUNK, LineLimit
 from tsfm_cli.ingest.table import REJECT_SCHEMA
 from tsfm_cli.recipe import config_dict
@@ -38,6 +39,7 @@ from tsfm_cli.stagedir import (
     require_new_output,
     reuse_summary,
 )
+from tsfm_cli.train.config import parse_shard
 from tsfm_cli.ui import Reporter
 
 SUFFIXES = (".csv", ".tsv", ".txt", ".dat")
@@ -113,16 +115,31 @@ def run_ingest(
     reporter: Reporter | None = None,
     command: list[str] | None = None,
     wait_s: float = 0.0,
+    shard: str = "0/1",
 ) -> dict[str, Any]:
+    """With `shard` "i/n" (n > 1) only the files whose content hash falls in share i are parsed,
+    into `OUT-shard-i-of-n/parts/`, and nothing else is built; a final run without a shard
+    reuses those parts (verified by sha256) and builds series, rejects and report."""
     reporter = reporter or Reporter()
-    out_dir = Path(out_dir)
+    try:
+        shard_index, shard_count = parse_shard(shard)
+    except ValueError as exc:
+        raise BadInputError(f"--shard: {exc}") from None
+    final_dir = Path(out_dir)
+    out_dir = shard_dir(final_dir, shard_index, shard_count)
     claim_output(out_dir, STAGE, [Path(i) for i in inputs if not any(c in str(i) for c in "*?[")])
     sources = find_sources(inputs, out_dir)
     require_new_output(out_dir, [p for p, _ in sources])
     described, unreadable = _describe(sources)
     if unreadable and (len(unreadable) == len(sources) or config.strict):
         raise BadInputError(unreadable[0]["reason"])
-    readable = [(s, d) for s, d in zip(sources, described, strict=True) if "sha256" in d]
+    readable = [
+        (s, d)
+        for s, d in zip(sources, described, strict=True)
+        if "sha256" in d and int(d["sha256"][:12], 16) % shard_count == shard_index
+    ]
+    if shard_index > 0:  # files that cannot be read are reported by shard 0 and the merge
+        unreadable = []
     sources, described = [s for s, _ in readable], [d for _, d in readable]
     # unreadable files are inputs too: one that becomes readable (or goes away) is a change
     inputs = described + [
@@ -130,6 +147,8 @@ def run_ingest(
         for u in unreadable
     ]
     cfg = config_dict(config)
+    if shard_count > 1:  # a shard's directory holds other files than the merged output
+        cfg = {**cfg, "shard": f"{shard_index}/{shard_count}"}
     fp = fingerprint(cfg, inputs)
     reused = reuse_summary(out_dir, STAGE, fp, reporter)
     if reused is not None:
@@ -143,11 +162,13 @@ def run_ingest(
         previous_manifest = writer.previous_manifest() or {}
         previous = previous_manifest.get("files", {})
         cached = previous_manifest.get("outputs", {})  # what the parts' bytes must hash to
+        # the parts that `--shard` runs left next to the output (merged by a run without shard)
+        sharded = shard_parts(final_dir) if shard_count == 1 else {}
         files_meta: dict[str, dict] = {}
         failed: list[dict[str, str]] = list(unreadable)
         # (file index, file, part key, readings of a file parsed now, None for a reused part)
         parts: list[tuple[int, str, str, pl.DataFrame | None]] = []
-        parsed = reused = rows_done = 0
+        parsed = reused = rows_done = held = 0
         with reporter.progress("ingest", total=len(sources), unit="files") as task:
             for index, ((path, rel), desc) in enumerate(zip(sources, described, strict=True)):
                 file = str(path)
@@ -155,12 +176,14 @@ def run_ingest(
                 file_settings = {k: getattr(file_config, k) for k in PARSE_KEYS}
                 key = _part_key(desc["sha256"], rel.as_posix(), file_settings)
                 part, part_rejects = f"parts/{key}.parquet", f"parts/{key}.rejects.parquet"
-                old = previous.get(file)
+                old, origin, recorded = previous.get(file), writer.out_dir, cached
+                if not (old and old.get("part") == key) and file in sharded:
+                    old, origin, recorded = sharded[file]
                 task.update(status=f"{rows_done:,} lines · {path.name}")
                 if (
                     old
                     and old.get("part") == key
-                    and _carry_part(writer, cached, (part, part_rejects), file, reporter)
+                    and _carry_part(writer, recorded, (part, part_rejects), file, reporter, origin)
                 ):
                     files_meta[file] = {**old, "relative": rel.as_posix()}
                     parts.append((index, file, key, None))
@@ -196,7 +219,12 @@ def run_ingest(
                             "keys": keys,
                             "readings": reading_count(readings),
                         }
-                        parts.append((index, file, key, readings))
+                        # kept in memory for the grid up to one batch of readings; the rest
+                        # are read back from their parts (memory bounded by the batch)
+                        count = files_meta[file]["readings"]
+                        keep = held + count <= BATCH_READINGS
+                        held += count if keep else 0
+                        parts.append((index, file, key, readings if keep else None))
                         del readings
                         parsed += 1
                 rows_done += files_meta.get(file, {}).get("lines_data", 0)
@@ -205,6 +233,11 @@ def run_ingest(
             raise BadInputError(failed[0]["reason"])
         for item in failed:
             reporter.warn(item["reason"])
+        if shard_count > 1:  # parts only: the run without a shard builds the rest
+            summary = {"shard": f"{shard_index}/{shard_count}", "failed_files": failed}
+            summary.update(files=len(sources), files_parsed=parsed, files_reused=reused)
+            writer.commit(summary=summary, files=files_meta)
+            return {**summary, "out_dir": str(out_dir), "skipped": False}
         summary = _assemble(writer, parts, files_meta, failed, config)
         summary.update(
             files=len(sources) + len(unreadable), files_parsed=parsed, files_reused=reused
@@ -215,21 +248,49 @@ def run_ingest(
     return summary
 
 
+def shard_dir(out_dir: Path, index: int, count: int) -> Path:
+    """Where `--shard index/count` writes: OUT-shard-i-of-n next to OUT (OUT itself for 0/1)."""
+    return out_dir if count == 1 else out_dir.parent / f"{out_dir.name}-shard-{index}-of-{count}"
+
+
+def shard_parts(out_dir: Path) -> dict[str, tuple[dict, Path, dict]]:
+    """file → (its manifest entry, the shard directory, that directory's outputs) for every file
+    parsed by a `--shard` run of `out_dir` (the newest shard run wins for a file in several)."""
+    from tsfm_cli.stagedir import read_manifest
+
+    found: dict[str, tuple[dict, Path, dict]] = {}
+    shards = sorted(out_dir.parent.glob(f"{glob.escape(out_dir.name)}-shard-*-of-*"))
+    for path in sorted(shards, key=lambda p: (p / "manifest.json").stat().st_mtime_ns
+                       if (p / "manifest.json").is_file() else 0):  # fmt: skip
+        manifest = read_manifest(path) if path.is_dir() else None
+        if not manifest or manifest.get("stage") != STAGE:
+            continue
+        for file, meta in (manifest.get("files") or {}).items():
+            found[file] = (meta, path, manifest.get("outputs", {}))
+    return found
+
+
 def _carry_part(
-    writer: StageWriter, cached: dict, names: tuple[str, ...], file: str, reporter: Reporter
+    writer: StageWriter,
+    cached: dict,
+    names: tuple[str, ...],
+    file: str,
+    reporter: Reporter,
+    origin: Path,
 ) -> bool:
-    """Carry a file's cached parts into the new directory if their bytes are what was written;
-    a missing or damaged part is named, discarded and False returned (the file is parsed again)."""
+    """Carry a file's cached parts from `origin` (the previous output or a shard's directory)
+    into the new directory if their bytes are what was written there; a missing or damaged part
+    is named, discarded and False returned (the file is parsed again)."""
     for name in names:
-        if not (writer.out_dir / name).is_file():
+        if not (origin / name).is_file():
             return False
     for name in names:
-        writer.carry_over(name)
+        writer.carry_over(name, origin)
         writer.register(name)  # hashes the bytes
         recorded = cached.get(name, {}).get("sha256")
         if writer.outputs[name]["sha256"] != recorded:
             reporter.warn(
-                f"{writer.out_dir / name}: cached part of {file} is damaged (sha256 differs); "
+                f"{origin / name}: cached part of {file} is damaged (sha256 differs); "
                 "discarded, the file is parsed again"
             )
             for done in names:
@@ -397,43 +458,137 @@ def _assemble(writer: StageWriter, parts, files_meta, failed, config) -> dict[st
         )
         raise BadInputError(f"no sensor readings left in any file{excluded}: {where}")
     lookup = names.select("_sid", *cols)
-    pieces = []
-    for n, run in enumerate(runs):
-        index, lazy = frames[n]
-        frames[n] = None
+    sids = []  # per part: the run's series, with the run lengths
+    for run in runs:
         sid = run.join(lookup, on=cols, how="left", nulls_equal=True, maintain_order="left")
-        sids = np.repeat(sid["_sid"].to_numpy(), run["_len"].to_numpy())
-        pieces.append(
-            lazy.select("raw_line", "timestamp", "value", "flags")
-            .collect()
-            .with_columns(_sid=pl.Series(sids, dtype=pl.UInt32), _file=pl.lit(index, pl.Int32))
-        )
-    readings = pl.concat(pieces).select("_sid", "_file", "raw_line", "timestamp", "value", "flags")
-    del pieces, frames
-    grid, dup_rejects = build_grid(readings, names, config)
-    del readings
-    grid = detect_faults(grid, names, config)
-    grid = fill_gaps(grid, config)
+        sids.append((sid["_sid"].to_numpy(), run["_len"].to_numpy()))
+    del runs
+    per_series = np.zeros(names.height, dtype=np.int64)
+    for sid, lengths in sids:
+        np.add.at(per_series, sid, lengths)
+    batches = series_batches(per_series, BATCH_READINGS)
+    work = writer.dir / "_work"  # spilled readings and series batches, removed before commit
+    if len(batches) > 1:
+        work.mkdir()
+        spilled = []
+        for n, (index, lazy) in enumerate(frames):
+            frames[n] = None
+            spilled.append(work / f"readings_{n}.parquet")
+            _tagged(lazy, *sids[n], index).write_parquet(spilled[-1], compression="lz4")
 
-    report = build_report(grid, names, key_cols, files, _units(files_meta))
+        def batch_readings(lo: int, hi: int) -> pl.DataFrame:
+            # predicate pushdown: row groups of other series are skipped by their statistics
+            return (
+                pl.scan_parquet(spilled)
+                .filter(pl.col("_sid").is_between(lo, hi - 1))
+                .with_columns(pl.col("_sid") - lo)
+                .collect()
+            )
+    else:
+        pieces = [_tagged(lazy, *sids[n], index) for n, (index, lazy) in enumerate(frames)]
+        del frames
+
+        def batch_readings(lo: int, hi: int) -> pl.DataFrame:
+            readings = pl.concat(pieces)
+            pieces.clear()
+            return readings
+
+    del sids
+
+    # `source` is the path the group keys come from (relative to the folder given), not
+    # where the folder lies: the same data elsewhere gives the same bytes (identity is content)
+    relative = [files_meta[f].get("relative", f) if f else "" for f in files]
+    units = _units(files_meta)
+    sizes = np.array(
+        [files_meta[f].get("lines_total", 0) + 2 if f in files_meta else 0 for f in files],
+        dtype=np.int64,
+    )
+    used = np.zeros(int(sizes.sum()), dtype=bool)
+    reports, dup_rejects, matrices, series_parts = [], [], [], []
+    points = observed = 0
     # quality.png is drawn (holding the GIL) while the parquet files are written and hashed
-    # (polars and hashlib release it). Leaving the block waits for the drawing, on errors too,
-    # so that nothing writes into the directory once it is discarded.
+    # (polars and hashlib release it), as soon as the batches holding the series it shows are
+    # done. Leaving the block waits for the drawing, on errors too, so that nothing writes into
+    # the directory once it is discarded.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tsfm-plot") as pool:
-        plot = pool.submit(quality_plot, grid, report, writer.dir / "quality.png")
-        # `source` is the path the group keys come from (relative to the folder given), not
-        # where the folder lies: the same data elsewhere gives the same bytes (identity is content)
-        relative = [files_meta[f].get("relative", f) if f else "" for f in files]
-        _write_series(writer, grid, names, relative, key_cols)
-        all_rejects = _write_rejects(writer, parts, dup_rejects, failed, files)
+        plot = None
+        for lo, hi in batches:
+            own = names.slice(lo, hi - lo).with_columns(pl.col("_sid") - lo)
+            readings = batch_readings(lo, hi)
+            grid, dups = build_grid(readings, own, config)
+            del readings
+            grid = detect_faults(grid, own, config)
+            grid = fill_gaps(grid, config)
+            report = build_report(grid, own, key_cols, files, units)
+            shown = sum(r.height for r in reports)
+            if shown < PLOT_MAX_SERIES:
+                matrices.append(plot_rows(grid, report.head(PLOT_MAX_SERIES - shown)))
+            reports.append(report.with_columns(pl.col("_sid") + lo))
+            if plot is None and (hi == names.height or shown + report.height >= PLOT_MAX_SERIES):
+                plot = pool.submit(
+                    quality_plot,
+                    np.concatenate(matrices),
+                    pl.concat(reports),
+                    writer.dir / "quality.png",
+                )
+            dup_rejects.append(dups)
+            used |= _line_bitmap(
+                grid["_file"].to_numpy(), grid["raw_line"].fill_null(-1).to_numpy(), sizes
+            )
+            points += grid.height
+            observed += int(grid["observed"].sum())
+            name = "series.parquet" if len(batches) == 1 else f"_work/series_{lo}.parquet"
+            _write_series(writer, grid, own, relative, key_cols, name)
+            series_parts.append(writer.dir / name)
+            del grid
+        if len(batches) > 1:  # the batches, in series order, streamed into one file
+            pl.scan_parquet(series_parts).sink_parquet(
+                writer.dir / "series.parquet", compression="zstd", compression_level=2
+            )
+        writer.register("series.parquet", rows=points)
+        report = pl.concat(reports)
+        all_rejects = _write_rejects(writer, parts, pl.concat(dup_rejects), failed, files)
         writer.write_parquet("report.parquet", report.drop("_sid"))
-        summary = _summary(grid, all_rejects, report, files, files_meta, failed, config.gate_on)
+        summary = _summary(
+            (used, sizes, points, observed), all_rejects, report, files, files_meta, failed,
+            config.gate_on,
+        )  # fmt: skip
         plot.result()  # the drawing's error, if any, is the stage's error
+    shutil.rmtree(work, ignore_errors=True)
     writer.register("quality.png")
     return summary
 
 
-def _write_series(writer: StageWriter, grid, names, files, key_cols) -> None:
+BATCH_READINGS = 6_000_000  # readings cleaned at once (whole series): ~0.5 GB of RAM
+
+
+def series_batches(per_series: np.ndarray, budget: int) -> list[tuple[int, int]]:
+    """Consecutive ranges [lo, hi) of series ids whose readings add up to at most `budget`
+    (a series larger than the budget is a batch of its own); one range when all fit."""
+    batches, lo, total = [], 0, 0
+    for sid, count in enumerate(per_series.tolist()):
+        if sid > lo and total + count > budget:
+            batches.append((lo, sid))
+            lo, total = sid, 0
+        total += count
+    batches.append((lo, len(per_series)))
+    return batches
+
+
+def _tagged(lazy: pl.LazyFrame, sid: np.ndarray, lengths: np.ndarray, index: int) -> pl.DataFrame:
+    """A part's readings with their series (`_sid`, from its runs) and file (`_file`)."""
+    return (
+        lazy.select("raw_line", "timestamp", "value", "flags")
+        .collect()
+        .with_columns(
+            _sid=pl.Series(np.repeat(sid, lengths), dtype=pl.UInt32),
+            _file=pl.lit(index, pl.Int32),
+        )
+        .select("_sid", "_file", "raw_line", "timestamp", "value", "flags")
+    )
+
+
+def _write_series(writer: StageWriter, grid, names, files, key_cols, name: str) -> None:
     def by_sid(column: str) -> pl.Expr:  # the series' own column, by position (no join)
         return pl.lit(names[column].cast(pl.String)).gather(pl.col("_sid")).alias(column)
 
@@ -454,9 +609,8 @@ def _write_series(writer: StageWriter, grid, names, files, key_cols) -> None:
         )
         # zstd level 2, not the default 3: ~15% faster here and no larger on sensor data (level 1
         # is faster still but writes a 48% larger file)
-        .sink_parquet(writer.dir / "series.parquet", compression="zstd", compression_level=2)
+        .sink_parquet(writer.dir / name, compression="zstd", compression_level=2)
     )
-    writer.register("series.parquet", rows=grid.height)
 
 
 def _write_rejects(writer: StageWriter, parts, dup_rejects, failed, files) -> pl.DataFrame:
@@ -515,14 +669,11 @@ def _per_file(bits: np.ndarray, sizes: np.ndarray) -> list[int]:
     return np.diff(ends, prepend=0).tolist()
 
 
-def _summary(grid, rejects, report, files, files_meta, failed, gate_on) -> dict[str, Any]:
+def _summary(counts, rejects, report, files, files_meta, failed, gate_on) -> dict[str, Any]:
+    """`counts`: (bitmap of the lines used by the grid, lines per file, points, observed)."""
     # used lines per file as bitmaps over line numbers: no hashing of millions of rows
+    used, sizes, points, observed = counts
     index_of = {file: i for i, file in enumerate(files)}
-    sizes = np.array(
-        [files_meta[f].get("lines_total", 0) + 2 if f in files_meta else 0 for f in files],
-        dtype=np.int64,
-    )
-    used = _line_bitmap(grid["_file"].to_numpy(), grid["raw_line"].fill_null(-1).to_numpy(), sizes)
     line_rejects = rejects.filter(
         pl.col("line").is_not_null() & (pl.col("reason") != "preamble line")
     ).select(
@@ -554,8 +705,6 @@ def _summary(grid, rejects, report, files, files_meta, failed, gate_on) -> dict[
         top = top.head(1)
         shares[f"worst_{name}_series"] = top["series_id"].item() if top.height else None
         shares[f"worst_{name}_frac"] = round(float(top["_share"].item()), 6) if top.height else 0.0
-    points = grid.height
-    observed = int(grid["observed"].sum()) if points else 0
     return {
         "series": report.height,
         "points": points,
