@@ -12,13 +12,17 @@ import polars as pl
 from tsfm_cli.errors import BadInputError
 from tsfm_cli.ood.config import OodConfig, check_config, iso_time, split_points
 from tsfm_cli.ood.data import (
-    Plant,
+    CHUNK_ROWS,
+    SeriesMeta,
     carried_keys,
     check_columns,
+    chunks,
     columns_of,
     custom_expr,
     group_keys,
-    load_plant,
+    load_chunk,
+    load_meta,
+    scan_series,
 )
 from tsfm_cli.ood.plot import plot_scenarios
 from tsfm_cli.ood.scenarios import (
@@ -36,6 +40,7 @@ from tsfm_cli.ood.windows import (
     Block,
     WindowIds,
     block_frame,
+    concat_blocks,
     eval_schema,
     rng_for,
 )
@@ -52,7 +57,9 @@ from tsfm_cli.ui import Reporter
 SHOWN_SKIPPED = 20
 
 
-def _resolve_heldout(plant: Plant, cfg: OodConfig, source: RecipeSource) -> list[tuple[str, str]]:
+def _resolve_heldout(
+    plant: SeriesMeta, cfg: OodConfig, source: RecipeSource
+) -> list[tuple[str, str]]:
     """(key, value) per heldout entry; a bare key picks one of its values with the seed."""
     pairs = []
     for entry in cfg.heldout:
@@ -77,7 +84,7 @@ def _resolve_heldout(plant: Plant, cfg: OodConfig, source: RecipeSource) -> list
 
 
 def _scenario_rows(
-    blocks: list[Block], plant: Plant, cfg: OodConfig, reference_blocks: list[Block]
+    blocks: list[Block], plant: SeriesMeta, cfg: OodConfig, reference_blocks: list[Block]
 ) -> list[dict[str, Any]]:
     reference = pool(reference_blocks, cfg.context_length, plant.freq_s, rng_for(cfg.seed, "ref"))
     by_name: dict[str, list[Block]] = {}
@@ -128,7 +135,7 @@ SCENARIO_SCHEMA = {
 def _write_train(
     writer: StageWriter,
     series_path: Path,
-    plant: Plant,
+    plant: SeriesMeta,
     train_end_us: np.ndarray,
     held: set[int],
     custom: dict[str, pl.Expr],
@@ -143,7 +150,7 @@ def _write_train(
         default=None,
         return_dtype=pl.Int64,
     )
-    lf = pl.scan_parquet(series_path).filter(pl.col("timestamp").dt.epoch("us") < cut)
+    lf = scan_series(series_path).filter(pl.col("timestamp").dt.epoch("us") < cut)
     if custom:
         hide = pl.any_horizontal([expr.fill_null(False) for expr in custom.values()])
         lf = lf.with_columns(
@@ -157,6 +164,49 @@ def _write_train(
     return rows
 
 
+def _cut_chunk(
+    series_path: Path,
+    meta: SeriesMeta,
+    members: range,
+    cfg: OodConfig,
+    splits: dict[str, np.ndarray],
+    held: dict[tuple[str, str], list[int]],
+    seen: list[int],
+    short: np.ndarray,
+    custom: dict[str, pl.Expr],
+    task: Any,
+) -> dict[str, list]:
+    """Every window (without ids yet) of the series `members`, read as one chunk: the natural
+    test scenarios, validation (with custom points hidden, and which windows survive that) and
+    the training-period reference, one block per scenario × horizon in the fixed order."""
+    plant = load_chunk(series_path, meta, members, custom)
+
+    def inside(series: list[int]) -> list[int]:
+        return [i for i in series if i in members]
+
+    mine = inside(seen)
+    plan = natural_plan(plant, cfg, splits, {k: inside(v) for k, v in held.items()}, mine, short)
+    natural = natural_blocks(plant, cfg, plan, None, task.advance)
+    val, val_keep = [], []
+    for block in natural_blocks(plant, cfg, val_plan(splits, mine), None, task.advance):
+        hidden, keep = hide_custom(block, plant, cfg.context_length)
+        val.append(hidden)
+        val_keep.append(keep)
+    reference_plan = [Natural("train", "train", "train", mine, None, splits["val_start"])]
+    reference = natural_blocks(plant, cfg, reference_plan, None, task.advance)
+    return {"natural": natural, "val": val, "val_keep": val_keep, "reference": reference}
+
+
+def _merge(parts: list[dict[str, list]], kind: str, k: int) -> Block:
+    return concat_blocks([p[kind][k] for p in parts])
+
+
+def _with_ids(block: Block, ids: WindowIds) -> Block:
+    block.window_id = ids.take(block.n)
+    block.base_window_id = block.window_id
+    return block
+
+
 def run_ood_split(
     inputs: Path | str | list[Path],
     out_dir: Path | str,
@@ -166,6 +216,7 @@ def run_ood_split(
     command: list[str] | None = None,
     wait_s: float = 0.0,
     source: RecipeSource | None = None,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> dict[str, Any]:
     """Build train.parquet, eval.parquet, scenarios.parquet and scenarios.png in `out_dir`."""
     reporter = reporter or Reporter()
@@ -209,13 +260,11 @@ def run_ood_split(
             "not carried into eval.parquet"
         )
         carried = [k for k in carried if k not in clashing]
-    plant = load_plant(series_path, heldout_keys, custom, carried)
+    plant = load_meta(series_path, heldout_keys, carried)
     if plant.n_series == 0:
         raise BadInputError(f"{series_path}: no series to split")
     pairs = _resolve_heldout(plant, cfg, source)
-    firsts = plant.ts[plant.offsets]
-    lasts = plant.ts[plant.offsets + np.maximum(plant.lengths - 1, 0)]
-    splits = split_points(cfg, firsts, lasts, source)
+    splits = split_points(cfg, plant.first_us, plant.last_us, source)
     C = cfg.context_length
     if cfg.patch_size and (C % cfg.patch_size or any(h % cfg.patch_size for h in cfg.horizons)):
         reporter.warn(
@@ -236,23 +285,33 @@ def run_ood_split(
     if held_any and len(held_any) == plant.n_series:
         raise BadInputError(f"{source.where('heldout')}: holds out every series; nothing to train")
     seen = [i for i in range(plant.n_series) if i not in held_any and not short[i]]
-    plan = natural_plan(plant, cfg, splits, held, seen, short)
-    validation = val_plan(splits, seen)
-    n_steps = (len(plan) + len(validation) + 1 + len(cfg.families) * len(cfg.severities)) * len(
+    parts = chunks(plant, chunk_rows)
+    n_plan = len(held) + len(cfg.custom) + 2  # id, future, heldout:…, custom:…
+    n_val = 1 if (splits["val_start"] < splits["id_start"]).any() else 0
+    n_steps = (len(parts) * (n_plan + n_val + 1) + len(cfg.families) * len(cfg.severities)) * len(
         cfg.horizons
     )
-    ids = WindowIds()
     with reporter.progress("ood-split", total=n_steps, unit="blocks") as task:
-        blocks = natural_blocks(plant, cfg, plan, ids, task.advance)
+        cut_parts = [
+            _cut_chunk(series_path, plant, members, cfg, splits, held, seen, short, custom, task)
+            for members in parts
+        ]
+        # window ids in the order of one pass over the whole plant: natural test scenarios,
+        # synthetic ones, then validation windows (so test windows keep their ids whatever
+        # val_fraction is); validation windows emptied by custom conditions drop out after
+        ids = WindowIds()
+        blocks = [
+            _with_ids(_merge(cut_parts, "natural", k), ids)
+            for k in range(n_plan * len(cfg.horizons))
+        ]
         id_blocks = [b for b in blocks if b.scenario == "id"]
         blocks += synthetic_blocks(cfg, id_blocks, ids, task.advance)
-        # validation windows last, so the test windows keep their ids whatever val_fraction is
-        blocks += [
-            hide_custom(b, plant, C)
-            for b in natural_blocks(plant, cfg, validation, ids, task.advance)
-        ]
-        reference_plan = [Natural("train", "train", "train", seen, None, splits["val_start"])]
-        reference = natural_blocks(plant, cfg, reference_plan, None, task.advance)
+        for k in range(n_val * len(cfg.horizons)):
+            block = _with_ids(_merge(cut_parts, "val", k), ids)
+            keep = np.concatenate([p["val_keep"][k] for p in cut_parts])
+            blocks.append(block.subset(keep))
+        reference = [_merge(cut_parts, "reference", k) for k in range(len(cfg.horizons))]
+        del cut_parts
         scenario_rows = _scenario_rows(blocks, plant, cfg, reference)
     if not any(b.n for b in id_blocks):
         raise BadInputError(

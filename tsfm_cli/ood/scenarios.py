@@ -156,31 +156,34 @@ def val_plan(splits: dict[str, np.ndarray], seen: list[int]) -> list[Natural]:
     ]
 
 
-def hide_custom(block: Block, plant: Plant, context: int) -> Block:
+def hide_custom(block: Block, plant: Plant, context: int) -> tuple[Block, np.ndarray]:
     """A validation window sees the plant as train.parquet does: points matching a custom
     condition are unobserved (they are `custom:` test targets, never validation targets).
-    Windows left without an observed target point are dropped."""
+    Returns the block so hidden and the [W] mask of windows that keep an observed target point
+    (the others are dropped once window ids are given, so ids do not depend on the chunking)."""
     if not plant.custom or block.n == 0:
-        return block
+        return block, np.ones(block.n, dtype=bool)
     matched = np.logical_or.reduce(list(plant.custom.values()))
     index = block.start[:, None] + np.arange(-context, block.horizon)[None, :]
     observed = block.observed & ~matched[index]
     values = np.where(observed, block.values, np.float32(np.nan))
     keep = observed[:, context:].any(axis=1)
-    return Block(
+    hidden = Block(
         block.scenario,
         block.family,
         block.kind,
         block.severity,
         block.horizon,
-        block.series[keep],
-        block.start[keep],
-        values[keep],
-        observed[keep],
-        block.window_id[keep],
-        block.base_window_id[keep],
+        block.series,
+        block.start,
+        block.target_us,
+        values,
+        observed,
+        block.window_id,
+        block.base_window_id,
         block.params,
     )
+    return hidden, keep
 
 
 def natural_blocks(
@@ -226,6 +229,7 @@ def natural_blocks(
                     horizon,
                     series,
                     start,
+                    plant.ts[start],
                     values,
                     observed,
                     window_id,
@@ -277,6 +281,7 @@ def synthetic_blocks(
                         base.horizon,
                         base.series[keep],
                         base.start[keep],
+                        base.target_us[keep],
                         values,
                         observed,
                         ids.take(len(keep)),
