@@ -33,7 +33,7 @@ def test_chunks_cover_every_series_once_within_the_row_bound(plant):
     assert [i for part in parts for i in part] == list(range(meta.n_series))
     assert len(parts) > 2
     for part in parts:
-        rows = int(meta.lengths[part.start : part.stop].sum())
+        rows = int(meta.lengths[part].sum())
         assert rows <= 3 * 6 * 288 or len(part) == 1
 
 
@@ -79,3 +79,46 @@ def test_time_going_back_inside_a_series_is_bad_input_in_any_chunk(tmp_path):
         run_ood_split(
             broken, tmp_path / "out", OodConfig(families=["ramp"], horizons=[32]), chunk_rows=400
         )
+
+
+def test_shards_then_merge_give_the_rows_of_one_unsharded_run(plant, tmp_path):
+    whole = run_ood_split(plant, tmp_path / "whole", _config())
+    for i in range(3):
+        summary = run_ood_split(plant, tmp_path / "out", _config(), shard=f"{i}/3")
+        assert summary["out_dir"] == str(tmp_path / f"out-shard-{i}-of-3")
+        assert (tmp_path / f"out-shard-{i}-of-3" / "windows.parquet").is_file()
+    assert not (tmp_path / "out").exists()
+    merged = run_ood_split(plant, tmp_path / "out", _config())
+    for name in OUTPUTS:
+        assert pl.read_parquet(tmp_path / "whole" / name).equals(
+            pl.read_parquet(tmp_path / "out" / name)
+        ), name
+    assert merged["eval_windows"] == whole["eval_windows"]
+
+
+def test_merge_refuses_missing_or_foreign_shards(plant, tmp_path):
+    run_ood_split(plant, tmp_path / "out", _config(), shard="0/2")
+    with pytest.raises(BadInputError, match="shards 1 of 2 have not run"):
+        run_ood_split(plant, tmp_path / "out", _config())
+    other = OodConfig(horizons=[32], families=["ramp"])
+    run_ood_split(plant, tmp_path / "out", other, shard="1/2")
+    with pytest.raises(BadInputError, match="a shard of other settings"):
+        run_ood_split(plant, tmp_path / "out", _config())
+    assert not (tmp_path / "out").exists()
+
+
+def test_shard_through_the_cli(plant, tmp_path):
+    from typer.testing import CliRunner
+
+    from tsfm_cli.cli import app
+
+    out = tmp_path / "splits"
+    runner = CliRunner()
+    for shard in ("0/2", "1/2"):
+        done = runner.invoke(app, ["ood-split", str(plant), "-o", str(out), "--shard", shard])
+        assert done.exit_code == 0, done.output
+    done = runner.invoke(app, ["ood-split", str(plant), "-o", str(out), "--json"])
+    assert done.exit_code == 0, done.output
+    assert (out / "eval.parquet").is_file() and (out / "train.parquet").is_file()
+    bad = runner.invoke(app, ["ood-split", str(plant), "-o", str(out), "--shard", "2/2"])
+    assert bad.exit_code == 2 and "bad shard '2/2'" in bad.output

@@ -162,18 +162,42 @@ def load_meta(path: Path, keys: list[str], carried: list[str] = ()) -> SeriesMet
     )
 
 
-def chunks(meta: SeriesMeta, chunk_rows: int = CHUNK_ROWS) -> list[range]:
-    """Consecutive series (index ranges) of at most `chunk_rows` rows each (a longer series is
-    a chunk of its own)."""
-    out, start, rows = [], 0, 0
-    for i, n in enumerate(meta.lengths.tolist()):
-        if i > start and rows + n > chunk_rows:
-            out.append(range(start, i))
-            start, rows = i, 0
+def chunks(
+    meta: SeriesMeta, chunk_rows: int = CHUNK_ROWS, series: list[int] | None = None
+) -> list[list[int]]:
+    """`series` (default all, in file order) in consecutive groups of at most `chunk_rows`
+    rows each (a longer series is a chunk of its own)."""
+    series = list(range(meta.n_series)) if series is None else series
+    out: list[list[int]] = []
+    part: list[int] = []
+    rows = 0
+    for i in series:
+        n = int(meta.lengths[i])
+        if part and rows + n > chunk_rows:
+            out.append(part)
+            part, rows = [], 0
+        part.append(i)
         rows += n
-    if meta.n_series:
-        out.append(range(start, meta.n_series))
+    if part:
+        out.append(part)
     return out
+
+
+def empty_plant(meta: SeriesMeta, custom: dict[str, pl.Expr]) -> Plant:
+    """A chunk of no series: cutting windows from it gives every block, each empty."""
+    return Plant(
+        ts=np.empty(0, np.int64),
+        values=np.empty(0, np.float32),
+        observed=np.empty(0, bool),
+        offsets=np.zeros(meta.n_series, np.int64),
+        lengths=meta.lengths,
+        series_ids=meta.series_ids,
+        sensors=meta.sensors,
+        freq_s=meta.freq_s,
+        groups=meta.groups,
+        custom={n: np.empty(0, bool) for n in custom},
+        carried=meta.carried,
+    )
 
 
 def load_chunk(path: Path, meta: SeriesMeta, members: range, custom: dict[str, pl.Expr]) -> Plant:
@@ -204,7 +228,12 @@ def load_chunk(path: Path, meta: SeriesMeta, members: range, custom: dict[str, p
     ts = frame["ts"].to_numpy()
     custom_rows = {n: frame[f"__custom_{n}"].to_numpy() for n in custom}
     del frame
-    offsets = meta.first_row - meta.first_row[members.start]
+    members = np.asarray(members, dtype=np.int64)
+    offsets = np.zeros(meta.n_series, dtype=np.int64)
+    sizes = meta.lengths[members]
+    offsets[members] = np.cumsum(sizes) - sizes
+    if len(ts) != int(sizes.sum()):
+        raise BadInputError(f"{path}: series rows changed while being read")
     starts = np.zeros(len(ts), dtype=bool)
     starts[offsets[members][meta.lengths[members] > 0]] = True
     if len(ts) and ((np.diff(ts) <= 0) & ~starts[1:]).any():

@@ -13,12 +13,14 @@ from tsfm_cli.errors import BadInputError
 from tsfm_cli.ood.config import OodConfig, check_config, iso_time, split_points
 from tsfm_cli.ood.data import (
     CHUNK_ROWS,
+    Plant,
     SeriesMeta,
     carried_keys,
     check_columns,
     chunks,
     columns_of,
     custom_expr,
+    empty_plant,
     group_keys,
     load_chunk,
     load_meta,
@@ -33,6 +35,15 @@ from tsfm_cli.ood.scenarios import (
     onset_index,
     synthetic_blocks,
     val_plan,
+)
+from tsfm_cli.ood.shards import (
+    WINDOWS,
+    find_shards,
+    merged_parts,
+    parse_shard,
+    shard_dir,
+    shard_series,
+    windows_frame,
 )
 from tsfm_cli.ood.shift import MEASURES, measure, pool, value_shift
 from tsfm_cli.ood.windows import (
@@ -164,36 +175,33 @@ def _write_train(
     return rows
 
 
-def _cut_chunk(
-    series_path: Path,
-    meta: SeriesMeta,
-    members: range,
+def _cut_plant(
+    plant: Plant,
+    members: set[int],
     cfg: OodConfig,
     splits: dict[str, np.ndarray],
     held: dict[tuple[str, str], list[int]],
     seen: list[int],
     short: np.ndarray,
-    custom: dict[str, pl.Expr],
-    task: Any,
+    progress: Any,
 ) -> dict[str, list]:
-    """Every window (without ids yet) of the series `members`, read as one chunk: the natural
-    test scenarios, validation (with custom points hidden, and which windows survive that) and
-    the training-period reference, one block per scenario × horizon in the fixed order."""
-    plant = load_chunk(series_path, meta, members, custom)
+    """Every window (without ids yet) of the series `members` of a chunk: the natural test
+    scenarios, validation (with custom points hidden, and which windows survive that) and the
+    training-period reference, one block per scenario × horizon in the fixed order."""
 
     def inside(series: list[int]) -> list[int]:
         return [i for i in series if i in members]
 
     mine = inside(seen)
     plan = natural_plan(plant, cfg, splits, {k: inside(v) for k, v in held.items()}, mine, short)
-    natural = natural_blocks(plant, cfg, plan, None, task.advance)
+    natural = natural_blocks(plant, cfg, plan, None, progress)
     val, val_keep = [], []
-    for block in natural_blocks(plant, cfg, val_plan(splits, mine), None, task.advance):
+    for block in natural_blocks(plant, cfg, val_plan(splits, mine), None, progress):
         hidden, keep = hide_custom(block, plant, cfg.context_length)
         val.append(hidden)
         val_keep.append(keep)
     reference_plan = [Natural("train", "train", "train", mine, None, splits["val_start"])]
-    reference = natural_blocks(plant, cfg, reference_plan, None, task.advance)
+    reference = natural_blocks(plant, cfg, reference_plan, None, progress)
     return {"natural": natural, "val": val, "val_keep": val_keep, "reference": reference}
 
 
@@ -207,6 +215,30 @@ def _with_ids(block: Block, ids: WindowIds) -> Block:
     return block
 
 
+def _write_shard(
+    out_dir: Path,
+    index_count: tuple[int, int],
+    frame: pl.DataFrame,
+    settings: dict[str, Any],
+    inputs_desc: list[dict[str, Any]],
+    command: list[str] | None,
+    wait_s: float,
+) -> dict[str, Any]:
+    with StageWriter(
+        out_dir, "ood-split", config=settings, inputs=inputs_desc, command=command, wait_s=wait_s
+    ) as writer:
+        writer.write_parquet(WINDOWS, frame)
+        summary = {
+            "out_dir": str(out_dir),
+            "skipped": False,
+            "shard": f"{index_count[0]}/{index_count[1]}",
+            "series": frame["series"].n_unique(),
+            "windows": frame.height,
+        }
+        writer.commit(summary=summary)
+    return summary
+
+
 def run_ood_split(
     inputs: Path | str | list[Path],
     out_dir: Path | str,
@@ -217,8 +249,13 @@ def run_ood_split(
     wait_s: float = 0.0,
     source: RecipeSource | None = None,
     chunk_rows: int = CHUNK_ROWS,
+    shard: str = "0/1",
 ) -> dict[str, Any]:
-    """Build train.parquet, eval.parquet, scenarios.parquet and scenarios.png in `out_dir`."""
+    """Build train.parquet, eval.parquet, scenarios.parquet and scenarios.png in `out_dir`.
+
+    With `shard` "i/n" (n > 1) only cut the windows of shard i's series into
+    `OUT-shard-i-of-n/`; a later run without `shard` merges the n shard folders (shards.py)."""
+    index_count = parse_shard(shard)
     reporter = reporter or Reporter()
     source = source or RecipeSource()
     cfg = config
@@ -228,6 +265,9 @@ def run_ood_split(
         inputs = inputs[0]
     upstream = open_stage(Path(inputs), "ingest")
     out_dir = Path(out_dir)
+    final_dir = out_dir
+    if index_count[1] > 1:
+        out_dir = shard_dir(out_dir, *index_count)
     claim_output(out_dir, "ood-split", [upstream.path])
     check_config(cfg, source)
     series_path = upstream.file("series.parquet")
@@ -247,9 +287,22 @@ def run_ood_split(
     }
     settings = config_dict(cfg)
     inputs_desc = [upstream.describe("series.parquet")]
-    reused = reuse_summary(out_dir, "ood-split", fingerprint(settings, inputs_desc), reporter)
+    # a shard records the unsharded run's fingerprint: the merge takes only shards of its own
+    # settings and input
+    merged_fp = fingerprint(settings, inputs_desc)
+    shard_settings = {**settings, "shard": shard, "merges_into": merged_fp}
+    own_fp = fingerprint(shard_settings, inputs_desc) if index_count[1] > 1 else merged_fp
+    reused = reuse_summary(out_dir, "ood-split", own_fp, reporter)
     if reused is not None:
         return reused
+    shard_folders = find_shards(final_dir) if index_count[1] == 1 else []
+    for folder in shard_folders:
+        made_for = open_stage(folder, "ood-split").manifest.get("config", {}).get("merges_into")
+        if made_for != merged_fp:
+            raise BadInputError(
+                f"{folder}: a shard of other settings or another input; rerun it with these "
+                "settings, or delete the shard folders"
+            )
 
     heldout_keys = sorted({e.partition("=")[0] for e in cfg.heldout})
     carried = carried_keys(columns)
@@ -285,17 +338,39 @@ def run_ood_split(
     if held_any and len(held_any) == plant.n_series:
         raise BadInputError(f"{source.where('heldout')}: holds out every series; nothing to train")
     seen = [i for i in range(plant.n_series) if i not in held_any and not short[i]]
-    parts = chunks(plant, chunk_rows)
+    if index_count[1] > 1:
+        mine = set(shard_series(plant.series_ids, *index_count))
+        parts = chunks(plant, chunk_rows, [i for i in range(plant.n_series) if i in mine])
+    elif shard_folders:
+        parts = []  # the shards cut the windows
+    else:
+        parts = chunks(plant, chunk_rows)
     n_plan = len(held) + len(cfg.custom) + 2  # id, future, heldout:…, custom:…
     n_val = 1 if (splits["val_start"] < splits["id_start"]).any() else 0
     n_steps = (len(parts) * (n_plan + n_val + 1) + len(cfg.families) * len(cfg.severities)) * len(
         cfg.horizons
     )
     with reporter.progress("ood-split", total=n_steps, unit="blocks") as task:
-        cut_parts = [
-            _cut_chunk(series_path, plant, members, cfg, splits, held, seen, short, custom, task)
-            for members in parts
-        ]
+        cut_parts = []
+        for members in parts:
+            chunk = load_chunk(series_path, plant, members, custom)
+            cut = (chunk, set(members), cfg, splits, held, seen, short, task.advance)
+            cut_parts.append(_cut_plant(*cut))
+            del chunk
+        if index_count[1] > 1:
+            frame = windows_frame(cut_parts)
+            return _write_shard(
+                out_dir, index_count, frame, shard_settings, inputs_desc, command, wait_s
+            )
+        if shard_folders:
+            skeleton = _cut_plant(
+                empty_plant(plant, custom), set(), cfg, splits, held, [], short, lambda: None
+            )
+            frames = [
+                pl.read_parquet(open_stage(p, "ood-split").file(WINDOWS)) for p in shard_folders
+            ]
+            cut_parts = [merged_parts(skeleton, frames)]
+            del frames
         # window ids in the order of one pass over the whole plant: natural test scenarios,
         # synthetic ones, then validation windows (so test windows keep their ids whatever
         # val_fraction is); validation windows emptied by custom conditions drop out after
