@@ -120,28 +120,49 @@ class SeriesMeta:
         return len(self.series_ids)
 
 
-def load_meta(path: Path, keys: list[str], carried: list[str] = ()) -> SeriesMeta:
-    """Per-series metadata in one streaming pass (group_by on the streaming engine: memory
-    bounded by the number of series, not rows). Fails when a series' rows are not contiguous
+def load_meta(
+    path: Path, keys: list[str], carried: list[str] = (), chunk_rows: int = CHUNK_ROWS
+) -> SeriesMeta:
+    """Per-series metadata in one pass over the rows, `chunk_rows` at a time (a slice of the
+    scan each, aggregated, then the small per-slice aggregates combined): memory bounded by a
+    slice and the number of series, not the rows. Fails when a series' rows are not contiguous
     (the ingest contract sorts by series_id, timestamp)."""
     carried = list(carried)
     keys = list(dict.fromkeys([*keys, *carried]))
     meta_cols = [c for c in dict.fromkeys(["sensor", "freq_s", *keys]) if c != "series_id"]
     ts = pl.col("timestamp").dt.epoch("us")
+    scan = scan_series(path)
+    total = scan.select(pl.len()).collect().item()
+    partials = []
+    for offset in range(0, total, chunk_rows):
+        partials.append(
+            scan.slice(offset, chunk_rows)
+            .with_row_index("__row", offset=offset)
+            .group_by("series_id", maintain_order=True)
+            .agg(
+                pl.col("__row").min().alias("__first"),
+                pl.col("__row").max().alias("__last"),
+                pl.len().alias("__len"),
+                ts.min().alias("__first_us"),
+                ts.max().alias("__last_us"),
+                *[pl.col(c).first() for c in meta_cols],
+            )
+            .collect()
+        )
+    if not partials:  # no rows: the schema of an aggregate all the same
+        partials = [pl.DataFrame(schema=_meta_schema(scan, meta_cols))]
     meta = (
-        scan_series(path)
-        .with_row_index("__row")
-        .group_by("series_id")
+        pl.concat(partials, how="diagonal_relaxed")
+        .group_by("series_id", maintain_order=True)
         .agg(
-            pl.col("__row").min().alias("__first"),
-            pl.col("__row").max().alias("__last"),
-            pl.len().alias("__len"),
-            ts.min().alias("__first_us"),
-            ts.max().alias("__last_us"),
+            pl.col("__first").min(),
+            pl.col("__last").max(),
+            pl.col("__len").sum(),
+            pl.col("__first_us").min(),
+            pl.col("__last_us").max(),
             *[pl.col(c).first() for c in meta_cols],
         )
         .sort("__first")
-        .collect(engine="streaming")
     )
     lengths = meta["__len"].to_numpy().astype(np.int64)
     first_row = meta["__first"].to_numpy().astype(np.int64)
@@ -160,6 +181,16 @@ def load_meta(path: Path, keys: list[str], carried: list[str] = ()) -> SeriesMet
         groups={k: np.array(meta[k].cast(pl.String).to_list(), dtype=object) for k in keys},
         carried=carried,
     )
+
+
+def _meta_schema(scan: pl.LazyFrame, meta_cols: list[str]) -> dict[str, pl.DataType]:
+    schema = scan.collect_schema()
+    fixed = ("__first", "__last", "__len", "__first_us", "__last_us")
+    return {
+        "series_id": schema["series_id"],
+        **dict.fromkeys(fixed, pl.Int64),
+        **{c: schema[c] for c in meta_cols},
+    }
 
 
 def chunks(

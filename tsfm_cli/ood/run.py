@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,8 @@ from tsfm_cli.ood.scenarios import (
     natural_blocks,
     natural_plan,
     onset_index,
-    synthetic_blocks,
+    synthetic_block,
+    synthetic_plan,
     val_plan,
 )
 from tsfm_cli.ood.shards import (
@@ -95,21 +97,24 @@ def _resolve_heldout(
 
 
 def _scenario_rows(
-    blocks: list[Block], plant: SeriesMeta, cfg: OodConfig, reference_blocks: list[Block]
+    named: dict[str, Callable[[], list[Block]]],
+    plant: SeriesMeta,
+    cfg: OodConfig,
+    reference_blocks: list[Block],
 ) -> list[dict[str, Any]]:
+    """One row per scenario (in `named` order); each scenario's blocks are asked for when its
+    row is made, so synthetic windows are in memory one scenario at a time."""
     reference = pool(reference_blocks, cfg.context_length, plant.freq_s, rng_for(cfg.seed, "ref"))
-    by_name: dict[str, list[Block]] = {}
-    for block in blocks:
-        by_name.setdefault(block.scenario, []).append(block)
-    pools = {
-        name: pool(group, cfg.context_length, plant.freq_s, rng_for(cfg.seed, name))
-        for name, group in by_name.items()
-    }
-    id_pool = pools["id"]  # natural_plan always plans `id`, at every horizon
+
+    def pool_of(name: str, group: list[Block]):
+        return pool(group, cfg.context_length, plant.freq_s, rng_for(cfg.seed, name))
+
+    id_pool = pool_of("id", named["id"]())  # natural_plan always plans `id`, at every horizon
     rows = []
-    for name, group in by_name.items():
+    for name, blocks_of in named.items():
+        group = blocks_of()
         first = group[0]
-        scenario_pool = pools[name]
+        scenario_pool = id_pool if name == "id" else pool_of(name, group)
         ks_id, wasserstein_id = value_shift(scenario_pool, id_pool)
         series = np.unique(np.concatenate([b.series for b in group]))
         rows.append(
@@ -126,6 +131,23 @@ def _scenario_rows(
                 "wasserstein_id": wasserstein_id,
             }
         )
+        del group
+    return rows
+
+
+def _write_eval(writer: StageWriter, frames: Iterable[pl.DataFrame], schema: dict) -> int:
+    """eval.parquet one block at a time (a row group each): never the whole frame in memory."""
+    import pyarrow.parquet as pq
+
+    path = writer.dir / "eval.parquet"
+    rows = 0
+    arrow_schema = pl.DataFrame(schema=schema).to_arrow().schema
+    with pq.ParquetWriter(path, arrow_schema, compression="zstd") as out:
+        for frame in frames:
+            if frame.height:
+                out.write_table(frame.to_arrow().cast(arrow_schema))
+                rows += frame.height
+    writer.register("eval.parquet", rows=rows)
     return rows
 
 
@@ -207,6 +229,10 @@ def _cut_plant(
 
 def _merge(parts: list[dict[str, list]], kind: str, k: int) -> Block:
     return concat_blocks([p[kind][k] for p in parts])
+
+
+def _named(blocks: list[Block], scenario: str) -> list[Block]:
+    return [b for b in blocks if b.scenario == scenario]
 
 
 def _with_ids(block: Block, ids: WindowIds) -> Block:
@@ -347,9 +373,7 @@ def run_ood_split(
         parts = chunks(plant, chunk_rows)
     n_plan = len(held) + len(cfg.custom) + 2  # id, future, heldout:…, custom:…
     n_val = 1 if (splits["val_start"] < splits["id_start"]).any() else 0
-    n_steps = (len(parts) * (n_plan + n_val + 1) + len(cfg.families) * len(cfg.severities)) * len(
-        cfg.horizons
-    )
+    n_steps = len(parts) * (n_plan + n_val + 1) * len(cfg.horizons)
     with reporter.progress("ood-split", total=n_steps, unit="blocks") as task:
         cut_parts = []
         for members in parts:
@@ -375,19 +399,33 @@ def run_ood_split(
         # synthetic ones, then validation windows (so test windows keep their ids whatever
         # val_fraction is); validation windows emptied by custom conditions drop out after
         ids = WindowIds()
-        blocks = [
+        natural = [
             _with_ids(_merge(cut_parts, "natural", k), ids)
             for k in range(n_plan * len(cfg.horizons))
         ]
-        id_blocks = [b for b in blocks if b.scenario == "id"]
-        blocks += synthetic_blocks(cfg, id_blocks, ids, task.advance)
+        id_blocks = [b for b in natural if b.scenario == "id"]
+        synthetic = synthetic_plan(cfg, id_blocks, ids)
+        validation = []
         for k in range(n_val * len(cfg.horizons)):
             block = _with_ids(_merge(cut_parts, "val", k), ids)
             keep = np.concatenate([p["val_keep"][k] for p in cut_parts])
-            blocks.append(block.subset(keep))
+            validation.append(block.subset(keep))
         reference = [_merge(cut_parts, "reference", k) for k in range(len(cfg.horizons))]
         del cut_parts
-        scenario_rows = _scenario_rows(blocks, plant, cfg, reference)
+        named: dict[str, Callable[[], list[Block]]] = {}
+        for block in natural:
+            named.setdefault(block.scenario, lambda s=block.scenario: _named(natural, s))
+        for item in synthetic:
+            named.setdefault(
+                item.scenario,
+                lambda s=item.scenario: [
+                    synthetic_block(cfg, x) for x in synthetic if x.scenario == s
+                ],
+            )
+        for block in validation:
+            named.setdefault(block.scenario, lambda s=block.scenario: _named(validation, s))
+        scenario_rows = _scenario_rows(named, plant, cfg, reference)
+        del reference
     if not any(b.n for b in id_blocks):
         raise BadInputError(
             f"{series_path}: no ID window fits: context_length {C} + horizons {cfg.horizons} "
@@ -398,9 +436,15 @@ def run_ood_split(
         if row["n_windows"] == 0:
             reporter.warn(f"scenario {row['scenario']} has no windows")
 
-    eval_frame = pl.concat(
-        [block_frame(b, plant, C) for b in blocks] or [pl.DataFrame(schema=eval_schema(plant))]
-    )
+    def eval_frames() -> Iterable[pl.DataFrame]:
+        """eval.parquet's rows in order: natural test windows, synthetic, validation."""
+        for block in natural:
+            yield block_frame(block, plant, C)
+        for item in synthetic:
+            yield block_frame(synthetic_block(cfg, item), plant, C)
+        for block in validation:
+            yield block_frame(block, plant, C)
+
     scenarios = pl.DataFrame(scenario_rows, schema=SCENARIO_SCHEMA)
     resolved = {
         "split_points": {
@@ -416,7 +460,7 @@ def run_ood_split(
         out_dir, "ood-split", config=settings, inputs=inputs_desc, command=command, wait_s=wait_s
     ) as writer:
         train_rows = _write_train(writer, series_path, plant, splits["val_start"], held_any, custom)
-        writer.write_parquet("eval.parquet", eval_frame)
+        eval_rows = _write_eval(writer, eval_frames(), eval_schema(plant))
         writer.write_parquet("scenarios.parquet", scenarios)
         severity = max(cfg.severities) if cfg.severities else 1.0
         base = max((b for b in id_blocks if b.n), key=lambda b: b.horizon, default=None)
@@ -438,8 +482,8 @@ def run_ood_split(
             "too_short_ids": skipped[:SHOWN_SKIPPED],
             "heldout_series": len(held_any),
             "train_rows": train_rows,
-            "eval_windows": eval_frame.height,
-            "val_windows": eval_frame.filter(pl.col("split") == "val").height,
+            "eval_windows": eval_rows,
+            "val_windows": sum(b.n for b in validation),
             "group_keys": carried,
             "context_length": C,
             "horizons": list(cfg.horizons),
