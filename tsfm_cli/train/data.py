@@ -291,6 +291,7 @@ def _list_array(column: pl.Series, dtype, fill) -> np.ndarray:
 
 
 SPLITS = ("val", "test")
+WINDOW_COLUMNS = ("context", "context_observed", "target", "target_observed")
 
 
 def select_windows(frame: pl.DataFrame, max_windows: int, seed: int) -> pl.DataFrame:
@@ -323,11 +324,18 @@ def load_eval(
 ) -> list[EvalGroup]:
     """Evaluation groups of eval.parquet; ``notes`` collects what a user should be told once
     (e.g. an eval.parquet from before the validation split)."""
-    frame = pl.read_parquet(path)
-    needed = {"scenario", "horizon", "context", "context_observed", "target", "target_observed"}
-    missing = needed - set(frame.columns)
+    scan = pl.scan_parquet(path)
+    columns = scan.collect_schema().names()
+    needed = {"scenario", "horizon", *WINDOW_COLUMNS}
+    missing = needed - set(columns)
     if missing:
         raise BadInputError(f"{path}: missing columns {', '.join(sorted(missing))}")
+    # the windows are chosen on the small columns; only the chosen ones' values are read
+    frame = (
+        scan.select([c for c in columns if c not in WINDOW_COLUMNS])
+        .with_row_index("__row")
+        .collect()
+    )
     if "split" not in frame.columns:
         if notes is not None:
             notes.append(
@@ -347,7 +355,16 @@ def load_eval(
         for row in pl.read_parquet(scenarios_path).iter_rows(named=True):
             kinds[row["scenario"]] = (row.get("kind"), row.get("family"), row.get("severity"))
     groups = []
-    for (split, scenario, horizon), part in select_windows(frame, max_windows, seed).group_by(
+    chosen = select_windows(frame, max_windows, seed)
+    values = (
+        scan.with_row_index("__row")
+        .filter(pl.col("__row").is_in(chosen["__row"].implode()))
+        .select("__row", *WINDOW_COLUMNS)
+        .collect(engine="streaming")
+    )
+    chosen = chosen.join(values, on="__row", how="left", maintain_order="left").drop("__row")
+    del frame, values
+    for (split, scenario, horizon), part in chosen.group_by(
         ["split", "scenario", "horizon"], maintain_order=True
     ):
         context = _list_array(part["context"], np.float32, float("nan"))

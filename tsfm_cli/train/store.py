@@ -143,7 +143,11 @@ def open_store(path: Path, train_sha256: str, root: Path | None):
             }
             (tmp / "store.json").write_text(json.dumps(record, indent=2))
             shutil.rmtree(folder, ignore_errors=True)
-            tmp.rename(folder)
+            try:
+                tmp.rename(folder)
+            except OSError:  # another shard built it meanwhile: theirs is as good
+                if not _valid(folder, train_sha256):
+                    raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     index = pl.read_parquet(folder / "index.parquet")
