@@ -1,7 +1,7 @@
 """The training series as one flat store: float32 values (NaN where unobserved), bool observed
 and a per-series index, built from train.parquet a slice of rows at a time.
 
-On disk (``train-store-<sha256[:16]>/`` in the runs directory, shared by every run and shard of
+On disk (``train-store-<sha256[:16]>/`` beside the runs directory, shared by every run and shard of
 a sweep) the arrays are ``.npy`` files opened with ``mmap_mode="r"``: a sweep's memory holds the
 windows of a batch, not the corpus, so a corpus larger than RAM trains. The store is keyed by
 train.parquet's sha256 (recorded with each file's sha256 in ``store.json``, written last and
