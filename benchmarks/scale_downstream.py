@@ -1,12 +1,14 @@
 """Benchmark: peak memory and time of ood-split and train on a large generated plant.
 
-    python benchmarks/scale_downstream.py --values 20M      # 20 M values (default)
-    python benchmarks/scale_downstream.py --values 200M     # 200 M values (~3 GB of parquet)
+    python benchmarks/scale_downstream.py --values 20M                    # 200 series × 100k
+    python benchmarks/scale_downstream.py --values 200M --points 1000000  # 200 series × 1 M
 
-Generates an ingest directory (tests/ood_plant.py's 5-min plant, 5 % missing) line by line, one
-parquet file per line and then one streamed concatenation, so the generator's own memory stays
-at one line whatever the size. Then runs, each in a fresh process whose peak resident memory
-(ru_maxrss of that child alone) and wall time are printed:
+Generates an ingest directory (tests/ood_plant.py's 5-min plant, 5 % missing) one machine
+(4 sensors) at a time, one parquet file each and then one streamed concatenation, so the
+generator's own memory stays at one machine whatever the size. `--values` over `--points` sets
+the number of lines (10 machines each): a longer history (`--points`) keeps the number of
+windows; more lines add series and so windows. Then runs, each in a fresh process whose peak
+resident memory (ru_maxrss of that child alone) and wall time are printed:
 
 - `tsfm ood-split` with every natural scenario (one held-out machine, one custom split);
 - `tsfm train` on that split: tiny model (1K, encoder), a few steps, so the figure is data
@@ -37,15 +39,18 @@ out, parts = Path(sys.argv[1]), Path(sys.argv[2])
 lines, points, machines, sensors = map(int, sys.argv[3:])
 parts.mkdir(parents=True, exist_ok=True)
 for line in range(lines):
-    name = f"line{line:04d}"
-    frame = plant_frame(
-        lines=1, machines=machines, sensors=tuple(f"s{k}" for k in range(sensors)),
-        points=points, seed=line, short=None,
-    )
-    frame.with_columns(
-        pl.col("series_id").str.replace("^line1/", name + "/"), line=pl.lit(name)
-    ).write_parquet(parts / f"{name}.parquet", compression="zstd")
-    del frame
+    for machine in range(1, machines + 1):  # one machine's series in memory at a time
+        name = f"line{line:04d}"
+        frame = plant_frame(
+            lines=1, machines=1, sensors=tuple(f"s{k}" for k in range(sensors)),
+            points=points, seed=line * 1000 + machine, short=None,
+        )
+        frame.with_columns(
+            pl.col("series_id").str.replace("^line1/m1/", f"{name}/m{machine:02d}/"),
+            line=pl.lit(name),
+            machine=pl.lit(f"m{machine}"),
+        ).write_parquet(parts / f"{name}-m{machine:02d}.parquet", compression="zstd")
+        del frame
 n_series = lines * machines * sensors
 with StageWriter(out, "ingest", config={"generated": sys.argv[3:]}, inputs=[]) as writer:
     series = writer.dir / "series.parquet"
