@@ -44,6 +44,12 @@ def _render(summary: dict[str, Any], reporter: Reporter) -> None:
     if summary.get("skipped"):
         reporter.info(f"{summary['out_dir']}: up to date (same input and settings); nothing redone")
         return
+    if "shard" in summary:
+        reporter.info(
+            f"ood-split shard {summary['shard']} → {summary['out_dir']}: {summary['windows']} "
+            f"windows of {summary['series']} series; rerun without --shard to merge"
+        )
+        return
     table = Table(title=f"ood-split → {summary['out_dir']}")
     for column in ("scenario", "kind", "windows", "KS", "Wasserstein"):
         table.add_column(column, justify="left" if column in ("scenario", "kind") else "right")
@@ -122,6 +128,13 @@ def ood_split_cmd(
         str | None,
         typer.Option(help="Drift onset: 'context' (visible) or 'target' (default: context)."),
     ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            help="Cut the windows of the i-th of n shares of the series, e.g. 0/4 (writes "
+            "OUTPUT-shard-0-of-4/; rerun without --shard to merge).",
+        ),
+    ] = None,
     list_families: Annotated[
         bool, typer.Option("--list", help="List the drift families and exit.")
     ] = False,
@@ -161,7 +174,14 @@ def ood_split_cmd(
         cfg = build_config(OodConfig, values, source, overrides=overrides)
         out = output or default_output(input_dir, "ood-split")
         return run_ood_split(
-            input_dir, out, cfg, reporter=reporter, command=sys.argv, wait_s=wait, source=source
+            input_dir,
+            out,
+            cfg,
+            reporter=reporter,
+            command=sys.argv,
+            wait_s=wait,
+            source=source,
+            shard=shard or "0/1",
         )
 
     run_stage(work, json_mode=json_mode, quiet=quiet, debug=debug, render=_render)

@@ -156,31 +156,34 @@ def val_plan(splits: dict[str, np.ndarray], seen: list[int]) -> list[Natural]:
     ]
 
 
-def hide_custom(block: Block, plant: Plant, context: int) -> Block:
+def hide_custom(block: Block, plant: Plant, context: int) -> tuple[Block, np.ndarray]:
     """A validation window sees the plant as train.parquet does: points matching a custom
     condition are unobserved (they are `custom:` test targets, never validation targets).
-    Windows left without an observed target point are dropped."""
+    Returns the block so hidden and the [W] mask of windows that keep an observed target point
+    (the others are dropped once window ids are given, so ids do not depend on the chunking)."""
     if not plant.custom or block.n == 0:
-        return block
+        return block, np.ones(block.n, dtype=bool)
     matched = np.logical_or.reduce(list(plant.custom.values()))
     index = block.start[:, None] + np.arange(-context, block.horizon)[None, :]
     observed = block.observed & ~matched[index]
     values = np.where(observed, block.values, np.float32(np.nan))
     keep = observed[:, context:].any(axis=1)
-    return Block(
+    hidden = Block(
         block.scenario,
         block.family,
         block.kind,
         block.severity,
         block.horizon,
-        block.series[keep],
-        block.start[keep],
-        values[keep],
-        observed[keep],
-        block.window_id[keep],
-        block.base_window_id[keep],
+        block.series,
+        block.start,
+        block.target_us,
+        values,
+        observed,
+        block.window_id,
+        block.base_window_id,
         block.params,
     )
+    return hidden, keep
 
 
 def natural_blocks(
@@ -226,6 +229,7 @@ def natural_blocks(
                     horizon,
                     series,
                     start,
+                    plant.ts[start],
                     values,
                     observed,
                     window_id,
@@ -237,17 +241,29 @@ def natural_blocks(
     return blocks
 
 
-def synthetic_blocks(
-    cfg: OodConfig,
-    id_blocks: list[Block],
-    ids: WindowIds,
-    progress: Callable[[], None] = lambda: None,
-) -> list[Block]:
-    """Each family at each severity applied to the same subset of clean ID windows."""
-    onset = onset_index(cfg)
-    blocks = []
+@dataclass
+class Synthetic:
+    """One synthetic block, cut only when needed (the drift is seeded per family, severity
+    and horizon, so cutting it again gives the same windows)."""
+
+    base: Block  # the clean ID windows of one horizon
+    keep: np.ndarray  # which of them
+    family: str
+    k: int  # severity index
+    severity: float
+    window_id: np.ndarray
+
+    @property
+    def scenario(self) -> str:
+        return f"{self.family}:{severity_name(self.severity)}"
+
+
+def synthetic_plan(cfg: OodConfig, id_blocks: list[Block], ids: WindowIds) -> list[Synthetic]:
+    """Each family at each severity applied to the same subset of clean ID windows, in the
+    order of eval.parquet (horizon, family, severity); ids are taken now, drift cut later."""
+    plan: list[Synthetic] = []
     if cfg.synthetic_windows == 0:
-        return blocks
+        return plan
     for base in id_blocks:
         keep = []
         for i in np.unique(base.series):
@@ -255,34 +271,44 @@ def synthetic_blocks(
             rng = rng_for(cfg.seed, "synthetic", base.horizon, int(i))
             keep.append(subsample(rows, cfg.synthetic_windows, rng))
         keep = np.concatenate(keep or [np.empty(0, np.int64)]).astype(np.int64)
-        clean_v, clean_o = base.values[keep], base.observed[keep]
         for family in cfg.families:
             for k, severity in enumerate(cfg.severities):
-                rng = rng_for(cfg.seed, family, k, base.horizon)
-                values, observed = drift_windows(
-                    family, clean_v, clean_o, severity, onset, cfg.context_length, rng
-                )
-                params = {
-                    **FAMILIES[family].params,
-                    "onset": cfg.onset,
-                    "onset_index": onset,
-                    "spread": "std of the clean window's observed context",
-                }
-                blocks.append(
-                    Block(
-                        f"{family}:{severity_name(severity)}",
-                        family,
-                        "synthetic",
-                        float(severity),
-                        base.horizon,
-                        base.series[keep],
-                        base.start[keep],
-                        values,
-                        observed,
-                        ids.take(len(keep)),
-                        base.window_id[keep],
-                        params,
-                    )
-                )
-                progress()
-    return blocks
+                plan.append(Synthetic(base, keep, family, k, float(severity), ids.take(len(keep))))
+    return plan
+
+
+def synthetic_block(cfg: OodConfig, item: Synthetic) -> Block:
+    """The windows of one planned synthetic block, drift applied."""
+    onset = onset_index(cfg)
+    base, keep = item.base, item.keep
+    rng = rng_for(cfg.seed, item.family, item.k, base.horizon)
+    values, observed = drift_windows(
+        item.family,
+        base.values[keep],
+        base.observed[keep],
+        item.severity,
+        onset,
+        cfg.context_length,
+        rng,
+    )
+    params = {
+        **FAMILIES[item.family].params,
+        "onset": cfg.onset,
+        "onset_index": onset,
+        "spread": "std of the clean window's observed context",
+    }
+    return Block(
+        item.scenario,
+        item.family,
+        "synthetic",
+        item.severity,
+        base.horizon,
+        base.series[keep],
+        base.start[keep],
+        base.target_us[keep],
+        values,
+        observed,
+        item.window_id,
+        base.window_id[keep],
+        params,
+    )

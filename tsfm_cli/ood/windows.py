@@ -52,7 +52,8 @@ class Block:
     severity: float
     horizon: int
     series: np.ndarray  # [W] series index
-    start: np.ndarray  # [W] global row of the first target point
+    start: np.ndarray  # [W] row of the first target point in the chunk it was cut from
+    target_us: np.ndarray  # [W] timestamp of the first target point, µs
     values: np.ndarray
     observed: np.ndarray
     window_id: np.ndarray  # [W]
@@ -62,6 +63,24 @@ class Block:
     @property
     def n(self) -> int:
         return len(self.series)
+
+    def subset(self, keep: np.ndarray) -> Block:
+        """The windows where `keep` (a [W] mask or index array) selects them."""
+        return Block(
+            self.scenario,
+            self.family,
+            self.kind,
+            self.severity,
+            self.horizon,
+            self.series[keep],
+            self.start[keep],
+            self.target_us[keep],
+            self.values[keep],
+            self.observed[keep],
+            self.window_id[keep],
+            self.base_window_id[keep],
+            self.params,
+        )
 
 
 class WindowIds:
@@ -153,6 +172,30 @@ def eval_schema(plant: Plant) -> dict[str, pl.DataType]:
     return {**EVAL_SCHEMA, **dict.fromkeys(plant.carried, pl.String)}
 
 
+def concat_blocks(parts: list[Block]) -> Block:
+    """One block from the same block cut from several chunks of series (in chunk order)."""
+    first = parts[0]
+
+    def joined(name: str) -> np.ndarray:
+        return np.concatenate([getattr(p, name) for p in parts])
+
+    return Block(
+        first.scenario,
+        first.family,
+        first.kind,
+        first.severity,
+        first.horizon,
+        joined("series"),
+        joined("start"),
+        joined("target_us"),
+        joined("values"),
+        joined("observed"),
+        joined("window_id"),
+        joined("base_window_id"),
+        first.params,
+    )
+
+
 def block_frame(block: Block, plant: Plant, context: int) -> pl.DataFrame:
     """The eval.parquet rows of one block (columns in eval_schema order)."""
     schema = eval_schema(plant)
@@ -173,7 +216,9 @@ def block_frame(block: Block, plant: Plant, context: int) -> pl.DataFrame:
             "freq_s": plant.freq_s[block.series],
             "window_id": block.window_id,
             "base_window_id": block.base_window_id,
-            "target_start": pl.Series(plant.ts[block.start]).cast(pl.Datetime("us", "UTC")),
+            "target_start": pl.Series(block.target_us, dtype=pl.Int64).cast(
+                pl.Datetime("us", "UTC")
+            ),
             "context": _lists(block.values[:, :context], pl.Float32),
             "context_observed": _lists(block.observed[:, :context], pl.Boolean),
             "target": _lists(block.values[:, context:], pl.Float32),

@@ -32,47 +32,67 @@ from tsfm_cli.train.config import CLEAN
 
 @dataclass
 class TrainSeries:
+    """The training series, sorted by series_id. ``flat_values``/``flat_observed`` hold every
+    series end to end (series i at ``offsets[i]``; memory-mapped from the store, see
+    train/store.py); ``values``/``observed`` are per-series views of them."""
+
     series_ids: list[str]
-    values: list[np.ndarray]  # float32 [T_i], NaN where unobserved
-    observed: list[np.ndarray]  # bool [T_i]
+    flat_values: np.ndarray  # float32 [total], NaN where unobserved
+    flat_observed: np.ndarray  # bool [total]
+    offsets: np.ndarray  # int64 [n]
+    lengths: np.ndarray  # int64 [n]
     start_s: np.ndarray  # int64 [n] first timestamp, seconds since the epoch
     freq_s: np.ndarray  # float64 [n]
 
+    @classmethod
+    def from_lists(cls, series_ids, values, observed, start_s, freq_s) -> TrainSeries:
+        lengths = np.array([len(v) for v in values], dtype=np.int64)
+        return cls(
+            list(series_ids),
+            np.concatenate(values).astype(np.float32) if values else np.empty(0, np.float32),
+            np.concatenate(observed).astype(bool) if observed else np.empty(0, bool),
+            np.cumsum(lengths) - lengths,
+            lengths,
+            np.asarray(start_s, dtype=np.int64),
+            np.asarray(freq_s, dtype=np.float64),
+        )
+
+    @property
+    def values(self) -> list[np.ndarray]:
+        return [
+            self.flat_values[o : o + n] for o, n in zip(self.offsets, self.lengths, strict=True)
+        ]
+
+    @property
+    def observed(self) -> list[np.ndarray]:
+        return [
+            self.flat_observed[o : o + n] for o, n in zip(self.offsets, self.lengths, strict=True)
+        ]
+
     @property
     def total_points(self) -> int:
-        return int(sum(len(v) for v in self.values))
+        return int(self.lengths.sum())
 
 
-def load_train(path: Path) -> TrainSeries:
-    frame = pl.read_parquet(
-        path, columns=["series_id", "timestamp", "value", "observed", "freq_s"]
-    ).sort("series_id", "timestamp")
-    if frame.is_empty():
-        raise BadInputError(f"{path}: no training rows")
-    grouped = (
-        frame.with_columns(
-            pl.when(pl.col("observed")).then(pl.col("value")).otherwise(None).alias("value"),
-        )
-        .group_by("series_id", maintain_order=True)
-        .agg(
-            pl.col("value"),
-            pl.col("observed"),
-            pl.col("timestamp").first().dt.epoch("s").alias("start_s"),
-            pl.col("freq_s").first(),
-        )
-    )
-    values = [
-        np.asarray(v.to_numpy(), dtype=np.float32)
-        for v in grouped["value"].list.eval(pl.element().fill_null(float("nan")))
-    ]
-    observed = [np.asarray(o.to_numpy(), dtype=bool) for o in grouped["observed"]]
-    observed = [o & np.isfinite(v) for o, v in zip(observed, values, strict=True)]
+def load_train(
+    path: Path, store_root: Path | None = None, sha256: str | None = None
+) -> TrainSeries:
+    """train.parquet's series: memory-mapped from the store in ``store_root`` (keyed by
+    ``sha256``, train.parquet's content hash), or in memory without one."""
+    from tsfm_cli.stagedir import sha256_file
+    from tsfm_cli.train.store import open_store
+
+    if store_root is not None and sha256 is None:
+        sha256 = sha256_file(path)
+    index, values, observed = open_store(path, sha256 or "", store_root)
     return TrainSeries(
-        series_ids=grouped["series_id"].to_list(),
-        values=values,
-        observed=observed,
-        start_s=grouped["start_s"].to_numpy().astype(np.int64),
-        freq_s=grouped["freq_s"].to_numpy().astype(np.float64),
+        series_ids=index["series_id"].cast(pl.String).to_list(),
+        flat_values=values,
+        flat_observed=observed,
+        offsets=index["offset"].to_numpy().astype(np.int64),
+        lengths=index["length"].to_numpy().astype(np.int64),
+        start_s=index["start_s"].to_numpy().astype(np.int64),
+        freq_s=index["freq_s"].to_numpy().astype(np.float64),
     )
 
 
@@ -110,7 +130,9 @@ def degrade(series: TrainSeries, quality: str, seed: int) -> TrainSeries:
         )
         values.append(nv[0])
         observed.append(no[0] & o)
-    return TrainSeries(series.series_ids, values, observed, series.start_s, series.freq_s)
+    return TrainSeries.from_lists(
+        series.series_ids, values, observed, series.start_s, series.freq_s
+    )
 
 
 @dataclass
@@ -186,26 +208,23 @@ class BatchSampler:
     seed: int
 
     def __post_init__(self) -> None:
-        values, observed, times, offsets, starts = [], [], [], [], []
-        at = 0
-        for seg in self.segments:
-            s = slice(seg.start, seg.start + seg.length)
-            v = self.series.values[seg.series][s]
-            values.append(np.nan_to_num(v, nan=0.0))
-            observed.append(self.series.observed[seg.series][s])
-            freq = self.series.freq_s[seg.series]
-            t0 = self.series.start_s[seg.series] + seg.start * freq
-            times.append(t0 + np.arange(seg.length) * freq)
-            offsets.append(at)
-            starts.append(seg.length - self.window + 1)
-            at += seg.length
-        self._flat = {
-            "values": np.concatenate(values).astype(np.float32),
-            "observed": np.concatenate(observed),
-            "times": np.concatenate(times).astype(np.float64),
-        }
-        self._offsets = np.asarray(offsets, dtype=np.int64)
-        self._starts = np.asarray(starts, dtype=np.int64)
+        # each segment's place in the series' flat arrays, and its first time stamp; windows
+        # are read from those arrays (memory-mapped) per batch, never copied as a whole
+        series = self.series
+        self._base = np.array(
+            [series.offsets[seg.series] + seg.start for seg in self.segments], dtype=np.int64
+        )
+        self._freq = np.array([series.freq_s[seg.series] for seg in self.segments])
+        self._t0 = np.array(
+            [
+                series.start_s[seg.series] + seg.start * series.freq_s[seg.series]
+                for seg in self.segments
+            ],
+            dtype=np.float64,
+        )
+        self._starts = np.asarray(
+            [seg.length - self.window + 1 for seg in self.segments], dtype=np.int64
+        )
         self._weights = self._starts / self._starts.sum()
 
     @property
@@ -215,13 +234,14 @@ class BatchSampler:
     def batch(self, step: int, rank: int = 0) -> dict[str, np.ndarray]:
         """Batch ``step`` of this run; each DDP rank draws its own windows."""
         rng = np.random.default_rng([self.seed, step] if rank == 0 else [self.seed, step, rank])
-        seg = rng.choice(len(self._offsets), size=self.batch_size, p=self._weights)
+        seg = rng.choice(len(self._base), size=self.batch_size, p=self._weights)
         start = (rng.random(self.batch_size) * self._starts[seg]).astype(np.int64)
-        idx = (self._offsets[seg] + start)[:, None] + np.arange(self.window)[None, :]
+        local = start[:, None] + np.arange(self.window)[None, :]  # within the segment
+        idx = self._base[seg][:, None] + local
         return {
-            "values": self._flat["values"][idx],
-            "observed": self._flat["observed"][idx],
-            "times": self._flat["times"][idx],
+            "values": np.nan_to_num(self.series.flat_values[idx], nan=0.0).astype(np.float32),
+            "observed": np.asarray(self.series.flat_observed[idx]),
+            "times": self._t0[seg][:, None] + local * self._freq[seg][:, None],
             "pick": rng.random(),  # e.g. the encoder's horizon for this batch
         }
 
@@ -271,6 +291,7 @@ def _list_array(column: pl.Series, dtype, fill) -> np.ndarray:
 
 
 SPLITS = ("val", "test")
+WINDOW_COLUMNS = ("context", "context_observed", "target", "target_observed")
 
 
 def select_windows(frame: pl.DataFrame, max_windows: int, seed: int) -> pl.DataFrame:
@@ -303,11 +324,18 @@ def load_eval(
 ) -> list[EvalGroup]:
     """Evaluation groups of eval.parquet; ``notes`` collects what a user should be told once
     (e.g. an eval.parquet from before the validation split)."""
-    frame = pl.read_parquet(path)
-    needed = {"scenario", "horizon", "context", "context_observed", "target", "target_observed"}
-    missing = needed - set(frame.columns)
+    scan = pl.scan_parquet(path)
+    columns = scan.collect_schema().names()
+    needed = {"scenario", "horizon", *WINDOW_COLUMNS}
+    missing = needed - set(columns)
     if missing:
         raise BadInputError(f"{path}: missing columns {', '.join(sorted(missing))}")
+    # the windows are chosen on the small columns; only the chosen ones' values are read
+    frame = (
+        scan.select([c for c in columns if c not in WINDOW_COLUMNS])
+        .with_row_index("__row")
+        .collect()
+    )
     if "split" not in frame.columns:
         if notes is not None:
             notes.append(
@@ -327,7 +355,16 @@ def load_eval(
         for row in pl.read_parquet(scenarios_path).iter_rows(named=True):
             kinds[row["scenario"]] = (row.get("kind"), row.get("family"), row.get("severity"))
     groups = []
-    for (split, scenario, horizon), part in select_windows(frame, max_windows, seed).group_by(
+    chosen = select_windows(frame, max_windows, seed)
+    values = (
+        scan.with_row_index("__row")
+        .filter(pl.col("__row").is_in(chosen["__row"].implode()))
+        .select("__row", *WINDOW_COLUMNS)
+        .collect(engine="streaming")
+    )
+    chosen = chosen.join(values, on="__row", how="left", maintain_order="left").drop("__row")
+    del frame, values
+    for (split, scenario, horizon), part in chosen.group_by(
         ["split", "scenario", "horizon"], maintain_order=True
     ):
         context = _list_array(part["context"], np.float32, float("nan"))

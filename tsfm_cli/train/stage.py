@@ -97,7 +97,8 @@ def run_train(
     specs = shard(grid(config), index, count)
     if not specs:
         raise BadInputError(f"train: shard {index}/{count} of {len(grid(config))} runs is empty")
-    data = load_sweep_data(stage, config)
+    # beside the runs directory: shared by every sweep there on the same train.parquet
+    data = load_sweep_data(stage, config, store_root=runs_dir.parent)
     reporter.info(
         f"train: {len(specs)} runs (shard {index}/{count}), context {data.context_length}, "
         f"horizons {data.horizons}, {data.budget.total_points:,} training points"

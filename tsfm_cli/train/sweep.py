@@ -146,7 +146,12 @@ class SweepData:
         return self._degraded[quality]
 
 
-def load_sweep_data(splits: Path | str | StageInput, config: TrainConfig) -> SweepData:
+def load_sweep_data(
+    splits: Path | str | StageInput, config: TrainConfig, store_root: Path | None = None
+) -> SweepData:
+    """The ood-split directory read once; the training series memory-mapped from a store in
+    ``store_root`` (train/store.py; built there once per train.parquet content) or, without
+    one, in memory."""
     stage = splits if isinstance(splits, StageInput) else open_stage(splits, "ood-split")
     notes: list[str] = []
     source = stage.describe(*SPLITS_READ)  # every file's bytes verified before it is read
@@ -165,7 +170,7 @@ def load_sweep_data(splits: Path | str | StageInput, config: TrainConfig) -> Swe
         )
     horizons = sorted({g.horizon for g in groups})
     train_horizon = config.train_horizon or max(horizons)
-    series = load_train(stage.file("train.parquet"))
+    series = load_train(stage.file("train.parquet"), store_root, stage.sha256("train.parquet"))
     budget = DataBudget.build(series, n_ctx + train_horizon, config.seed)
     freqs, counts = np.unique(series.freq_s, return_counts=True)
     return SweepData(
