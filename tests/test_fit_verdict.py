@@ -405,3 +405,33 @@ def test_compute_frontier_uses_end_of_schedule_checkpoints_only():
     assert "end-of-schedule" in points.rule
     legacy = select_points(frame.drop("final"), "crps", "C")
     assert sorted(legacy.X[0].tolist()) == [1e9, 2e9, 4e9]
+
+
+def test_an_exponent_on_its_search_bound_is_never_a_clear_difference():
+    """A drifted law whose α ran to the bound (too few or flat points) is no evidence."""
+    from tsfm_cli.fit.analysis import Group, compare
+    from tsfm_cli.fit.fitting import LawFit
+    from tsfm_cli.fit.laws import EXPONENT_BOUNDS, exponent_at_bound
+    from tsfm_cli.fit.select import Points
+
+    rng = np.random.default_rng(0)
+    empty = Points(np.zeros((1, 0)), np.zeros(0), np.zeros(0), "")
+
+    def group(scenario: str, alpha: float) -> Group:
+        fit = LawFit(
+            x="C",
+            law="power_e",
+            points=empty,
+            coefs={"E": 0.5, "alpha": alpha, "X_c": 1e6},
+            boot={"E": 0.5 + rng.normal(0, 1e-3, 200), "alpha": alpha + rng.normal(0, 1e-3, 200)},
+            converged=True,
+        )
+        return Group(keys={"arch": "encoder", "scenario": scenario}, metric="crps", fits=[fit])
+
+    low = EXPONENT_BOUNDS[0]
+    assert exponent_at_bound({"alpha": low}) and not exponent_at_bound({"alpha": 0.3})
+    stuck = compare([group("id", 0.3), group("ramp:3", low)], 0.95)
+    assert stuck == []  # nothing compared: the drifted exponent is undetermined
+    real = compare([group("id", 0.3), group("ramp:3", 0.6)], 0.95)
+    assert {r["quantity"] for r in real} == {"floor", "exponent"}
+    assert any(r["clear"] for r in real if r["quantity"] == "exponent")

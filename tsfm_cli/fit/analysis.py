@@ -13,6 +13,7 @@ from tsfm_cli.errors import BadInputError
 from tsfm_cli.fit.blas import single_thread
 from tsfm_cli.fit.config import AUTO_GROUPS, VARYING_GROUPS, FitConfig
 from tsfm_cli.fit.fitting import GroupTask, LawFit, fit_many, interval, run_counts
+from tsfm_cli.fit.laws import exponent_at_bound
 from tsfm_cli.fit.load import CONFIG, X_COLUMNS
 from tsfm_cli.fit.select import end_of_schedule, select_points
 from tsfm_cli.schema import ID_SCENARIO
@@ -242,8 +243,10 @@ def compare(groups: list[Group], level: float) -> list[dict[str, Any]]:
     def add(kind: str, a: Group, b: Group, label_a: str, label_b: str, key: str) -> None:
         for fa in a.fits:
             fb = b.get(fa.x, fa.law)
-            if not fa.ok or fb is None:
+            if not fa.ok or fb is None or not fb.ok:
                 continue
+            if fa.law != "power" and (exponent_at_bound(fa.coefs) or exponent_at_bound(fb.coefs)):
+                continue  # an exponent the data did not determine is no evidence of a change
             for coef, quantity in COMPARED[fa.law]:
                 diff = fa.boot[coef] - fb.boot[coef]
                 lo, hi = interval(diff, level)

@@ -196,10 +196,25 @@ class HuberResult:
     message: str
 
 
+EXPONENT_BOUNDS = (-2.0, 10.0)  # where the robust fit may search an E-form's exponents
+
+
 def _bounds(form: EForm, y: np.ndarray) -> list[tuple[float | None, float | None]]:
-    """Keep E from drifting to 0 forever (log E ≥ log min L − 15) and exponents in [−2, 10]."""
+    """Keep E from drifting to 0 forever (log E ≥ log min L − 15) and exponents in
+    EXPONENT_BOUNDS."""
     floor = float(np.log(np.min(y))) - 15.0 if form.positive else None
-    return [(floor, None)] + [(None, None), (-2.0, 10.0)] * form.U.shape[0]
+    return [(floor, None)] + [(None, None), EXPONENT_BOUNDS] * form.U.shape[0]
+
+
+def exponent_at_bound(coefs: dict[str, float]) -> bool:
+    """True when a fitted exponent sits on the search bound: the data did not determine it (too
+    few or too flat points), so it is no estimate to compare or report as a difference."""
+    low, high = EXPONENT_BOUNDS
+    return any(
+        np.isclose(coefs[name], low, atol=1e-6) or np.isclose(coefs[name], high, atol=1e-6)
+        for name in ("alpha", "beta")
+        if name in coefs and np.isfinite(coefs[name])
+    )
 
 
 def fit_huber(
