@@ -435,3 +435,22 @@ def test_an_exponent_on_its_search_bound_is_never_a_clear_difference():
     real = compare([group("id", 0.3), group("ramp:3", 0.6)], 0.95)
     assert {r["quantity"] for r in real} == {"floor", "exponent"}
     assert any(r["clear"] for r in real if r["quantity"] == "exponent")
+
+
+def test_an_exploding_interval_is_described_not_printed():
+    from tsfm_cli.fit.report import _scale_sentence
+
+    answer = {
+        "law": "power_e",
+        "relative": True,
+        "gain": 0.001,
+        "gain_low": -2.1e300,
+        "gain_high": 0.4,
+        "clear": False,
+        "group": "encoder · horizon 32",
+        "factor": 10.0,
+        "largest_N": 55_700.0,
+        "metric": "crps",
+    }
+    sentence = _scale_sentence(answer)
+    assert "the data do not pin it down" in sentence and len(sentence) < 300

@@ -74,6 +74,9 @@ def _answers(groups, comparisons, plan_rows, tradeoff, config, facts) -> list[st
     return out
 
 
+WIDEST_STATED = 10.0  # a relative gain interval beyond ±1000% is described, not printed
+
+
 def _scale_sentence(a: dict[str, Any]) -> str:
     what = "apparent (pure power law, no floor)" if a["law"] == "power" else "law with floor E"
     # a negative gain is a loss that rises with size: said as such, never "lowers by -7%"
@@ -82,11 +85,14 @@ def _scale_sentence(a: dict[str, Any]) -> str:
     if a["relative"]:
         size = f"{sign * a['gain'] * 100:.0f}%"
         low, high = sorted((sign * a["gain_low"], sign * a["gain_high"]))
-        span = (
-            f" (between {low * 100:.0f}% and {high * 100:.0f}%)"
-            if np.isfinite(a["gain_low"])
-            else " (no interval)"
-        )
+        if not np.isfinite(a["gain_low"]):
+            span = " (no interval)"
+        elif max(abs(low), abs(high)) > WIDEST_STATED:
+            # an exploding bootstrap (the law barely pinned down) is said, not printed in full
+            widest = f"±{WIDEST_STATED * 100:.0f}%"
+            span = f" (interval wider than {widest}: the data do not pin it down)"
+        else:
+            span = f" (between {low * 100:.0f}% and {high * 100:.0f}%)"
     else:
         size = f"{_num(sign * a['gain'])} (loss units)"
         low, high = sorted((sign * a["gain_low"], sign * a["gain_high"]))
