@@ -112,7 +112,7 @@ def read_results(paths: list[Path], metrics: list[str]) -> Loaded:
 
 def _read_windows(paths: list[Path]) -> pl.LazyFrame | None:
     """window_metrics.parquet next to each input (in a folder, or beside a file), scanned
-    lazily: only its per-row aggregates are ever held in memory."""
+    lazily: only its key, series and metric columns are collected (join_window_errors)."""
     found = []
     for raw in paths:
         path = Path(raw)
@@ -152,12 +152,23 @@ def join_window_errors(
     for m in present:
         ok = pl.col(m).filter(pl.col(m).is_finite())
         aggs.append((ok.std() / ok.count().sqrt()).alias(f"_w_{m}"))
-    errors = w.group_by(keys).agg(*aggs, pl.len().alias("_windows"))
+    # every aggregation sees its rows in one fixed order: a float sum in another order differs
+    # in the last bits, and the same data must give the same fit to the last bit
+    order = [*keys, *(["window_id"] if "window_id" in schema else [])]
+    # collected first: the lazy engine's partitioned aggregation combines partial sums in
+    # whatever order its threads finish; the eager one reduces each group's rows in order
+    needed = list(dict.fromkeys([*order, *([cluster] if cluster else []), *present]))
+    w = (
+        w.select(needed)
+        .sort(order if cluster is None else [*keys, cluster, *order[len(keys) :]])
+        .collect()
+    )
+    errors = w.group_by(keys, maintain_order=True).agg(*aggs, pl.len().alias("_windows"))
     if cluster is not None:
         series = (
-            w.group_by([*keys, cluster])
+            w.group_by([*keys, cluster], maintain_order=True)
             .agg([pl.col(m).filter(pl.col(m).is_finite()).mean() for m in present])
-            .group_by(keys)
+            .group_by(keys, maintain_order=True)
             .agg(
                 [
                     pl.when(pl.col(m).is_not_null().sum() >= 2)
@@ -174,7 +185,7 @@ def join_window_errors(
         *keys,
         "_windows",
         *[pl.coalesce(f"_s_{m}", f"_w_{m}").alias(f"{m}_se") for m in present],
-    ).collect()
+    )
     n_windows = int(errors["_windows"].sum())
     return frame.join(errors.drop("_windows"), on=keys, how="left"), n_windows
 
