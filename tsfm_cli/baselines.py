@@ -20,7 +20,6 @@ Hyndman & Athanasopoulos, FPP3 §5.5). CRPS is the Gaussian's closed form, NLL i
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any
 
@@ -29,18 +28,14 @@ import polars as pl
 
 from tsfm_cli import metrics
 from tsfm_cli.groupkeys import breakdown, eval_group_keys, finite_mean
+from tsfm_cli.models.scaling import MIN_SCALE  # as the models' instance scaling
+from tsfm_cli.windows import window_arrays
 
 BASELINES = ("seasonal_naive", "naive", "auto_ets")
 METRIC_NAMES = ("nll", "crps", "mse", "mae", "mase")
 ETS_MAX_SEASON = 24  # seasonal ETS only up to this period (forecast::ets, statsforecast)
 Z80 = 1.2815515655446004  # standard normal quantile 0.9: half-width of an 80% interval in σ
-MIN_SCALE = 1e-5  # as the models' instance scaling (models/scaling.py)
 VAL_SCENARIO = "val"
-
-
-def _lists(column: pl.Series, dtype, fill) -> np.ndarray:
-    filled = column.list.eval(pl.element().fill_null(fill))
-    return filled.list.to_array(filled.list.len().max()).to_numpy().astype(dtype)
 
 
 def forward_fill(values: np.ndarray, observed: np.ndarray) -> np.ndarray:
@@ -212,10 +207,7 @@ def score_baselines(
     for (scenario, horizon, split), part in eval_frame.sort(
         [*order, "series_id", "window_id"]
     ).group_by(order, maintain_order=True):
-        raw_ctx = _lists(part["context"], np.float64, math.nan)
-        raw_tgt = _lists(part["target"], np.float64, math.nan)
-        c_obs = _lists(part["context_observed"], bool, False) & np.isfinite(raw_ctx)
-        t_obs = _lists(part["target_observed"], bool, False) & np.isfinite(raw_tgt)
+        raw_ctx, raw_tgt, c_obs, t_obs = window_arrays(part, np.float64)
         loc, scale = instance_scale(np.nan_to_num(raw_ctx), c_obs)
         context = np.where(c_obs, (np.nan_to_num(raw_ctx) - loc) / scale, 0.0)
         target = np.where(t_obs, (np.nan_to_num(raw_tgt) - loc) / scale, 0.0)

@@ -28,6 +28,7 @@ import polars as pl
 from tsfm_cli.errors import BadInputError
 from tsfm_cli.groupkeys import breakdown, eval_group_keys
 from tsfm_cli.train.config import CLEAN
+from tsfm_cli.windows import window_arrays
 
 
 @dataclass
@@ -283,13 +284,6 @@ class EvalGroup:
         }
 
 
-def _list_array(column: pl.Series, dtype, fill) -> np.ndarray:
-    """A list column of equal-length lists → [rows, width] array, nulls set to `fill`
-    (through polars' fixed-width arrays: no Python object per element)."""
-    filled = column.list.eval(pl.element().fill_null(fill))
-    return filled.list.to_array(filled.list.len().max()).to_numpy().astype(dtype)
-
-
 SPLITS = ("val", "test")
 WINDOW_COLUMNS = ("context", "context_observed", "target", "target_observed")
 
@@ -367,10 +361,7 @@ def load_eval(
     for (split, scenario, horizon), part in chosen.group_by(
         ["split", "scenario", "horizon"], maintain_order=True
     ):
-        context = _list_array(part["context"], np.float32, float("nan"))
-        target = _list_array(part["target"], np.float32, float("nan"))
-        c_obs = _list_array(part["context_observed"], bool, False) & np.isfinite(context)
-        t_obs = _list_array(part["target_observed"], bool, False) & np.isfinite(target)
+        context, target, c_obs, t_obs = window_arrays(part, np.float32)
         freq = (
             part["freq_s"].to_numpy().astype(np.float64)
             if "freq_s" in part.columns

@@ -37,7 +37,7 @@ import torch
 
 from tsfm_cli import metrics
 from tsfm_cli.errors import BadInputError
-from tsfm_cli.groupkeys import group_key_schema
+from tsfm_cli.groupkeys import finite_mean, group_key_schema
 from tsfm_cli.models.config import ModelConfig
 from tsfm_cli.models.embeddings import embedding_class
 from tsfm_cli.models.forecaster import Forecaster, Window, check_arch
@@ -268,8 +268,7 @@ def evaluate(
             for name, parts in per_window.items():
                 values = np.concatenate(parts).astype(np.float64)
                 per_metric[name] = np.where(np.isfinite(values), values, np.nan)
-                finite = values[np.isfinite(values)]
-                row[name] = float(finite.mean()) if finite.size else None
+                row[name] = finite_mean(values)
             rows.append(row)
             rows += group.breakdown(per_window)  # per line / machine … (tsfm_cli/groupkeys.py)
             if with_windows:
