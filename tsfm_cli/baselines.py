@@ -29,13 +29,13 @@ import polars as pl
 from tsfm_cli import metrics
 from tsfm_cli.groupkeys import breakdown, eval_group_keys, finite_mean
 from tsfm_cli.models.scaling import MIN_SCALE  # as the models' instance scaling
+from tsfm_cli.schema import BASELINE_ARCH, VAL_SCENARIO
 from tsfm_cli.windows import window_arrays
 
 BASELINES = ("seasonal_naive", "naive", "auto_ets")
 METRIC_NAMES = ("nll", "crps", "mse", "mae", "mase")
 ETS_MAX_SEASON = 24  # seasonal ETS only up to this period (forecast::ets, statsforecast)
 Z80 = 1.2815515655446004  # standard normal quantile 0.9: half-width of an 80% interval in σ
-VAL_SCENARIO = "val"
 
 
 def forward_fill(values: np.ndarray, observed: np.ndarray) -> np.ndarray:
@@ -261,7 +261,7 @@ def _base(model: str) -> dict[str, Any]:
     """The run columns of a baseline's rows (README "Baselines")."""
     return {
         "run_id": f"baseline-{model}",
-        "arch": "baseline",
+        "arch": BASELINE_ARCH,
         "model": model,
         "params": 0,
         "params_total": 0,

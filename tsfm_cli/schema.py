@@ -45,6 +45,10 @@ EVAL_COLUMNS = (
 )
 SCENARIO_COLUMNS = ("scenario", "family", "kind", "severity", "params", "n_windows")
 ID_SCENARIO = "id"
+# validation windows from the end of the training period: their scenario, family, kind and split
+VAL_SCENARIO = "val"
+SPLITS = (VAL_SCENARIO, "test")  # eval.parquet / results.parquet column `split`
+BASELINE_ARCH = "baseline"  # results rows of a classical baseline (params 0, no law)
 SCENARIO_KINDS = ("id", "natural", "synthetic")
 
 # train: results.parquet (one row per run × checkpoint × scenario)

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-BASELINE_ARCH = "baseline"
-VAL_SPLIT = "val"
+from tsfm_cli.schema import BASELINE_ARCH, VAL_SCENARIO
+
+VAL_SPLIT = VAL_SCENARIO  # the validation rows' split
 
 
 @dataclass

@@ -33,7 +33,6 @@ from tsfm_cli.drift import FAMILIES, apply_drift, window_spread
 from tsfm_cli.ood.config import OodConfig
 from tsfm_cli.ood.data import Plant
 from tsfm_cli.ood.windows import (
-    VAL_SCENARIO,
     Block,
     WindowIds,
     cut,
@@ -41,6 +40,7 @@ from tsfm_cli.ood.windows import (
     subsample,
     target_starts,
 )
+from tsfm_cli.schema import VAL_SCENARIO
 
 
 @dataclass

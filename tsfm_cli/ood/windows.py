@@ -14,8 +14,7 @@ import numpy as np
 import polars as pl
 
 from tsfm_cli.ood.data import Plant
-
-VAL_SCENARIO = "val"  # the validation windows (scenario, family and kind "val"; split "val")
+from tsfm_cli.schema import VAL_SCENARIO
 
 EVAL_SCHEMA = {
     "scenario": pl.String,

@@ -27,6 +27,7 @@ import polars as pl
 
 from tsfm_cli.errors import BadInputError
 from tsfm_cli.groupkeys import breakdown, eval_group_keys
+from tsfm_cli.schema import SPLITS, VAL_SCENARIO
 from tsfm_cli.train.config import CLEAN
 from tsfm_cli.windows import window_arrays
 
@@ -284,7 +285,6 @@ class EvalGroup:
         }
 
 
-SPLITS = ("val", "test")
 WINDOW_COLUMNS = ("context", "context_observed", "target", "target_observed")
 
 
@@ -374,8 +374,8 @@ def load_eval(
         n_ctx = context.shape[1]
         times = t0[:, None] + (np.arange(n_ctx + target.shape[1]) - n_ctx)[None, :] * freq[:, None]
         kind, family, severity = kinds.get(scenario, (None, None, None))
-        if scenario == "val" and kind is None:
-            kind = "val"
+        if scenario == VAL_SCENARIO and kind is None:
+            kind = VAL_SCENARIO
         if family is None and "family" in part.columns:
             family = part["family"][0]
         if severity is None and "severity" in part.columns:
