@@ -21,6 +21,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -536,3 +537,17 @@ def claim_output(out_dir: Path, stage: str, inputs: list[Path] | tuple[Path, ...
     """Every check on a stage's output folder before any work: not an input, not the user's."""
     require_new_output(out_dir, list(inputs))
     check_output_dir(out_dir, stage)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`--shard i/n` → (i, n), 0 ≤ i < n (ValueError otherwise): one syntax for every stage."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
+    if not match or int(match[2]) < 1 or int(match[1]) >= int(match[2]):
+        raise ValueError(f"bad shard '{text}': expected i/n with 0 <= i < n (e.g. 0/4)")
+    return int(match[1]), int(match[2])
+
+
+def shard_dir(out_dir: Path, index: int, count: int) -> Path:
+    """Where shard `index` of `count` writes: `OUT-shard-i-of-n` next to OUT (OUT for 0/1)."""
+    out_dir = Path(out_dir)
+    return out_dir if count == 1 else out_dir.parent / f"{out_dir.name}-shard-{index}-of-{count}"

@@ -36,10 +36,11 @@ from tsfm_cli.stagedir import (
     claim_output,
     describe_file,
     fingerprint,
+    parse_shard,
     require_new_output,
     reuse_summary,
+    shard_dir,
 )
-from tsfm_cli.train.config import parse_shard
 from tsfm_cli.ui import Reporter
 
 SUFFIXES = (".csv", ".tsv", ".txt", ".dat")
@@ -246,11 +247,6 @@ def run_ingest(
     summary.update(out_dir=str(out_dir), skipped=False)
     _gate(summary, config)
     return summary
-
-
-def shard_dir(out_dir: Path, index: int, count: int) -> Path:
-    """Where `--shard index/count` writes: OUT-shard-i-of-n next to OUT (OUT itself for 0/1)."""
-    return out_dir if count == 1 else out_dir.parent / f"{out_dir.name}-shard-{index}-of-{count}"
 
 
 def shard_parts(out_dir: Path) -> dict[str, tuple[dict, Path, dict]]:

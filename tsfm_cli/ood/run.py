@@ -42,8 +42,6 @@ from tsfm_cli.ood.shards import (
     WINDOWS,
     find_shards,
     merged_parts,
-    parse_shard,
-    shard_dir,
     shard_series,
     windows_frame,
 )
@@ -63,7 +61,9 @@ from tsfm_cli.stagedir import (
     claim_output,
     fingerprint,
     open_stage,
+    parse_shard,
     reuse_summary,
+    shard_dir,
 )
 from tsfm_cli.ui import Reporter
 
@@ -281,7 +281,10 @@ def run_ood_split(
 
     With `shard` "i/n" (n > 1) only cut the windows of shard i's series into
     `OUT-shard-i-of-n/`; a later run without `shard` merges the n shard folders (shards.py)."""
-    index_count = parse_shard(shard)
+    try:
+        index_count = parse_shard(shard)
+    except ValueError as exc:
+        raise BadInputError(f"shard: {exc}") from None
     reporter = reporter or Reporter()
     source = source or RecipeSource()
     cfg = config

@@ -18,20 +18,10 @@ import polars as pl
 
 from tsfm_cli.errors import BadInputError
 from tsfm_cli.ood.windows import Block
+from tsfm_cli.stagedir import shard_dir
 
 PARTS = ("natural", "val", "reference")
 WINDOWS = "windows.parquet"
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
-    if not match or int(match[2]) < 1 or int(match[1]) >= int(match[2]):
-        raise BadInputError(f"shard: bad shard '{text}': expected i/n with 0 <= i < n (e.g. 0/4)")
-    return int(match[1]), int(match[2])
-
-
-def shard_dir(out_dir: Path, index: int, count: int) -> Path:
-    return out_dir.parent / f"{out_dir.name}-shard-{index}-of-{count}"
 
 
 def shard_series(series_ids: list[str], index: int, count: int) -> list[int]:

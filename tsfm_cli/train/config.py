@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tsfm_cli.models.config import ModelConfig
+from tsfm_cli.stagedir import parse_shard  # noqa: F401 - part of train's API (--shard)
 
 CLEAN = "clean"
 SCHEDULES = ("epochs", "steps", "isoflop")
@@ -154,13 +155,6 @@ def grid(config: TrainConfig) -> list[RunSpec]:
         for seed in config.seeds
         for quality in config.train_quality
     ]
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
-    if not match or int(match[2]) < 1 or int(match[1]) >= int(match[2]):
-        raise ValueError(f"bad shard '{text}': expected i/n with 0 <= i < n (e.g. 0/4)")
-    return int(match[1]), int(match[2])
 
 
 def shard(specs: list[RunSpec], index: int, count: int) -> list[RunSpec]:

@@ -9,7 +9,14 @@ import polars as pl
 
 from tsfm_cli.errors import BadInputError
 from tsfm_cli.recipe import config_dict
-from tsfm_cli.stagedir import StageWriter, claim_output, fingerprint, open_stage, reuse_summary
+from tsfm_cli.stagedir import (
+    StageWriter,
+    claim_output,
+    fingerprint,
+    open_stage,
+    reuse_summary,
+    shard_dir,
+)
 from tsfm_cli.train.config import (
     TrainConfig,
     check_settings,
@@ -50,9 +57,7 @@ def shard_paths(out_dir: Path, shard_text: str) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
     index, count = parse_shard(shard_text)
     runs_dir = runs_dir_for(out_dir)
-    if count > 1:
-        out_dir = out_dir.parent / f"{out_dir.name}-shard-{index}-of-{count}"
-    return out_dir, runs_dir
+    return shard_dir(out_dir, index, count), runs_dir
 
 
 def baseline_results(stage, config: TrainConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
