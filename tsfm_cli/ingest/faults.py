@@ -45,27 +45,28 @@ def run_lengths_expr(run_id: pl.Expr) -> pl.Expr:
 def _rolling_median(grid: pl.DataFrame, window: int) -> pl.Series:
     """Centred rolling median of the observed values of each series (null near series ends).
 
-    scipy's median filter over the whole column (gaps carried forward) is several times faster
-    than a rolling median per group; windows that would cross into the next series are nulled.
+    scipy's median filter over the whole column is several times faster than a rolling median
+    per group; windows that would cross into the next series are nulled. Unobserved points take
+    the last observed value of their series at most `window // 2` points back, else the next one
+    at most as far ahead: the window of an observed point is then filled from no further than
+    `window - 1` points away, whatever the history before (what lets a chunk be cleaned alone).
     """
     from scipy.ndimage import median_filter
 
-    # carry the last observed value over gaps (0 before the first): windows see no NaN
+    half = window // 2
+    value = pl.when(pl.col("observed")).then(pl.col("value")).cast(pl.Float32).fill_nan(None)
     filled = (
         grid.select(
-            pl.when(pl.col("observed"))
-            .then(pl.col("value"))
-            .cast(pl.Float32)
-            .fill_nan(None)
-            .forward_fill()
-            .fill_null(0.0)
+            value.forward_fill(limit=half)
+            .backward_fill(limit=half)
+            .over("_sid")
+            .fill_null(0.0)  # only far inside long gaps, where no observed point looks
         )
         .to_series()
         .to_numpy()
     )
     med = median_filter(filled, size=window, mode="nearest")
     sid = grid["_sid"].to_numpy()
-    half = window // 2
     edge = np.zeros(len(sid), dtype=bool)
     if len(sid):
         starts, ends = run_bounds(sid)
@@ -96,14 +97,16 @@ NUMPY_SCALES_MAX_SERIES = 1000  # beyond this many series, one polars group_by b
 SCALES_THREADS_MIN_POINTS = 1_000_000  # below this, threads cost more than they save
 
 
-def _series_scales(grid: pl.DataFrame, v: pl.Expr, n_series: int, *, use_numpy=None):
-    """Per `_sid`: `resid` (median of `_dev`), `whole` (MAD of the observed values) and `jump`
-    (median non-zero step between consecutive points), Float32, null for no data.
+def _series_scales(
+    grid: pl.DataFrame, v: pl.Expr, n_series: int, *, sid: str = "_sid", use_numpy=None
+):
+    """Per block `sid` (a series, or a series' time chunk): `resid` (median of `_dev`), `whole`
+    (MAD of the observed values) and `jump` (median non-zero step between consecutive points of
+    the block), Float32, null for no data.
 
-    The grid is sorted by series, so with few (long) series each one is a slice and numpy's
+    The grid is sorted by block, so with few (long) blocks each one is a slice and numpy's
     selection-based medians are cheaper than a hashed group_by; both give the same numbers
     (medians in float64, rounded to float32)."""
-    sid = "_sid"
     if use_numpy is None:
         use_numpy = n_series <= NUMPY_SCALES_MAX_SERIES
     if not use_numpy:
@@ -177,16 +180,31 @@ def detect_faults(grid: pl.DataFrame, names: pl.DataFrame, config: IngestConfig)
     if (threshold > 0).any():
         grid = grid.with_columns(_med=_rolling_median(grid, config.spike_window))
         grid = grid.with_columns(_dev=(v - pl.col("_med")).abs())
-        # Hampel with one scale per series: the MAD of the residuals from the rolling median,
-        # floored at half the series' own MAD and at its typical step between readings, so
-        # that flat or quantised signals are not spikes
-        per = _series_scales(grid, v, names.height)
-        table = pl.DataFrame({sid: np.arange(names.height, dtype=np.uint32)}).join(
-            per, on=sid, how="left"
+        # Hampel with one scale per series (per time chunk of a series when the grid has
+        # `_chunk`: a chunk is then cleaned without the rest of its history): the MAD of the
+        # residuals from the rolling median, floored at half the block's own MAD and at its
+        # typical step between readings, so that flat or quantised signals are not spikes
+        block, blocks = sid, names.height
+        if "_chunk" in grid.columns:
+            new_block = (pl.col(sid) != pl.col(sid).shift(1)) | (
+                pl.col("_chunk") != pl.col("_chunk").shift(1)
+            )
+            block = "_block"
+            grid = grid.with_columns(
+                _block=(new_block.fill_null(True).cum_sum() - 1).cast(pl.UInt32)
+            )
+            blocks = int(grid[block].max()) + 1 if grid.height else 0
+        per = _series_scales(grid, v, blocks, sid=block)
+        table = pl.DataFrame({block: np.arange(blocks, dtype=np.uint32)}).join(
+            per, on=block, how="left"
         )
-        resid = per_series(table["resid"])
-        whole = per_series(table["whole"])
-        jump = per_series(table["jump"]).fill_null(0.0)
+
+        def per_block(values: pl.Series) -> pl.Expr:
+            return pl.lit(values).gather(pl.col(block))
+
+        resid = per_block(table["resid"])
+        whole = per_block(table["whole"])
+        jump = per_block(table["jump"]).fill_null(0.0)
         scale = pl.max_horizontal(
             MAD_TO_SIGMA * resid, 0.5 * MAD_TO_SIGMA * whole, jump, pl.lit(1e-9)
         )
@@ -220,5 +238,5 @@ def detect_faults(grid: pl.DataFrame, names: pl.DataFrame, config: IngestConfig)
         observed=pl.col("observed") & ~pl.col("_mask"),
         value=pl.when(pl.col("_mask")).then(None).otherwise(pl.col("value")),
     )
-    temp = ["_med", "_dev", "_run", "_runlen", "_mask", *[f"_{name}" for name in found]]
+    temp = ["_block", "_med", "_dev", "_run", "_runlen", "_mask", *[f"_{name}" for name in found]]
     return lazy.drop(temp, strict=False).collect()

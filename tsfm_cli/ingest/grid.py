@@ -2,7 +2,10 @@
 
 - `series_id` = group keys + sensor ("line1/machine2/temperature"); inside the stage a series is
   the integer `_sid` (its rank in lexical order), so sorting and windows never hash strings;
-- the grid step is `freq` from the recipe or the median spacing of the series (whole seconds);
+- the grid step is `freq` from the recipe or the median spacing of the series' first
+  `STEP_READINGS` readings (whole seconds): later data never moves it, so a nightly run can clean
+  the new time chunks alone (see clean.py);
+- grid points lie on the step's lattice from the epoch (the first reading rounded to a step);
 - readings snap to the nearest grid point (sampling jitter); rows out of order need no sorting,
   as each reading is scattered to its computed grid position;
 - several readings for one grid point: identical ones are one reading (the rest → rejects,
@@ -24,6 +27,7 @@ from tsfm_cli.schema import Flag
 NOT_A_READING = int(Flag.SENTINEL | Flag.UNPARSEABLE | Flag.MISSING)
 MAX_GRID_FACTOR = 50  # grid points allowed per reading before the spacing is called nonsense
 MAX_GRID_SLACK = 100_000
+STEP_READINGS = 10_000  # the median spacing of a series' first readings is its grid step
 
 
 def series_table(readings: pl.LazyFrame, key_cols: list[str]) -> pl.DataFrame:
@@ -51,7 +55,7 @@ def _steps(df: pl.DataFrame, n_series: int, config: IngestConfig) -> pl.DataFram
         steps = df.group_by("_sid").agg(step_us=step, **per_series)
     else:
         # the median spacing needs each series in time order: sort just the three columns
-        diffs = pl.col("_t").diff()
+        diffs = pl.col("_t").head(STEP_READINGS).diff()
         med = diffs.filter(diffs > 0).median()
         step = (med / 1_000_000).round().clip(lower_bound=1).fill_null(1).cast(pl.Int64) * 1_000_000
         steps = (
@@ -68,13 +72,21 @@ def _steps(df: pl.DataFrame, n_series: int, config: IngestConfig) -> pl.DataFram
     return steps.with_columns(origin_us=aligned.cast(pl.Int64)).drop("first")
 
 
-def _grid_index(t: np.ndarray, origin: np.ndarray, step: np.ndarray) -> np.ndarray:
-    """Nearest grid index (int64, ≥ 0) of times `t` (µs) on grids `origin + i × step`.
+def _lattice_index(t: np.ndarray, origin: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """Nearest grid index (int64) of times `t` (µs) on grids `origin + i × step`, where origin is
+    a whole multiple of step. Rounded on the epoch's lattice (half to even, polars' default
+    `round`), so a reading half a step off lands on the same point whatever the grid's start:
+    a stretch of a series cleaned alone puts every reading where the whole series does."""
+    k = t / step  # float64, exact for whole µs below 2**53
+    np.rint(k, out=k)
+    k -= origin // step
+    return k.astype(np.int64)
 
-    Rounding is monotonic, so the index of a series' latest reading is its largest index."""
-    k = (t - origin) / step  # float64, like polars' true division of integers
-    np.rint(k, out=k)  # half to even, polars' default `round`
-    k = k.astype(np.int64)
+
+def _grid_index(t: np.ndarray, origin: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """`_lattice_index`, at least 0. Rounding is monotonic, so the index of a series' latest
+    reading is its largest index."""
+    k = _lattice_index(t, origin, step)
     return np.maximum(k, 0, out=k)
 
 
@@ -109,7 +121,12 @@ def _positions(
 
 
 def build_grid(
-    readings: pl.DataFrame, names: pl.DataFrame, config: IngestConfig
+    readings: pl.DataFrame,
+    names: pl.DataFrame,
+    config: IngestConfig,
+    *,
+    chunk_every: str | None = None,
+    span: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """readings (_sid, _file, raw_line, timestamp, value, flags) → (grid, duplicate rejects).
 
@@ -117,23 +134,44 @@ def build_grid(
     grid point, sorted by _sid then time. Readings are not sorted: each one's grid position is
     computed and the readings are scattered there; only positions hit more than once (rows out
     of order are not a problem, duplicates are) are resolved separately.
+
+    `chunk_every` ("1d", "1w", "1mo"): the grid gets `_chunk`, the UTC start of each point's time
+    chunk, and a point's file is looked for in its own chunk only (null in a chunk without any
+    reading), so that a chunk can be cleaned without the rest of its series.
+    `span` (`_sid, step_us, origin_us, n`): build the grid points origin + i × step, i < n, instead
+    of those from each series' first to its last reading; readings outside are left out.
     """
     n_series = names.height
     df = readings.with_columns(_t=pl.col("timestamp").dt.epoch("us")).drop("timestamp")
-    steps = _steps(df, n_series, config)
-    step_of = steps["step_us"].fill_null(1_000_000).to_numpy()
-    origin_of = steps["origin_us"].fill_null(0).to_numpy()
-    readings_per = steps["readings"].fill_null(0).to_numpy()
-    last = steps["last"].fill_null(0).to_numpy()
-    n = np.where(readings_per > 0, _grid_index(last, origin_of, step_of) + 1, 0)
-    bad = np.nonzero(n > readings_per * MAX_GRID_FACTOR + MAX_GRID_SLACK)[0]
-    if len(bad):
-        i = int(bad[0])
-        raise BadInputError(
-            f"series {names['series_id'][i]}: its timestamps span {n[i]:,} grid points of "
-            f"{format_duration(int(step_of[i]) // 1_000_000)} for {readings_per[i]:,} readings; "
-            "check the timestamps or set `freq`"
+    if span is None:
+        steps = _steps(df, n_series, config)
+        step_of = steps["step_us"].fill_null(1_000_000).to_numpy()
+        origin_of = steps["origin_us"].fill_null(0).to_numpy()
+        readings_per = steps["readings"].fill_null(0).to_numpy()
+        last = steps["last"].fill_null(0).to_numpy()
+        n = np.where(readings_per > 0, _grid_index(last, origin_of, step_of) + 1, 0)
+        bad = np.nonzero(n > readings_per * MAX_GRID_FACTOR + MAX_GRID_SLACK)[0]
+        if len(bad):
+            i = int(bad[0])
+            raise BadInputError(
+                f"series {names['series_id'][i]}: its timestamps span {n[i]:,} grid points of "
+                f"{format_duration(int(step_of[i]) // 1_000_000)} for {readings_per[i]:,} "
+                "readings; check the timestamps or set `freq`"
+            )
+        single = steps["file_lo"].fill_null(-1).to_numpy()
+        if not (single == steps["file_hi"].fill_null(-1).to_numpy()).all():
+            single = None
+    else:
+        table = pl.DataFrame({"_sid": np.arange(n_series, dtype=np.uint32)}).join(
+            span, on="_sid", how="left"
         )
+        step_of = table["step_us"].fill_null(1_000_000).to_numpy().astype(np.int64)
+        origin_of = table["origin_us"].fill_null(0).to_numpy().astype(np.int64)
+        n = table["n"].fill_null(0).to_numpy().astype(np.int64)
+        sid = df["_sid"].to_numpy()
+        k = _lattice_index(df["_t"].to_numpy(), origin_of[sid], step_of[sid])
+        df = df.filter(pl.Series((k >= 0) & (k < n[sid])))
+        single = None
     offsets = np.concatenate([[0], np.cumsum(n)[:-1]])
     total = int(n.sum())
     pos = _positions(df["_t"].to_numpy(), df["_sid"].to_numpy(), origin_of, step_of, offsets)
@@ -144,6 +182,18 @@ def build_grid(
     stamps -= np.repeat(offsets, n)
     stamps *= np.repeat(step_of, n)
     stamps += np.repeat(origin_of, n)
+    # each rejected reading's grid point, so that a stretch of the grid keeps its own rejects
+    dup_rejects = dup_rejects.with_columns(
+        timestamp=pl.Series(stamps, dtype=pl.Int64)
+        .gather(dup_rejects["_pos"])
+        .cast(pl.Datetime("us", "UTC"))
+    ).drop("_pos")
+    chunks, starts = None, offsets[n > 0]  # the blocks a point's file is looked for in
+    if chunk_every:
+        chunks = pl.Series("_chunk", stamps).cast(pl.Datetime("us", "UTC"))
+        chunks = chunks.dt.truncate(chunk_every)
+        epoch = chunks.dt.epoch("us").to_numpy()
+        starts = np.union1d(np.flatnonzero(np.r_[True, epoch[1:] != epoch[:-1]]), starts)
 
     def scatter(name: str, dtype, fill=None) -> pl.Series:
         base = pl.repeat(fill, total, dtype=dtype, eager=True).alias(name)
@@ -153,7 +203,7 @@ def build_grid(
         # a point hit more than once holds an arbitrary one of its readings: the kept one wins
         return base.scatter(kept["_pos"], kept[name].cast(dtype)) if kept is not None else base
 
-    files = _point_files(df, kept, steps, n, offsets, pos)
+    files = _point_files(df, kept, pos, n, starts, single)
     del pos
     grid = pl.DataFrame(
         {
@@ -166,8 +216,11 @@ def build_grid(
         scatter("value", pl.Float32),
         scatter("flags", pl.UInt16, int(Flag.MISSING)),
         scatter("raw_line", pl.Int32),
-        _file=pl.Series(files, dtype=pl.Int32),
+        # a point of a chunk without any reading has no file
+        _file=pl.Series(files, dtype=pl.Int32).set(pl.Series(files < 0), None),
     )
+    if chunks is not None:
+        grid = grid.with_columns(chunks)
     del stamps, files
     grid = grid.with_columns(
         observed=pl.col("value").is_not_null() & ((pl.col("flags") & NOT_A_READING) == 0),
@@ -178,26 +231,29 @@ def build_grid(
 def _point_files(
     df: pl.DataFrame,
     kept: pl.DataFrame | None,
-    steps: pl.DataFrame,
-    n: np.ndarray,
-    offsets: np.ndarray,
     pos: np.ndarray,
+    n: np.ndarray,
+    starts: np.ndarray,
+    single: np.ndarray | None,
 ) -> np.ndarray:
-    """The file of each grid point: that of the reading at or before it in its series, else the
-    series' first reading (a forward then backward fill per series, without a window)."""
-    lo = steps["file_lo"].fill_null(-1).to_numpy()
-    if (lo == steps["file_hi"].fill_null(-1).to_numpy()).all():
-        return np.repeat(lo.astype(np.int32), n)  # each series read from one file: no fill
+    """The file of each grid point: that of the reading at or before it in its block (a series,
+    or a series' time chunk, starting at `starts`), else the block's first reading; -1 in a block
+    without readings. `single`: each series' only file, when every series has one."""
     total = int(n.sum())
+    if single is not None and len(starts) == int((n > 0).sum()):
+        return np.repeat(single.astype(np.int32), n)  # each series read from one file: no fill
     files = np.full(total, -1, dtype=np.int32)
     files[pos] = df["_file"].to_numpy()
     if kept is not None:
         files[kept["_pos"].to_numpy()] = kept["_file"].to_numpy()
-    has = n > 0
+    if not total:
+        return files
     first = np.where(files >= 0, np.arange(total), total)
-    first = np.minimum.reduceat(first, offsets[has])
-    files[offsets[has]] = files[first]
+    first = np.minimum.reduceat(first, starts)
+    has = first < total
+    files[starts[has]] = files[first[has]]
     carry = np.where(files >= 0, np.arange(total), 0)
+    carry[starts] = starts  # a block never takes a file from the block before it
     np.maximum.accumulate(carry, out=carry)
     return files[carry]
 
@@ -237,6 +293,8 @@ def _duplicates(
         names.select("_sid", "sensor"), on="_sid", how="left", maintain_order="left"
     )
     rejects = dropped.select(
+        pl.col("_sid"),
+        pl.col("_pos"),
         pl.col("_file"),
         pl.col("raw_line").cast(pl.Int64).alias("line"),
         pl.col("sensor").cast(pl.String).alias("column"),
@@ -252,6 +310,8 @@ def _duplicates(
 def _empty_rejects() -> pl.DataFrame:
     return pl.DataFrame(
         schema={
+            "_sid": pl.UInt32,
+            "_pos": pl.Int64,
             "_file": pl.Int32,
             "line": pl.Int64,
             "column": pl.String,

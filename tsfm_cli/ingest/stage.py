@@ -19,10 +19,9 @@ import numpy as np
 import polars as pl
 
 from tsfm_cli.errors import BadInputError, QualityGateError
+from tsfm_cli.ingest.clean import clean
 from tsfm_cli.ingest.config import PARSE_KEYS, IngestConfig, for_file
-from tsfm_cli.ingest.faults import detect_faults
-from tsfm_cli.ingest.fill import fill_gaps
-from tsfm_cli.ingest.grid import build_grid, series_table
+from tsfm_cli.ingest.grid import series_table
 from tsfm_cli.ingest.groups import keys_from_path
 from tsfm_cli.ingest.reader import long_readings, read_source, reading_count
 from tsfm_cli.ingest.report import GATED, PLOT_MAX_SERIES, build_report, plot_rows, quality_plot
@@ -511,10 +510,8 @@ def _assemble(writer: StageWriter, parts, files_meta, failed, config) -> dict[st
         for lo, hi in batches:
             own = names.slice(lo, hi - lo).with_columns(pl.col("_sid") - lo)
             readings = batch_readings(lo, hi)
-            grid, dups = build_grid(readings, own, config)
+            grid, dups = clean(readings, own, config)
             del readings
-            grid = detect_faults(grid, own, config)
-            grid = fill_gaps(grid, config)
             report = build_report(grid, own, key_cols, files, units)
             shown = sum(r.height for r in reports)
             if shown < PLOT_MAX_SERIES:
@@ -529,7 +526,9 @@ def _assemble(writer: StageWriter, parts, files_meta, failed, config) -> dict[st
                 )
             dup_rejects.append(dups)
             used |= _line_bitmap(
-                grid["_file"].to_numpy(), grid["raw_line"].fill_null(-1).to_numpy(), sizes
+                grid["_file"].fill_null(-1).to_numpy(),
+                grid["raw_line"].fill_null(-1).to_numpy(),
+                sizes,
             )
             points += grid.height
             observed += int(grid["observed"].sum())
