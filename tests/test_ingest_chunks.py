@@ -10,6 +10,7 @@ import pytest
 
 from tsfm_cli.ingest.clean import clean, margin_points
 from tsfm_cli.ingest.config import IngestConfig
+from tsfm_cli.ingest.report import build_report, combine_report, report_parts
 from tsfm_cli.schema import Flag
 
 STEP_S = 60
@@ -120,6 +121,11 @@ def test_a_chunk_cleaned_alone_gives_the_rows_of_the_whole(seed, chunk, override
     pieced = pl.concat(pieces).sort("_sid", "timestamp")
     assert pieced.columns == whole.columns
     assert pieced.equals(whole)
+    # the report adds up the stretches' parts: the rows of the report of the whole
+    files, units = ["a.csv", "b.csv"], {names["series_id"][0]: "°C"}
+    by_chunk = combine_report([report_parts(p) for p in pieces], names, [], files, units)
+    assert by_chunk.equals(build_report(whole, names, [], files, units))
+    assert by_chunk["sources"].to_list() == ["a.csv;b.csv"] * 3
     key = ["_file", "line", "column"]
     assert pl.concat(rejects).sort(key).equals(whole_rejects.sort(key))
 

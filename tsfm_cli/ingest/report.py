@@ -21,13 +21,18 @@ def build_report(
     grid: pl.DataFrame, names: pl.DataFrame, key_cols: list[str], files: list[str],
     units: dict[str, str | None],
 ) -> pl.DataFrame:  # fmt: skip
+    return combine_report([report_parts(grid)], names, key_cols, files, units)
+
+
+def report_parts(grid: pl.DataFrame) -> pl.DataFrame:
+    """Per `_sid` of a stretch of the grid: the counts and bounds its report row is made of. A
+    series cleaned in several stretches (time chunks) adds its parts up in `combine_report`."""
     counts = [
         ((pl.col("flags") & int(flag)) != 0).sum().cast(pl.Int64).alias(flag.name.lower())
         for flag in Flag
     ]
-    file_names = pl.Series(files, dtype=pl.String)
     # lazy: the streaming group_by is faster than the eager one over millions of points
-    per = (
+    return (
         grid.lazy()
         .group_by("_sid")
         .agg(
@@ -46,6 +51,26 @@ def build_report(
         )
         .collect()
     )
+
+
+def combine_report(
+    parts: list[pl.DataFrame], names: pl.DataFrame, key_cols: list[str], files: list[str],
+    units: dict[str, str | None],
+) -> pl.DataFrame:  # fmt: skip
+    """report.parquet's rows from the `report_parts` of every stretch of every series."""
+    sums = ["points", "observed", "_faulty", "_absent", *[f.name.lower() for f in Flag]]
+    per = (
+        pl.concat(parts)
+        .group_by("_sid")
+        .agg(
+            pl.col("_files").list.explode(keep_nulls=False, empty_as_null=False).unique(),
+            *[pl.col(c).sum() for c in sums],
+            pl.col("freq_s").first(),
+            pl.col("start").min(),
+            pl.col("end").max(),
+        )
+    )
+    file_names = pl.Series(files, dtype=pl.String)
     per = per.with_columns(
         sources=pl.Series(
             [";".join(sorted(file_names[i] for i in fs if i is not None)) for fs in per["_files"]],
