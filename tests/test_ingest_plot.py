@@ -35,3 +35,18 @@ def test_fewer_points_than_bins_repeat_each_point():
     colours = bin_states(states, 8)
     assert colours.tolist() == [0, 0, 3, 3, 4, 4, 1, 1]
     assert np.isnan(bin_states(np.zeros(0, np.int8), 8)).all()
+
+
+def test_a_series_binned_in_stretches_gets_the_colours_of_the_whole():
+    """A long series is cleaned a time chunk at a time: its plot row adds up the stretches."""
+    from tsfm_cli.ingest.report import StateBins
+
+    rng = np.random.default_rng(5)
+    for length, bins in ((10_000, 400), (37, 400), (1_001, 7)):
+        states = rng.choice([OBSERVED, FILLED, MISSING, FAULT], length, p=[0.9, 0.03, 0.06, 0.01])
+        states = states.astype(np.int8)
+        binned = StateBins(length, bins)
+        cuts = np.sort(rng.choice(np.arange(1, length), 5, replace=False))
+        for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, length], strict=True):
+            binned.add(states[lo:hi], int(lo))
+        assert np.array_equal(binned.colours(), bin_states(states, bins), equal_nan=True)

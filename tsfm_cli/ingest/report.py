@@ -119,23 +119,51 @@ def bin_states(states, bins: int):
     2 some of it missing, 1 some of it filled, 0 observed. A bin narrower than a point repeats
     the previous point's state. (Worst-state-wins painted a series with 5% scattered one-point
     gaps, as clock jitter leaves, entirely as missing.)"""
-    import numpy as np
+    binned = StateBins(len(states), bins)
+    binned.add(states, 0)
+    return binned.colours()
 
-    out = np.full(bins, np.nan)
-    if len(states) == 0:
-        return out
-    edges = np.unique(np.linspace(0, len(states), bins + 1).astype(np.int64)[:-1])
-    size = np.diff(np.append(edges, len(states)))
 
-    def count(state: int):
-        return np.add.reduceat((states == state).astype(np.int64), edges)
+class StateBins:
+    """`bin_states` of a series whose points come in stretches (time chunks cleaned apart):
+    each stretch adds its counts per bin, the colours are drawn from all of them at the end."""
 
-    missing, filled, fault = count(2), count(1), count(3)
-    colour = np.select(
-        [fault > 0, 2 * missing >= size, missing > 0, filled > 0], [4, 3, 2, 1], default=0
-    )
-    out[(edges * bins // len(states)).astype(np.int64)] = colour
-    return _ffill(out)
+    def __init__(self, length: int, bins: int):
+        import numpy as np
+
+        self.length, self.bins = int(length), bins
+        self.edges = np.unique(np.linspace(0, self.length, bins + 1).astype(np.int64)[:-1])
+        self.counts = np.zeros((3, len(self.edges)), dtype=np.int64)  # missing, filled, fault
+
+    def add(self, states, offset: int) -> None:
+        """The states of points offset, offset + 1, … of the series."""
+        import numpy as np
+
+        if not len(states):
+            return
+        if offset == 0 and len(states) == self.length:  # the whole series: sums per bin
+            for row, state in enumerate((2, 1, 3)):
+                hit = (states == state).astype(np.int64)
+                self.counts[row] += np.add.reduceat(hit, self.edges)
+            return
+        at = np.arange(offset, offset + len(states))
+        where = np.searchsorted(self.edges, at, side="right") - 1
+        for row, state in enumerate((2, 1, 3)):
+            self.counts[row] += np.bincount(where[states == state], minlength=len(self.edges))
+
+    def colours(self):
+        import numpy as np
+
+        out = np.full(self.bins, np.nan)
+        if not self.length:
+            return out
+        size = np.diff(np.append(self.edges, self.length))
+        missing, filled, fault = self.counts
+        colour = np.select(
+            [fault > 0, 2 * missing >= size, missing > 0, filled > 0], [4, 3, 2, 1], default=0
+        )
+        out[(self.edges * self.bins // self.length).astype(np.int64)] = colour
+        return _ffill(out)
 
 
 def plot_rows(grid: pl.DataFrame, report: pl.DataFrame):
