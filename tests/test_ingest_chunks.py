@@ -43,11 +43,11 @@ def _readings(seed: int, n_series: int = 3, days: float = 4.6) -> pl.DataFrame:
         value[rng.choice(n, 12, replace=False)] += rng.choice([-60, 60], 12)  # spikes
         midnight = int((np.datetime64("2024-03-02T00:00:00", "us").astype(np.int64) - start) / 6e7)
         for at in (midnight - 20, int(rng.integers(100, n - 100))):  # stuck, one across 00:00
-            value[at : at + 250] = value[at]
+            value[at : at + 250] = value[min(at, n - 1)]
         value[int(rng.integers(0, n))] = 5_000  # out of range
         keep = np.ones(n, dtype=bool)
         for length in (2, 3, 7, 60, 3000 if sid == 1 else 400):  # 3,000 min: a day empty
-            at = int(rng.integers(10, n - length - 10))
+            at = int(rng.integers(10, max(11, n - length - 10)))
             keep[at : at + length] = False
         flags = np.zeros(n, dtype=np.uint16)
         flags[rng.choice(n, 5, replace=False)] = int(Flag.SENTINEL)
@@ -166,3 +166,46 @@ def test_the_rolling_median_of_a_stretch_is_that_of_the_whole():
         assert got.equals(whole.slice(lo, hi - lo).filter(keep))
         compared += len(got)
     assert compared > n
+
+
+def test_a_budget_of_readings_cleans_stretches_that_give_the_rows_of_the_whole():
+    """Memory follows a budget of readings: short series are cleaned whole, several together;
+    longer ones a run of days at a time; the rows are those of cleaning everything at once."""
+    from tsfm_cli.ingest.stretches import plan, series_spans
+
+    short = _readings(12, n_series=2, days=0.3).with_columns(pl.col("_sid") + 3)
+    readings, names, config = pl.concat([_readings(11), short]), _names(5), _config()
+    whole, whole_rejects = clean(readings, names, config, chunk_every="1d")
+    files = [readings.filter(pl.col("_file") == f).lazy() for f in (0, 1)]
+    spans, chunks = series_spans(files, names.height, config, "1d")
+    grid_of = whole.group_by("_sid").agg(
+        step_us=pl.col("freq_s").first() * 1_000_000,
+        first_us=pl.col("timestamp").min().dt.epoch("us"),
+        last_us=pl.col("timestamp").max().dt.epoch("us"),
+    )
+    assert spans.drop("readings").sort("_sid").equals(grid_of.sort("_sid"), null_equal=True)
+    assert chunks["readings"].sum() == readings.height
+
+    stretches = plan(spans, chunks, budget=2_500)
+    assert [s.whole for s in stretches].count(True) == 1  # the two short series, together
+    assert len(stretches) >= 1 + 3 * 3
+    reach = (margin_points(config, names) + 1) * STEP_S * 1_000_000
+    pieces, rejects = [], []
+    for s in stretches:
+        own = names.slice(s.lo, s.hi - s.lo).with_columns(pl.col("_sid") - s.lo)
+        mine = readings.filter(pl.col("_sid").is_between(s.lo, s.hi - 1))
+        mine = mine.with_columns(pl.col("_sid") - s.lo)
+        if s.whole:
+            grid, dups = clean(mine, own, config, chunk_every="1d")
+        else:
+            at = pl.col("timestamp").dt.epoch("us")
+            mine = mine.filter(at.is_between(s.t_lo - reach, s.t_hi + reach))
+            span = spans.filter(pl.col("_sid") == s.lo).with_columns(
+                _sid=pl.lit(0, pl.UInt32), lo_us=pl.lit(s.t_lo), hi_us=pl.lit(s.t_hi)
+            )
+            grid, dups = clean(mine, own, config, chunk_every="1d", span=span)
+        pieces.append(grid.with_columns(pl.col("_sid") + s.lo))
+        rejects.append(dups.with_columns(pl.col("_sid") + s.lo))
+    assert pl.concat(pieces).equals(whole)
+    key = ["_file", "line", "column"]
+    assert pl.concat(rejects).sort(key).equals(whole_rejects.sort(key))
