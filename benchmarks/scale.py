@@ -60,6 +60,12 @@ def ingest(src: Path, out: Path) -> tuple[float, float]:
     return seconds, usage.ru_maxrss / 1024
 
 
+def _files(out: Path) -> str:
+    """How the series dataset came out: its files and their size."""
+    files = list((out / "series").rglob("*.parquet"))
+    return f"series/ {len(files)} files, {sum(f.stat().st_size for f in files) / 2**20:.0f} MiB"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--values", type=float, nargs="*", default=[5e6, 20e6, 80e6])
@@ -79,7 +85,7 @@ def main() -> None:
             rows.append((days * DAY_ROWS * SENSORS, days, mb, seconds, peak))
             print(
                 f"{days * DAY_ROWS * SENSORS / 1e6:6.1f} M values ({days} days, {mb:6.0f} MB CSV): "
-                f"{seconds:7.1f} s, peak RSS {peak:7.0f} MiB",
+                f"{seconds:7.1f} s, peak RSS {peak:7.0f} MiB, {_files(tmp / f'out{days}')}",
                 flush=True,
             )
             for p in src.iterdir():

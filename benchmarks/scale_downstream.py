@@ -4,11 +4,11 @@
     python benchmarks/scale_downstream.py --values 200M --points 1000000  # 200 series × 1 M
 
 Generates an ingest directory (tests/ood_plant.py's 5-min plant, 5 % missing) one machine
-(4 sensors) at a time, one parquet file each and then one streamed concatenation, so the
-generator's own memory stays at one machine whatever the size. `--values` over `--points` sets
-the number of lines (10 machines each): a longer history (`--points`) keeps the number of
-windows; more lines add series and so windows. Then runs, each in a fresh process whose peak
-resident memory (ru_maxrss of that child alone) and wall time are printed:
+(4 sensors) at a time, written as ingest writes it (the series dataset, a file per series and
+month), so the generator's own memory stays at one machine whatever the size. `--values`
+over `--points` sets the number of lines (10 machines each): a longer history (`--points`)
+keeps the number of windows; more lines add series and so windows. Then runs, each in a fresh
+process whose peak resident memory (ru_maxrss of that child alone) and wall time are printed:
 
 - `tsfm ood-split` with every natural scenario (one held-out machine, one custom split);
 - `tsfm train` on that split: tiny model (1K, encoder), a few steps, so the figure is data
@@ -34,29 +34,28 @@ import sys
 from pathlib import Path
 import polars as pl
 from ood_plant import plant_frame
+from tsfm_cli.series_dataset import auto_granularity, write_dataset
 from tsfm_cli.stagedir import StageWriter
-out, parts = Path(sys.argv[1]), Path(sys.argv[2])
-lines, points, machines, sensors = map(int, sys.argv[3:])
-parts.mkdir(parents=True, exist_ok=True)
-for line in range(lines):
-    for machine in range(1, machines + 1):  # one machine's series in memory at a time
-        name = f"line{line:04d}"
-        frame = plant_frame(
-            lines=1, machines=1, sensors=tuple(f"s{k}" for k in range(sensors)),
-            points=points, seed=line * 1000 + machine, short=None,
-        )
-        frame.with_columns(
-            pl.col("series_id").str.replace("^line1/m1/", f"{name}/m{machine:02d}/"),
-            line=pl.lit(name),
-            machine=pl.lit(f"m{machine}"),
-        ).write_parquet(parts / f"{name}-m{machine:02d}.parquet", compression="zstd")
-        del frame
+out = Path(sys.argv[1])
+lines, points, machines, sensors = map(int, sys.argv[2:])
 n_series = lines * machines * sensors
-with StageWriter(out, "ingest", config={"generated": sys.argv[3:]}, inputs=[]) as writer:
-    series = writer.dir / "series.parquet"
-    pl.scan_parquet(parts / "*.parquet").sink_parquet(series, compression="zstd")
-    writer.register("series.parquet", rows=n_series * points)
-    writer.commit(summary={"series": n_series})
+partitions = 0
+with StageWriter(out, "ingest", config={"generated": sys.argv[2:]}, inputs=[]) as writer:
+    for line in range(lines):
+        for machine in range(1, machines + 1):  # one machine's series in memory at a time
+            name = f"line{line:04d}"
+            frame = plant_frame(
+                lines=1, machines=1, sensors=tuple(f"s{k}" for k in range(sensors)),
+                points=points, seed=line * 1000 + machine, short=None,
+            ).with_columns(
+                pl.col("series_id").str.replace("^line1/m1/", f"{name}/m{machine:02d}/"),
+                line=pl.lit(name),
+                machine=pl.lit(f"m{machine}"),
+            )
+            # the plant's 5-min step: what ingest's `partition: auto` picks for it
+            partitions += write_dataset(writer, frame, auto_granularity(300))
+            del frame
+    writer.commit(summary={"series": n_series, "partitions": partitions})
 """
 
 # runs one command and reports the peak RSS of that command alone (its own ru_maxrss)
@@ -118,14 +117,13 @@ def main() -> None:
         recipe.write_text(RECIPE)
         n_series = lines * MACHINES * SENSORS
         report: dict[str, object] = {"values": lines * per_line, "series": n_series}
-        if not (ingest / "series.parquet").is_file():  # --keep: generate once
+        if not (ingest / "manifest.json").is_file():  # --keep: generate once
             gen_s, gen_mib = measure(
                 [
                     sys.executable,
                     "-c",
                     GENERATE,
                     str(ingest),
-                    str(base / "parts"),
                     str(lines),
                     str(args.points),
                     str(MACHINES),
@@ -134,7 +132,9 @@ def main() -> None:
                 env,
             )
             report.update(generate_s=round(gen_s, 1), generate_peak_mib=gen_mib)
-        report["series_parquet_mib"] = round((ingest / "series.parquet").stat().st_size / 2**20)
+        files = list((ingest / "series").rglob("*.parquet"))
+        report["series_files"] = len(files)
+        report["series_dataset_mib"] = round(sum(f.stat().st_size for f in files) / 2**20)
         tsfm = [sys.executable, "-m", "tsfm_cli"]
         wall, peak = measure(
             [*tsfm, "ood-split", str(ingest), "-o", str(splits), "-c", str(recipe), "-q"], env

@@ -9,6 +9,9 @@ import polars as pl
 
 from tsfm_cli.ingest import IngestConfig, run_ingest
 from tsfm_cli.schema import Flag
+from tsfm_cli.series_dataset import dataset_files, read_series
+
+__all__ = ["dataset_files", "read_series"]  # for the tests: the series table of an output
 
 
 def write_files(root: Path, files: dict[str, str | bytes]) -> Path:
@@ -29,7 +32,7 @@ def ingest(tmp_path: Path, sources: dict[str, str | bytes], /, **settings):
     summary = run_ingest([src], out, IngestConfig(**settings), command=["test"])
     return (
         summary,
-        pl.read_parquet(out / "series.parquet"),
+        read_series(out),
         pl.read_parquet(out / "rejects.parquet"),
         pl.read_parquet(out / "report.parquet"),
     )

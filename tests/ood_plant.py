@@ -1,4 +1,4 @@
-"""A synthetic ingest directory that follows the series.parquet contract exactly.
+"""A synthetic ingest directory that follows the series table contract exactly.
 
 Used by the ood-split tests and benchmarks/ood_split.py (so not a test module itself).
 """
@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 
 from tsfm_cli.schema import Flag
+from tsfm_cli.series_dataset import write_dataset
 from tsfm_cli.stagedir import StageWriter
 
 START = dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc)
@@ -92,10 +93,22 @@ def plant_frame(
 
 
 def write_ingest_dir(out: Path, frame: pl.DataFrame, config: dict | None = None) -> Path:
-    """An ingest directory at `out` whose series.parquet is `frame` (as given, even broken)."""
+    """An ingest directory at `out` whose series table is `frame` (as given, even broken),
+    written as ingest writes it: a partition file per series and month."""
     with StageWriter(Path(out), "ingest", config=config or {}, inputs=[]) as writer:
-        writer.write_parquet("series.parquet", frame)
-        writer.commit(summary={"series": frame["series_id"].n_unique()})
+        partitions = write_dataset(writer, frame)
+        summary = {"series": frame["series_id"].n_unique(), "partitions": partitions}
+        writer.commit(summary=summary)
+    return Path(out)
+
+
+def write_ingest_files(out: Path, files: dict[str, pl.DataFrame]) -> Path:
+    """An ingest directory whose series files are exactly `files` (name → rows): for files
+    that break the contract in ways the partitioning of `write_ingest_dir` would repair."""
+    with StageWriter(Path(out), "ingest", config={}, inputs=[]) as writer:
+        for name, frame in files.items():
+            writer.write_parquet(name, frame)
+        writer.commit(summary={})
     return Path(out)
 
 

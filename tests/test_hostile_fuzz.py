@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from tests.ingest_helpers import read_series
 from tsfm_cli.cli import app
 
 CELLS = st.one_of(
@@ -89,7 +90,7 @@ def test_messy_csv_every_data_line_in_series_or_rejects(case):
         assert all("internal error" not in f["reason"] for f in manifest["summary"]["failed_files"])
         if manifest["summary"]["failed_files"]:
             return  # exit 3: the file is named in failed_files and in rejects (no line lost)
-        series = pl.read_parquet(out / "series.parquet")
+        series = read_series(out)
         rejects = pl.read_parquet(out / "rejects.parquet")
         used = set(series.filter(pl.col("raw_line").is_not_null())["raw_line"].to_list())
         rejected = set(rejects.filter(pl.col("line").is_not_null())["line"].to_list())

@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tests.ingest_helpers import read_series
 from tsfm_cli.errors import BadInputError
 from tsfm_cli.ingest import IngestConfig, run_ingest
 from tsfm_cli.ingest import stage as ingest_stage
@@ -41,7 +42,8 @@ def test_batched_ingest_gives_the_rows_of_one_batch(tmp_path, monkeypatch):
     # a budget below every series: one batch per series, readings spilled and scanned back
     batched = _sample(tmp_path / "batched", monkeypatch, budget=10)
     assert whole["series"] > 3
-    for name in ("series.parquet", "report.parquet", "rejects.parquet"):
+    assert read_series(tmp_path / "whole").equals(read_series(tmp_path / "batched"))
+    for name in ("report.parquet", "rejects.parquet"):
         a = pl.read_parquet(tmp_path / "whole" / name)
         b = pl.read_parquet(tmp_path / "batched" / name)
         assert a.height > 0 and a.equals(b), name
@@ -60,12 +62,12 @@ def test_a_rerun_reads_cached_parts_in_batches(tmp_path, monkeypatch):
     """Parts not held in memory (over the budget) are read back from the cache."""
     out = tmp_path / "clean"
     first = _sample(out, monkeypatch, budget=10)
-    series = pl.read_parquet(out / "series.parquet")
+    series = read_series(out)
     values, source = load_section(RECIPE, "ingest")
     config = build_config(IngestConfig, {**values, "max_gap": 7}, source)
     again = run_ingest([SAMPLE], out, config, command=["test"])
     assert again["files_reused"] == first["files"] and again["files_parsed"] == 0
-    assert pl.read_parquet(out / "series.parquet").height == series.height
+    assert read_series(out).height == series.height
     assert again["lines_unaccounted"] == 0
 
 
@@ -80,10 +82,11 @@ def test_shards_parse_their_files_and_a_run_without_shard_merges_them(tmp_path, 
     assert sum(s["files_parsed"] for s in shards) == whole["files"]
     assert all(s["files_parsed"] < whole["files"] for s in shards)
     assert (tmp_path / "clean-shard-1-of-3" / "parts").is_dir()
-    assert not (tmp_path / "clean-shard-1-of-3" / "series.parquet").exists()
+    assert not (tmp_path / "clean-shard-1-of-3" / "series").exists()
     merged = run_ingest([SAMPLE], out, config, command=["t"])
     assert merged["files_parsed"] == 0 and merged["files_reused"] == whole["files"]
-    for name in ("series.parquet", "report.parquet", "rejects.parquet"):
+    assert read_series(out).equals(read_series(tmp_path / "whole"))
+    for name in ("report.parquet", "rejects.parquet"):
         assert pl.read_parquet(out / name).equals(pl.read_parquet(tmp_path / "whole" / name))
     assert merged["lines_unaccounted"] == 0
 

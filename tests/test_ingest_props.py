@@ -10,7 +10,7 @@ import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.ingest_helpers import minutes, write_files
+from tests.ingest_helpers import minutes, read_series, write_files
 from tsfm_cli.errors import BadInputError
 from tsfm_cli.ingest import IngestConfig, run_ingest
 
@@ -38,7 +38,7 @@ def _run(files: dict[str, bytes | str], **settings_):
             assert "internal error" not in str(exc), str(exc)
             assert "\n" not in str(exc)
             return None
-        series = pl.read_parquet(out / "series.parquet")
+        series = read_series(out)
         rejects = pl.read_parquet(out / "rejects.parquet")
         manifest = json.loads((out / "manifest.json").read_text())
         return summary, series, rejects, manifest
@@ -84,7 +84,8 @@ def test_cell_garbage_never_crashes_and_every_line_is_accounted(rows, sep, broke
     used = set(series["raw_line"].drop_nulls().to_list())
     rejected = set(rejects["line"].drop_nulls().to_list())
     assert used | rejected == set(range(2, 2 + data_lines))
-    assert manifest["outputs"]["series.parquet"]["rows"] == series.height == summary["points"]
+    rows = [m["rows"] for n, m in manifest["outputs"].items() if n.startswith("series/")]
+    assert len(rows) == summary["partitions"] and sum(rows) == series.height == summary["points"]
     assert manifest["outputs"]["rejects.parquet"]["rows"] == rejects.height == summary["rejects"]
     assert series.filter(pl.col("observed"))["value"].null_count() == 0
     assert series.filter(~pl.col("observed") & (pl.col("flags") == 0)).height == 0

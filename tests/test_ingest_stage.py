@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from tests.conftest import REPO_ROOT, run_tsfm
-from tests.ingest_helpers import minutes, wide_csv, write_files
+from tests.ingest_helpers import dataset_files, minutes, read_series, wide_csv, write_files
 from tsfm_cli.ingest import IngestConfig, run_ingest
 from tsfm_cli.ingest.config import validate
 from tsfm_cli.recipe import build_config, load_section
@@ -35,7 +35,7 @@ def test_sample_data_ingests_with_every_quirk_handled(sample_clean):
     assert summary["failed_files"] == [] and summary["files"] == 7
     assert summary["lines_unaccounted"] == 0
     assert summary["lines_data"] == summary["lines_used"] + summary["lines_rejected"]
-    series = pl.read_parquet(out / "series.parquet")
+    series = read_series(out)
     assert series.schema["timestamp"] == pl.Datetime("us", "UTC")
     assert series.schema["value"] == pl.Float32 and series.schema["flags"] == pl.UInt16
     assert {"line", "machine"} <= set(series.columns)
@@ -57,7 +57,8 @@ def test_sample_data_ingests_with_every_quirk_handled(sample_clean):
     report = pl.read_parquet(out / "report.parquet")
     assert report.height == 35 and report["missing_frac"].max() < 0.1
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["outputs"]["series.parquet"]["rows"] == series.height
+    rows = [m["rows"] for n, m in manifest["outputs"].items() if n.startswith("series/")]
+    assert len(rows) == summary["partitions"] and sum(rows) == series.height
     assert (out / "quality.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     per_file = manifest["files"]
     assert sum(f["lines_data"] for f in per_file.values()) == summary["lines_data"]
@@ -67,7 +68,7 @@ def test_sample_data_ingests_with_every_quirk_handled(sample_clean):
 
 def test_sample_broken_thermocouple_and_truncated_gzip(sample_clean):
     out, _ = sample_clean
-    series = pl.read_parquet(out / "series.parquet")
+    series = read_series(out)
     temp = series.filter(pl.col("series_id") == "line1/machine2/temperatur")
     hot = temp.filter((pl.col("flags") & int(Flag.OUT_OF_RANGE)) != 0)
     assert hot.height == 30 and not hot["observed"].any()
@@ -100,7 +101,7 @@ def test_incremental_rerun_adds_only_new_and_changed_files(tmp_path):
     write_files(src, {"line1/machine3.csv": wide_csv([9, 9, 9])})
     third = run_ingest([src], out, _config(), command=["t"])
     assert (third["files_parsed"], third["files_reused"]) == (2, 2)
-    series = pl.read_parquet(out / "series.parquet")
+    series = read_series(out)
     m1 = series.filter(pl.col("series_id") == "line1/machine1/temp").sort("timestamp")
     assert m1["value"].to_list() == [1, 2, 3, 7, 8]
     assert series.select(pl.struct("series_id", "timestamp").is_duplicated().any()).item() is False
@@ -108,9 +109,7 @@ def test_incremental_rerun_adds_only_new_and_changed_files(tmp_path):
     write_files(src, {"line1/machine2.csv": wide_csv([40, 50, 60])})
     fourth = run_ingest([src], out, _config(), command=["t"])
     assert (fourth["files_parsed"], fourth["files_reused"]) == (1, 3)
-    m2 = pl.read_parquet(out / "series.parquet").filter(
-        pl.col("series_id") == "line1/machine2/temp"
-    )
+    m2 = read_series(out).filter(pl.col("series_id") == "line1/machine2/temp")
     assert m2["value"].to_list() == [40, 50, 60]
     parts = sorted(p.name for p in (out / "parts").iterdir())
     assert len(parts) == 8  # 4 files × (readings + rejects); the old part is gone
@@ -122,7 +121,7 @@ def test_changed_setting_redoes_the_work(tmp_path):
     run_ingest([src], out, _config(), command=["t"])
     rerun = run_ingest([src], out, _config(timezone="Europe/Berlin"), command=["t"])
     assert rerun["skipped"] is False and rerun["files_parsed"] == 1
-    ts = pl.read_parquet(out / "series.parquet")["timestamp"][0]
+    ts = read_series(out)["timestamp"][0]
     assert ts.hour == 6  # 08:00 in Berlin summer time
 
 
@@ -193,7 +192,7 @@ def test_cli_max_missing_exits_3_after_writing(tmp_path):
     assert res.returncode == 3
     assert "60.0% missing" in res.stderr
     assert json.loads(res.stdout)["quality_gate"] == "failed"
-    assert (out / "series.parquet").is_file()
+    assert dataset_files(out)
 
 
 def test_cli_bad_file_among_good_ones(tmp_path):
@@ -278,7 +277,7 @@ def test_cli_lock_then_wait(tmp_path):
         busy = run_tsfm("ingest", src, "-o", out)
         assert busy.returncode == 1 and "another tsfm run" in busy.stderr
         waited = run_tsfm("ingest", src, "-o", out, "--wait", "20", "--quiet")
-        assert waited.returncode == 0 and (out / "series.parquet").is_file()
+        assert waited.returncode == 0 and dataset_files(out)
     finally:
         holder.kill()
         holder.wait()
@@ -288,7 +287,7 @@ def test_default_output_next_to_sources(tmp_path):
     src = write_files(tmp_path / "plant", {"m.csv": wide_csv([1, 2])})
     res = run_tsfm("ingest", src, "--quiet")
     assert res.returncode == 0, res.stderr
-    assert (tmp_path / "clean" / "series.parquet").is_file()
+    assert dataset_files(tmp_path / "clean")
 
 
 def test_help_lists_options_and_does_not_import_torch():

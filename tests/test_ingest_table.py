@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from tests.ingest_helpers import ingest, minutes, one
+from tests.ingest_helpers import ingest, minutes, one, read_series
 from tsfm_cli.errors import BadInputError
 from tsfm_cli.ingest import run_ingest
 from tsfm_cli.ingest.config import IngestConfig
@@ -168,7 +168,7 @@ def test_group_columns_split_a_wide_file_into_series_also_from_the_cache(tmp_pat
     (src / "later.csv").write_text(text.replace("2024-05-06", "2024-05-07"))
     again = run_ingest([src], out, config, command=["t"])  # fleet.csv comes from its cache
     assert (first["files_parsed"], again["files_parsed"], again["files_reused"]) == (1, 1, 1)
-    series = pl.read_parquet(out / "series.parquet")
+    series = read_series(out)
     engine2 = series.filter(pl.col("series_id") == "fleet/2/temp").sort("timestamp")
     assert engine2["engine"].unique().to_list() == ["2"]
     assert engine2["value"].to_list() == [20, 21, 22]

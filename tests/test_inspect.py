@@ -1,15 +1,23 @@
+import datetime as dt
 import json
 
 import polars as pl
 
+from tsfm_cli.series_dataset import write_dataset
 from tsfm_cli.stagedir import StageWriter
 
 
 def _stage_dir(tmp_path):
     out = tmp_path / "clean"
-    frame = pl.DataFrame({"series_id": ["a", "a", "b"], "value": [1.0, None, 3.5]})
+    frame = pl.DataFrame(
+        {
+            "series_id": ["b", "a", "a"],
+            "timestamp": [dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)] * 3,
+            "value": [3.5, 1.0, None],
+        }
+    )
     with StageWriter(out, "ingest", config={"freq": "1min"}, inputs=[], command=["tsfm"]) as w:
-        w.write_parquet("series.parquet", frame)
+        write_dataset(w, frame)  # two files: series a and series b
         (w.dir / "note.txt").write_text("hello")
         w.register("note.txt")
         w.commit(summary={"series": 2})
@@ -23,13 +31,16 @@ def test_inspect_json_reports_manifest_rows_schema_and_preview(tmp_path, tsfm):
     info = json.loads(result.stdout)
     assert info["stage"] == "ingest"
     assert info["summary"] == {"series": 2}
-    series = info["files"]["series.parquet"]
-    assert series["rows"] == 3
-    assert series["schema"] == {"series_id": "String", "value": "Float64"}
-    assert series["preview"] == [
-        {"series_id": "a", "value": 1.0},
-        {"series_id": "a", "value": None},
-    ]
+    # the dataset is one entry, its files read as one table in series order, no hive columns
+    assert [n for n in info["files"] if n.startswith("series")] == ["series/"]
+    series = info["files"]["series/"]
+    assert series["rows"] == 3 and series["files"] == 2 and "problem" not in series
+    assert series["schema"] == {
+        "series_id": "String",
+        "timestamp": "Datetime(time_unit='us', time_zone='UTC')",
+        "value": "Float64",
+    }
+    assert [(r["series_id"], r["value"]) for r in series["preview"]] == [("a", 1.0), ("a", None)]
     assert info["files"]["note.txt"]["present"] is True
 
 
@@ -40,7 +51,9 @@ def test_inspect_flags_missing_file_and_renders_table(tmp_path, tsfm):
     assert info["files"]["note.txt"]["problem"] == "missing"
     human = tsfm("inspect", out)
     assert human.returncode == 0
-    assert "series.parquet" in human.stderr and "missing" in human.stderr
+    assert "series/" in human.stderr and "missing" in human.stderr
+    only = json.loads(tsfm("inspect", out, "--json", "--file", "series").stdout)
+    assert list(only["files"]) == ["series/"]
 
 
 def test_inspect_rejects_non_stage_directory(tmp_path, tsfm):

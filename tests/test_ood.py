@@ -8,6 +8,7 @@ import json
 import numpy as np
 import polars as pl
 import pytest
+from ingest_helpers import read_series
 from ood_plant import make_ingest_dir, plant_frame, write_ingest_dir
 
 from tsfm_cli.drift import FAMILIES
@@ -67,7 +68,7 @@ def test_artifacts_and_contract_columns(split):
     assert evals.filter(pl.col("series_id") == "line2/m1/pressure")["line"].unique().to_list() == [
         "line2"
     ]
-    series = pl.read_parquet(out.parent / "clean" / "series.parquet")
+    series = read_series(out.parent / "clean")
     train = pl.read_parquet(out / "train.parquet")
     assert train.schema == series.schema
     manifest = json.loads((out / "manifest.json").read_text())
@@ -127,7 +128,7 @@ def test_windows_at_each_horizon_have_the_stated_lengths(split):
 
 def test_windows_hold_the_series_values(split):
     out, _ = split
-    series = pl.read_parquet(out.parent / "clean" / "series.parquet")
+    series = read_series(out.parent / "clean")
     evals = pl.read_parquet(out / "eval.parquet").filter(pl.col("family") != "level_shift")
     sample = evals.filter(pl.col("family").is_in(["id", "future", "heldout", "custom"]))[::37]
     for row in sample.iter_rows(named=True):
@@ -174,7 +175,7 @@ def test_heldout_group_never_in_train(split, plant):
 
 def test_split_points_place_id_and_future_targets(split):
     out, _ = split
-    series = pl.read_parquet(out.parent / "clean" / "series.parquet")
+    series = read_series(out.parent / "clean")
     span = series.group_by("series_id").agg(
         first=pl.col("timestamp").min(), last=pl.col("timestamp").max()
     )
@@ -345,7 +346,7 @@ def test_bad_settings_are_one_line_errors_and_write_nothing(plant, tmp_path, kwa
     ],
 )
 def test_series_breaking_the_contract_is_bad_input(plant, tmp_path, change, message):
-    broken = write_ingest_dir(tmp_path / "in", change(pl.read_parquet(plant / "series.parquet")))
+    broken = write_ingest_dir(tmp_path / "in", change(read_series(plant)))
     with pytest.raises(BadInputError, match=message.replace("(", r"\(").replace(")", r"\)")):
         run_ood_split(broken, tmp_path / "out", OodConfig(families=["ramp"]))
     assert not (tmp_path / "out").exists()
@@ -437,7 +438,7 @@ def test_windows_with_a_constant_context_are_left_out(tmp_path):
 
 
 def _spans(out) -> pl.DataFrame:
-    series = pl.read_parquet(out.parent / "clean" / "series.parquet")
+    series = read_series(out.parent / "clean")
     return series.group_by("series_id").agg(
         first=pl.col("timestamp").min(), last=pl.col("timestamp").max()
     )

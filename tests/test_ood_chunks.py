@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
-from ood_plant import make_ingest_dir, plant_frame, write_ingest_dir
+from ingest_helpers import read_series
+from ood_plant import START, make_ingest_dir, plant_frame, write_ingest_dir, write_ingest_files
 
 from tsfm_cli.errors import BadInputError
 from tsfm_cli.ood import OodConfig, run_ood_split
 from tsfm_cli.ood.data import chunks, load_meta
+from tsfm_cli.series_dataset import open_series, partition_name
+from tsfm_cli.stagedir import open_stage
 
 OUTPUTS = ("train.parquet", "eval.parquet", "scenarios.parquet")
 
@@ -22,26 +25,30 @@ def _config() -> OodConfig:
     )
 
 
+def _series(clean):
+    return open_series(open_stage(clean, "ingest"))
+
+
 @pytest.fixture(scope="module")
 def plant(tmp_path_factory):
     return make_ingest_dir(tmp_path_factory.mktemp("chunks") / "clean", points=6 * 288)
 
 
 def test_metadata_read_in_slices_equals_one_pass(plant):
-    whole = load_meta(plant / "series.parquet", ["machine"], ["line"], chunk_rows=10**9)
+    whole = load_meta(_series(plant), ["machine"], ["line"], chunk_rows=10**9)
     # slices that cut series in the middle: the per-slice aggregates must combine exactly
-    sliced = load_meta(plant / "series.parquet", ["machine"], ["line"], chunk_rows=1000)
+    sliced = load_meta(_series(plant), ["machine"], ["line"], chunk_rows=1000)
     assert sliced.series_ids == whole.series_ids and sliced.sensors == whole.sensors
     for name in ("freq_s", "first_row", "lengths", "first_us", "last_us"):
         assert (getattr(sliced, name) == getattr(whole, name)).all(), name
     assert all((sliced.groups[k] == whole.groups[k]).all() for k in ("machine", "line"))
-    frame = pl.read_parquet(plant / "series.parquet")
+    frame = read_series(plant)
     assert int(whole.lengths.sum()) == frame.height
     assert whole.series_ids == frame["series_id"].unique(maintain_order=True).to_list()
 
 
 def test_chunks_cover_every_series_once_within_the_row_bound(plant):
-    meta = load_meta(plant / "series.parquet", [], [])
+    meta = load_meta(_series(plant), [], [])
     parts = chunks(meta, chunk_rows=3 * 6 * 288)
     assert [i for part in parts for i in part] == list(range(meta.n_series))
     assert len(parts) > 2
@@ -65,15 +72,24 @@ def test_chunked_split_gives_the_rows_of_the_whole_plant_at_once(plant, tmp_path
 
 
 def test_a_series_split_in_two_runs_is_bad_input(tmp_path):
+    """A partition file holding a row of another series (the first series' last row, in the
+    last series' file): that series' rows are not contiguous in the table."""
     frame = plant_frame(points=400, short=None)
-    # the first series' last row moved to the end of the file: not contiguous
-    first = frame["series_id"][0]
+    first, last = frame["series_id"][0], frame["series_id"][-1]
     rows = frame.with_row_index("r")
     last_of_first = rows.filter(pl.col("series_id") == first)["r"].max()
-    moved = pl.concat(
-        [rows.filter(pl.col("r") != last_of_first), rows.filter(pl.col("r") == last_of_first)]
-    ).drop("r")
-    broken = write_ingest_dir(tmp_path / "in", moved)
+    moved = rows.filter(pl.col("r") == last_of_first).drop("r")
+    own = frame.filter(pl.col("series_id") == first).head(-1)
+    others = frame.filter((pl.col("series_id") != first) & (pl.col("series_id") != last))
+    files = {
+        partition_name(str(sid), START.date()): part
+        for (sid,), part in others.partition_by("series_id", as_dict=True).items()
+    }
+    files[partition_name(first, START.date())] = own
+    files[partition_name(last, START.date())] = pl.concat(
+        [frame.filter(pl.col("series_id") == last), moved]
+    )
+    broken = write_ingest_files(tmp_path / "in", files)
     with pytest.raises(BadInputError, match="not sorted"):
         run_ood_split(broken, tmp_path / "out", OodConfig(families=["ramp"], horizons=[32]))
     assert not (tmp_path / "out").exists()

@@ -18,7 +18,7 @@ from tsfm_cli.stagedir import StageWriter, fingerprint, fresh_manifest, open_sta
 def _write(out: Path, rows: int, config=None) -> dict:
     frame = pl.DataFrame({"x": list(range(rows))})
     with StageWriter(out, "ingest", config=config or {"a": 1}, inputs=[], command=["t"]) as w:
-        w.write_parquet("series.parquet", frame)
+        w.write_parquet("table.parquet", frame)
         return w.commit(summary={"rows": rows})
 
 
@@ -28,9 +28,9 @@ def test_manifest_has_contract_fields_and_counts(tmp_path):
     assert on_disk == json.loads(json.dumps(manifest, default=str))
     for key in ("stage", "schema_version", "tsfm_version", "created_utc", "command", "config"):
         assert key in on_disk
-    assert on_disk["outputs"]["series.parquet"]["rows"] == 5
-    assert on_disk["outputs"]["series.parquet"]["sha256"] == stagedir.sha256_file(
-        tmp_path / "clean" / "series.parquet"
+    assert on_disk["outputs"]["table.parquet"]["rows"] == 5
+    assert on_disk["outputs"]["table.parquet"]["sha256"] == stagedir.sha256_file(
+        tmp_path / "clean" / "table.parquet"
     )
     assert on_disk["summary"] == {"rows": 5}
 
@@ -40,7 +40,7 @@ def test_rewrite_replaces_whole_directory_and_leaves_no_temporaries(tmp_path):
     _write(out, 5)
     (out / "stale.txt").write_text("from an old run")
     _write(out, 7)
-    assert pl.read_parquet(out / "series.parquet").height == 7
+    assert pl.read_parquet(out / "table.parquet").height == 7
     assert not (out / "stale.txt").exists()
     leftovers = [
         p.name for p in tmp_path.iterdir() if p.name.startswith(".clean.") and "lock" not in p.name
@@ -52,9 +52,9 @@ def test_failure_inside_block_keeps_old_directory(tmp_path):
     out = tmp_path / "clean"
     _write(out, 3)
     with pytest.raises(RuntimeError), StageWriter(out, "ingest", config={}, inputs=[]) as w:
-        w.write_parquet("series.parquet", pl.DataFrame({"x": [1]}))
+        w.write_parquet("table.parquet", pl.DataFrame({"x": [1]}))
         raise RuntimeError("boom")
-    assert pl.read_parquet(out / "series.parquet").height == 3
+    assert pl.read_parquet(out / "table.parquet").height == 3
 
 
 def _python(code: str, **kwargs) -> subprocess.Popen:
@@ -97,12 +97,12 @@ def test_kill_9_mid_write_leaves_old_directory_and_next_run_recovers(tmp_path):
     code = (
         "import os, signal; import polars as pl; from tsfm_cli.stagedir import StageWriter\n"
         f"with StageWriter({str(out)!r}, 'ingest', config={{}}, inputs=[]) as w:\n"
-        "    w.write_parquet('series.parquet', pl.DataFrame({'x': [1, 2]}))\n"
+        "    w.write_parquet('table.parquet', pl.DataFrame({'x': [1, 2]}))\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
     )
     proc = _python(code)
     assert proc.wait(60) == -signal.SIGKILL
-    assert pl.read_parquet(out / "series.parquet").height == 4
+    assert pl.read_parquet(out / "table.parquet").height == 4
     assert any(p.name.startswith(".clean.tmp-") for p in tmp_path.iterdir())
     _write(out, 6)
     assert not any(p.name.startswith(".clean.tmp-") for p in tmp_path.iterdir())
@@ -113,7 +113,7 @@ def test_recover_restores_directory_moved_aside_by_interrupted_swap(tmp_path):
     _write(out, 2)
     os.rename(out, tmp_path / ".clean.old")
     stagedir.recover(out)
-    assert pl.read_parquet(out / "series.parquet").height == 2
+    assert pl.read_parquet(out / "table.parquet").height == 2
 
 
 def test_open_stage_checks_stage_and_version(tmp_path):
@@ -138,7 +138,7 @@ def test_fresh_manifest_detects_same_inputs_and_config(tmp_path):
     _write(out, 2, config={"a": 1})
     assert fresh_manifest(out, "ingest", fingerprint({"a": 1}, [])) is not None
     assert fresh_manifest(out, "ingest", fingerprint({"a": 2}, [])) is None
-    (out / "series.parquet").write_bytes(b"truncated")
+    (out / "table.parquet").write_bytes(b"truncated")
     assert fresh_manifest(out, "ingest", fingerprint({"a": 1}, [])) is None
 
 

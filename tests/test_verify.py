@@ -15,7 +15,7 @@ import torch
 from typer.testing import CliRunner
 
 from tests.conftest import run_tsfm
-from tests.ingest_helpers import write_files
+from tests.ingest_helpers import dataset_files, read_series, write_files
 from tests.ood_plant import make_ingest_dir
 from tests.splits_fixture import make_splits
 from tsfm_cli.ingest import IngestConfig, run_ingest
@@ -61,13 +61,15 @@ def clean(tmp_path) -> tuple[Path, Path]:
 
 def test_bit_flipped_stage_output_is_named_and_rebuilt_not_skipped(clean):
     src, out = clean
-    good = (out / "series.parquet").read_bytes()
-    flip_bit(out / "series.parquet")
+    partition = dataset_files(out)[-1]  # one file of the series dataset
+    name = partition.relative_to(out).as_posix()
+    good = partition.read_bytes()
+    flip_bit(partition)
     reporter = Recorder()
     summary = run_ingest([src], out, IngestConfig(), reporter=reporter)
     assert summary["skipped"] is False
-    assert any("series.parquet (sha256 differs)" in w for w in reporter.warnings)
-    assert (out / "series.parquet").read_bytes() == good
+    assert any(f"{name} (sha256 differs)" in w for w in reporter.warnings)
+    assert partition.read_bytes() == good
     assert run_ingest([src], out, IngestConfig())["skipped"] is True
 
 
@@ -90,21 +92,23 @@ def test_bit_flipped_ood_split_output_is_rebuilt_identically(tmp_path):
 
 def test_damaged_parts_cache_is_named_discarded_and_rebuilt(clean):
     src, out = clean
-    good = pl.read_parquet(out / "series.parquet")
+    good = read_series(out)
     part = sorted((out / "parts").glob("*.rejects.parquet"))[0].name.split(".")[0]
     flip_bit(out / "parts" / f"{part}.parquet", offset=4)  # inside the first page: unreadable
     reporter = Recorder()
     summary = run_ingest([src], out, IngestConfig(), reporter=reporter)
     assert summary["files_parsed"] == 1 and summary["files_reused"] == 1
     assert any(f"parts/{part}.parquet: cached part" in w for w in reporter.warnings)
-    assert pl.read_parquet(out / "series.parquet").equals(good)
+    assert read_series(out).equals(good)
     assert run_ingest([src], out, IngestConfig())["skipped"] is True  # healed, not failing forever
 
 
 @pytest.mark.parametrize("damage", ["flip", "not_parquet"])
 def test_damaged_upstream_file_exits_2_naming_it(tmp_path, damage):
     clean = make_ingest_dir(tmp_path / "clean")
-    series = clean / "series.parquet"
+    files = dataset_files(clean)
+    series = files[len(files) // 2]  # one partition file among several
+    assert len(files) > 2
     if damage == "flip":
         flip_bit(series)
     else:
@@ -242,8 +246,10 @@ def test_disk_full_while_writing_a_checkpoint_is_one_line_exit_1(tmp_path, monke
 
 def test_inspect_names_a_damaged_file_without_reading_it(tmp_path):
     clean = make_ingest_dir(tmp_path / "clean")
-    flip_bit(clean / "series.parquet", offset=4)
+    partition = dataset_files(clean)[0]
+    flip_bit(partition, offset=4)
     result = run_tsfm("inspect", clean, "--json")
     assert result.returncode == 0, result.stderr
-    entry = json.loads(result.stdout)["files"]["series.parquet"]
-    assert entry["problem"].startswith("changed since written (sha256 differs)")
+    entry = json.loads(result.stdout)["files"]["series/"]
+    name = partition.relative_to(clean).as_posix()
+    assert entry["problem"].startswith(f"{name}: changed since written (sha256 differs)")

@@ -37,7 +37,7 @@ MANIFEST = "manifest.json"
 
 # Bump a stage's number when its artifacts change incompatibly; readers refuse newer versions.
 SCHEMA_VERSIONS: dict[str, int] = {
-    "ingest": 1,
+    "ingest": 2,  # 2: `series/` is a partitioned dataset (1: one series.parquet)
     "ood-split": 1,
     "train": 1,
     "embed-bench": 1,
@@ -139,18 +139,39 @@ class StageInput:
         self._sha256[name] = actual
         return actual
 
+    def dataset(self, name: str) -> list[Path]:
+        """The files of the dataset folder `name` (every output listed under `name/`), each
+        verified like `file`, in the manifest's order; [] when it lists none."""
+        return [self.file(n) for n in self.dataset_names(name)]
+
+    def dataset_names(self, name: str) -> list[str]:
+        prefix = name.rstrip("/") + "/"
+        return [n for n in self.manifest.get("outputs", {}) if n.startswith(prefix)]
+
+    def dataset_sha256(self, name: str) -> str:
+        """One content hash for all files of dataset `name`: of their names and verified
+        sha256s (a downstream manifest records this, not thousands of file hashes)."""
+        listing = {n: self.sha256(n) for n in self.dataset_names(name)}
+        return hashlib.sha256(canonical_json(listing).encode()).hexdigest()
+
     def describe(self, *names: str) -> dict[str, Any]:
         """How this input is recorded in a downstream manifest's `inputs`: where it is, and the
         verified content hash of each file the downstream stage reads (`names`; default every
-        output). Only `content` is identity (see `content_identity`)."""
+        output). A name ending in `/` is a dataset folder: one hash for all its files (see
+        `dataset_sha256`). Only `content` is identity (see `content_identity`)."""
         listed = list(self.manifest.get("outputs", {}))
         wanted = names or tuple(listed)
-        present = [n for n in wanted if n in listed or (self.path / n).is_file()]
+        content = {}
+        for name in wanted:
+            if name.endswith("/"):
+                content[name] = self.dataset_sha256(name)
+            elif name in listed or (self.path / name).is_file():
+                content[name] = self.sha256(name)
         return {
             "path": str(self.path),
             "stage": self.stage,
             "manifest_sha256": self.manifest_sha256,
-            "content": {name: self.sha256(name) for name in present},
+            "content": content,
         }
 
 
@@ -348,7 +369,7 @@ class StageWriter:
     leaves the old one untouched::
 
         with StageWriter(out, "ingest", config=cfg, inputs=inputs) as writer:
-            writer.write_parquet("series.parquet", frame)
+            writer.write_parquet("report.parquet", frame)
             writer.commit(summary={"series": 12})
     """
 

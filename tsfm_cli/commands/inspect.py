@@ -18,7 +18,12 @@ def inspect_cmd(
     directory: Annotated[Path, typer.Argument(help="A stage directory (clean/, splits/, …).")],
     file: Annotated[
         str | None,
-        typer.Option("--file", "-f", help="Show only this output file.", show_default=False),
+        typer.Option(
+            "--file",
+            "-f",
+            help="Show only this output file (`series` for the series dataset).",
+            show_default=False,
+        ),
     ] = None,
     rows: Annotated[int, typer.Option("--rows", "-n", min=0, help="Preview rows per file.")] = 5,
     json_mode: JsonOpt = False,

@@ -119,6 +119,9 @@ class IngestConfig:
     # gap filling (never changes `observed`)
     fill: Literal["none", "ffill", "linear"] = "none"
     max_gap: int = 3  # longest gap (grid points) that is filled
+    # output: the series table's files hold one series over one day, week or month (UTC);
+    # auto: the finest that holds 50,000 points of the fastest series (README "Artifacts")
+    partition: Literal["auto", "day", "week", "month"] = "auto"
     # per-file settings: glob on the path (relative to the source folder) → parse keys
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     # gates

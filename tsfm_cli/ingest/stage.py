@@ -1,4 +1,4 @@
-"""`run_ingest`: sources → clean/ (series.parquet, rejects.parquet, report.parquet, quality.png).
+"""`run_ingest`: sources → clean/ (series/, rejects.parquet, report.parquet, quality.png).
 
 Incremental: each source file is parsed once into `parts/<key>.parquet` (+ `.rejects.parquet`),
 keyed by its content hash, path and the parse settings. A rerun reuses the parts of unchanged
@@ -20,7 +20,7 @@ import polars as pl
 
 from tsfm_cli.errors import BadInputError, QualityGateError
 from tsfm_cli.ingest.clean import clean
-from tsfm_cli.ingest.config import PARSE_KEYS, IngestConfig, for_file
+from tsfm_cli.ingest.config import PARSE_KEYS, IngestConfig, for_file, parse_duration
 from tsfm_cli.ingest.grid import series_table
 from tsfm_cli.ingest.groups import keys_from_path
 from tsfm_cli.ingest.reader import long_readings, read_source, reading_count
@@ -29,6 +29,7 @@ from tsfm_cli.ingest.sniff import CHUNK, LineLimit
 from tsfm_cli.ingest.table import REJECT_SCHEMA
 from tsfm_cli.recipe import config_dict
 from tsfm_cli.schema import Flag
+from tsfm_cli.series_dataset import check_ids, chunk_runs, resolve, write_partition
 from tsfm_cli.stagedir import (
     StageWriter,
     canonical_json,
@@ -452,6 +453,7 @@ def _assemble(writer: StageWriter, parts, files_meta, failed, config) -> dict[st
             f" after exclude_sensors {config.exclude_sensors}" if config.exclude_sensors else ""
         )
         raise BadInputError(f"no sensor readings left in any file{excluded}: {where}")
+    check_ids(names["series_id"])  # each is a folder name of the series dataset
     lookup = names.select("_sid", *cols)
     sids = []  # per part: the run's series, with the run lengths
     for run in runs:
@@ -462,7 +464,7 @@ def _assemble(writer: StageWriter, parts, files_meta, failed, config) -> dict[st
     for sid, lengths in sids:
         np.add.at(per_series, sid, lengths)
     batches = series_batches(per_series, BATCH_READINGS)
-    work = writer.dir / "_work"  # spilled readings and series batches, removed before commit
+    work = writer.dir / "_work"  # spilled readings and grids, removed before commit
     if len(batches) > 1:
         work.mkdir()
         spilled = []
@@ -499,8 +501,12 @@ def _assemble(writer: StageWriter, parts, files_meta, failed, config) -> dict[st
         dtype=np.int64,
     )
     used = np.zeros(int(sizes.sum()), dtype=bool)
-    reports, dup_rejects, matrices, series_parts = [], [], [], []
-    points = observed = 0
+    reports, dup_rejects, matrices, spilled_grids = [], [], [], []
+    points = observed = partitions = 0
+    smallest = 1 << 62  # the smallest grid step (s) of any series, for `partition: auto`
+    granularity = _granularity(config)
+    if granularity is None and len(batches) > 1:
+        work.mkdir(exist_ok=True)
     # quality.png is drawn (holding the GIL) while the parquet files are written and hashed
     # (polars and hashlib release it), as soon as the batches holding the series it shows are
     # done. Leaving the block waits for the drawing, on errors too, so that nothing writes into
@@ -532,15 +538,23 @@ def _assemble(writer: StageWriter, parts, files_meta, failed, config) -> dict[st
             )
             points += grid.height
             observed += int(grid["observed"].sum())
-            name = "series.parquet" if len(batches) == 1 else f"_work/series_{lo}.parquet"
-            _write_series(writer, grid, own, relative, key_cols, name)
-            series_parts.append(writer.dir / name)
+            smallest = min(smallest, int(grid["freq_s"].min() or smallest))
+            if granularity is None and len(batches) == 1:
+                granularity = resolve(config.partition, smallest)
+            if granularity is None:  # auto: the smallest step is known after the last batch
+                spilled_grids.append(work / f"grid_{lo}.parquet")
+                grid.write_parquet(spilled_grids[-1], compression="lz4", statistics=False)
+            else:
+                partitions += _write_series(writer, grid, own, relative, key_cols, granularity)
             del grid
-        if len(batches) > 1:  # the batches, in series order, streamed into one file
-            pl.scan_parquet(series_parts).sink_parquet(
-                writer.dir / "series.parquet", compression="zstd", compression_level=2
-            )
-        writer.register("series.parquet", rows=points)
+        if granularity is None:
+            granularity = resolve(config.partition, smallest)
+            for path, (lo, hi) in zip(spilled_grids, batches, strict=True):
+                own = names.slice(lo, hi - lo).with_columns(pl.col("_sid") - lo)
+                grid = pl.read_parquet(path)
+                partitions += _write_series(writer, grid, own, relative, key_cols, granularity)
+                del grid
+                path.unlink()
         report = pl.concat(reports)
         all_rejects = _write_rejects(writer, parts, pl.concat(dup_rejects), failed, files)
         writer.write_parquet("report.parquet", report.drop("_sid"))
@@ -548,6 +562,7 @@ def _assemble(writer: StageWriter, parts, files_meta, failed, config) -> dict[st
             (used, sizes, points, observed), all_rejects, report, files, files_meta, failed,
             config.gate_on,
         )  # fmt: skip
+        summary.update(partition=granularity, partitions=partitions)
         plot.result()  # the drawing's error, if any, is the stage's error
     shutil.rmtree(work, ignore_errors=True)
     writer.register("quality.png")
@@ -583,14 +598,27 @@ def _tagged(lazy: pl.LazyFrame, sid: np.ndarray, lengths: np.ndarray, index: int
     )
 
 
-def _write_series(writer: StageWriter, grid, names, files, key_cols, name: str) -> None:
+def _granularity(config: IngestConfig) -> str | None:
+    """The series files' time chunk when it is known before any grid is built: set in the
+    recipe, or auto with a fixed `freq` (every series has that step); None otherwise."""
+    if config.partition != "auto":
+        return config.partition
+    return resolve("auto", parse_duration(config.freq, "freq")) if config.freq else None
+
+
+def _write_series(writer: StageWriter, grid, names, files, key_cols, granularity: str) -> int:
+    """A batch's grid (sorted by series then time) as its partition files, each registered
+    with its rows; the number written. Each partition is a slice of the grid: the string
+    columns are built for one partition at a time."""
+    file_names = pl.Series("source", files, dtype=pl.String)
+    series_ids = names["series_id"].cast(pl.String).to_list()
+
     def by_sid(column: str) -> pl.Expr:  # the series' own column, by position (no join)
         return pl.lit(names[column].cast(pl.String)).gather(pl.col("_sid")).alias(column)
 
-    file_names = pl.Series("source", files, dtype=pl.String)
-    (
-        grid.lazy()
-        .select(
+    runs = chunk_runs(grid, granularity, "_sid")
+    for sid, chunk, length, offset in runs.select("_sid", "chunk", "len", "offset").iter_rows():
+        part = grid.slice(offset, length).select(
             by_sid("series_id"),
             pl.lit(file_names).gather(pl.col("_file")).alias("source"),
             by_sid("sensor"),
@@ -602,10 +630,9 @@ def _write_series(writer: StageWriter, grid, names, files, key_cols, name: str) 
             pl.col("raw_line").cast(pl.Int32),
             *[by_sid(k) for k in key_cols],
         )
-        # zstd level 2, not the default 3: ~15% faster here and no larger on sensor data (level 1
-        # is faster still but writes a 48% larger file)
-        .sink_parquet(writer.dir / name, compression="zstd", compression_level=2)
-    )
+        name = write_partition(part, writer.dir, series_ids[sid], chunk)
+        writer.register(name, rows=length)
+    return runs.height
 
 
 def _write_rejects(writer: StageWriter, parts, dup_rejects, failed, files) -> pl.DataFrame:

@@ -4,23 +4,23 @@ metadata of every series (one streaming pass)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from tsfm_cli.errors import BadInputError
 from tsfm_cli.schema import SERIES_COLUMNS
+from tsfm_cli.series_dataset import SeriesSource
 
 REQUIRED = (*SERIES_COLUMNS, "freq_s")
 NOT_GROUP_KEYS = ("timestamp", "value", "observed", "flags")
-# per-reading columns of series.parquet that are not a property of the series
+# per-reading columns of ingest's series table that are not a property of the series
 NOT_CARRIED = (*SERIES_COLUMNS, "freq_s", "raw_line")
 
 
 @dataclass
 class Plant:
-    """Rows of a chunk of series.parquet in file order (sorted by series_id, timestamp).
+    """Rows of a chunk of the series table in table order (sorted by series_id, timestamp).
 
     ts [R] int64 µs UTC, values [R] float32 (NaN where not observed), observed [R] bool;
     series i of the chunk occupies rows offsets[i] : offsets[i] + lengths[i]. Per-series
@@ -47,15 +47,11 @@ class Plant:
         return slice(int(self.offsets[i]), int(self.offsets[i] + self.lengths[i]))
 
 
-def columns_of(path: Path) -> list[str]:
-    return list(pl.read_parquet_schema(path))
-
-
-def check_columns(path: Path, columns: list[str]) -> None:
+def check_columns(source: SeriesSource, columns: list[str]) -> None:
     missing = [c for c in REQUIRED if c not in columns]
     if missing:
         raise BadInputError(
-            f"{path}: missing column(s) {', '.join(missing)} (not an ingest output?)"
+            f"{source}: missing column(s) {', '.join(missing)} (not an ingest output?)"
         )
 
 
@@ -87,17 +83,7 @@ def custom_expr(name: str, condition: str, columns: list[str], where: str) -> pl
     return expr
 
 
-def scan_series(path: Path) -> pl.LazyFrame:
-    """The one reader of ingest's series table: a parquet file, or a folder (hive-partitioned
-    dataset) / glob of parquet files read as one table. Everything ood-split reads goes through
-    this lazy scan, so filters and column selections are pushed down into the parquet reader."""
-    path = Path(path)
-    if path.is_dir():
-        return pl.scan_parquet(path / "**" / "*.parquet", hive_partitioning=True)
-    return pl.scan_parquet(path)
-
-
-# rows of series.parquet held in memory at once (13 bytes each as arrays): the memory bound
+# rows of the series table held in memory at once (13 bytes each as arrays): the memory bound
 CHUNK_ROWS = 4_000_000
 
 
@@ -108,7 +94,7 @@ class SeriesMeta:
     series_ids: list[str]
     sensors: list[str]
     freq_s: np.ndarray  # [S] int64
-    first_row: np.ndarray  # [S] int64 row of series.parquet where the series starts
+    first_row: np.ndarray  # [S] int64 row of the table where the series starts
     lengths: np.ndarray  # [S] int64
     first_us: np.ndarray  # [S] int64 first timestamp, µs
     last_us: np.ndarray  # [S] int64 last timestamp, µs
@@ -121,7 +107,7 @@ class SeriesMeta:
 
 
 def load_meta(
-    path: Path, keys: list[str], carried: list[str] = (), chunk_rows: int = CHUNK_ROWS
+    source: SeriesSource, keys: list[str], carried: list[str] = (), chunk_rows: int = CHUNK_ROWS
 ) -> SeriesMeta:
     """Per-series metadata in one pass over the rows, `chunk_rows` at a time (a slice of the
     scan each, aggregated, then the small per-slice aggregates combined): memory bounded by a
@@ -131,7 +117,7 @@ def load_meta(
     keys = list(dict.fromkeys([*keys, *carried]))
     meta_cols = [c for c in dict.fromkeys(["sensor", "freq_s", *keys]) if c != "series_id"]
     ts = pl.col("timestamp").dt.epoch("us")
-    scan = scan_series(path)
+    scan = source.scan()
     total = scan.select(pl.len()).collect().item()
     partials = []
     for offset in range(0, total, chunk_rows):
@@ -168,7 +154,7 @@ def load_meta(
     first_row = meta["__first"].to_numpy().astype(np.int64)
     if ((meta["__last"].to_numpy().astype(np.int64) - first_row + 1) != lengths).any():
         raise BadInputError(
-            f"{path}: rows are not sorted by series_id, timestamp (ingest contract)"
+            f"{source}: rows are not sorted by series_id, timestamp (ingest contract)"
         )
     return SeriesMeta(
         series_ids=meta["series_id"].cast(pl.String).to_list(),
@@ -231,7 +217,9 @@ def empty_plant(meta: SeriesMeta, custom: dict[str, pl.Expr]) -> Plant:
     )
 
 
-def load_chunk(path: Path, meta: SeriesMeta, members: range, custom: dict[str, pl.Expr]) -> Plant:
+def load_chunk(
+    source: SeriesSource, meta: SeriesMeta, members: range, custom: dict[str, pl.Expr]
+) -> Plant:
     """The rows of series `members` (consecutive indices into `meta`) as a Plant whose series
     indices stay those of `meta`: `offsets[i]` is valid for i in `members` only. Read with a
     series_id filter pushed down into the scan, so only those rows are materialised."""
@@ -241,7 +229,7 @@ def load_chunk(path: Path, meta: SeriesMeta, members: range, custom: dict[str, p
     ids = [meta.series_ids[i] for i in members]
     try:
         frame = (
-            scan_series(path)
+            source.scan(set(ids))
             .filter(pl.col("series_id").cast(pl.String).is_in(ids))
             .select(
                 pl.col("timestamp").dt.epoch("us").alias("ts"),
@@ -252,7 +240,7 @@ def load_chunk(path: Path, meta: SeriesMeta, members: range, custom: dict[str, p
             .collect()
         )
     except pl.exceptions.PolarsError as exc:
-        raise BadInputError(f"{path}: cannot evaluate the custom conditions ({exc})") from exc
+        raise BadInputError(f"{source}: cannot evaluate the custom conditions ({exc})") from exc
     values = frame["value"].fill_null(np.nan).to_numpy()
     observed = frame["observed"].to_numpy() & np.isfinite(values)
     values = np.where(observed, values, np.float32(np.nan)).astype(np.float32, copy=False)
@@ -264,12 +252,12 @@ def load_chunk(path: Path, meta: SeriesMeta, members: range, custom: dict[str, p
     sizes = meta.lengths[members]
     offsets[members] = np.cumsum(sizes) - sizes
     if len(ts) != int(sizes.sum()):
-        raise BadInputError(f"{path}: series rows changed while being read")
+        raise BadInputError(f"{source}: series rows changed while being read")
     starts = np.zeros(len(ts), dtype=bool)
     starts[offsets[members][meta.lengths[members] > 0]] = True
     if len(ts) and ((np.diff(ts) <= 0) & ~starts[1:]).any():
         raise BadInputError(
-            f"{path}: rows are not sorted by series_id, timestamp (ingest contract)"
+            f"{source}: rows are not sorted by series_id, timestamp (ingest contract)"
         )
     return Plant(
         ts=ts,

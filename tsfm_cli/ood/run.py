@@ -19,13 +19,11 @@ from tsfm_cli.ood.data import (
     carried_keys,
     check_columns,
     chunks,
-    columns_of,
     custom_expr,
     empty_plant,
     group_keys,
     load_chunk,
     load_meta,
-    scan_series,
 )
 from tsfm_cli.ood.plot import plot_scenarios
 from tsfm_cli.ood.scenarios import (
@@ -56,6 +54,7 @@ from tsfm_cli.ood.windows import (
     rng_for,
 )
 from tsfm_cli.recipe import RecipeSource, config_dict
+from tsfm_cli.series_dataset import SeriesSource, open_series
 from tsfm_cli.stagedir import (
     StageWriter,
     claim_output,
@@ -167,7 +166,7 @@ SCENARIO_SCHEMA = {
 
 def _write_train(
     writer: StageWriter,
-    series_path: Path,
+    series: SeriesSource,
     plant: SeriesMeta,
     train_end_us: np.ndarray,
     held: set[int],
@@ -183,7 +182,7 @@ def _write_train(
         default=None,
         return_dtype=pl.Int64,
     )
-    lf = scan_series(series_path).filter(pl.col("timestamp").dt.epoch("us") < cut)
+    lf = series.scan().filter(pl.col("timestamp").dt.epoch("us") < cut)
     if custom:
         hide = pl.any_horizontal([expr.fill_null(False) for expr in custom.values()])
         lf = lf.with_columns(
@@ -299,23 +298,23 @@ def run_ood_split(
         out_dir = shard_dir(out_dir, *index_count)
     claim_output(out_dir, "ood-split", [upstream.path])
     check_config(cfg, source)
-    series_path = upstream.file("series.parquet")
-    columns = columns_of(series_path)
-    check_columns(series_path, columns)
+    series = open_series(upstream)  # every file verified against the manifest
+    columns = series.columns()
+    check_columns(series, columns)
     keys = group_keys(columns)
     for entry in cfg.heldout:
         key = entry.partition("=")[0]
         if key not in keys:
             raise BadInputError(
                 f"{source.where('heldout')}: group key '{key}' is not a column of "
-                f"{series_path} (group keys: {', '.join(keys)})"
+                f"{series} (group keys: {', '.join(keys)})"
             )
     custom = {
         name: custom_expr(name, cond, columns, source.where("custom"))
         for name, cond in cfg.custom.items()
     }
     settings = config_dict(cfg)
-    inputs_desc = [upstream.describe("series.parquet")]
+    inputs_desc = [series.description]
     # a shard records the unsharded run's fingerprint: the merge takes only shards of its own
     # settings and input
     merged_fp = fingerprint(settings, inputs_desc)
@@ -342,9 +341,9 @@ def run_ood_split(
             "not carried into eval.parquet"
         )
         carried = [k for k in carried if k not in clashing]
-    plant = load_meta(series_path, heldout_keys, carried)
+    plant = load_meta(series, heldout_keys, carried)
     if plant.n_series == 0:
-        raise BadInputError(f"{series_path}: no series to split")
+        raise BadInputError(f"{series}: no series to split")
     pairs = _resolve_heldout(plant, cfg, source)
     splits = split_points(cfg, plant.first_us, plant.last_us, source)
     C = cfg.context_length
@@ -380,7 +379,7 @@ def run_ood_split(
     with reporter.progress("ood-split", total=n_steps, unit="blocks") as task:
         cut_parts = []
         for members in parts:
-            chunk = load_chunk(series_path, plant, members, custom)
+            chunk = load_chunk(series, plant, members, custom)
             cut = (chunk, set(members), cfg, splits, held, seen, short, task.advance)
             cut_parts.append(_cut_plant(*cut))
             del chunk
@@ -431,7 +430,7 @@ def run_ood_split(
         del reference
     if not any(b.n for b in id_blocks):
         raise BadInputError(
-            f"{series_path}: no ID window fits: context_length {C} + horizons {cfg.horizons} "
+            f"{series}: no ID window fits: context_length {C} + horizons {cfg.horizons} "
             f"need more points in [id_start, train_end) = [{cfg.id_start}, {cfg.train_end}) "
             "of some series"
         )
@@ -462,7 +461,7 @@ def run_ood_split(
     with StageWriter(
         out_dir, "ood-split", config=settings, inputs=inputs_desc, command=command, wait_s=wait_s
     ) as writer:
-        train_rows = _write_train(writer, series_path, plant, splits["val_start"], held_any, custom)
+        train_rows = _write_train(writer, series, plant, splits["val_start"], held_any, custom)
         eval_rows = _write_eval(writer, eval_frames(), eval_schema(plant))
         writer.write_parquet("scenarios.parquet", scenarios)
         severity = max(cfg.severities) if cfg.severities else 1.0
