@@ -94,6 +94,19 @@ def test_preamble_units_row_and_comments(tmp_path):
     assert summary["lines_rejected"] == 1 and summary["lines_unaccounted"] == 0
 
 
+def test_a_first_data_line_of_junk_is_data_not_the_header(tmp_path):
+    """A data line whose values are all junk looks like a header row to the sniffer, but it
+    starts with a time: it stays a data line (accounted, its cells rejected), and the header
+    keeps the names. (It used to be taken as the header: a data line silently gone.)"""
+    lines = ["timestamp,a,b,c", "2024-05-06 08:00:00,,0x1F,:", "2024-05-06 08:01:00,0,0,0"]
+    summary, series, rejects, _ = ingest(tmp_path, {"m.csv": "\n".join(lines) + "\n"})
+    assert set(series["sensor"]) == {"a", "b", "c"}
+    assert summary["lines_data"] == 2 and summary["lines_unaccounted"] == 0
+    assert 1 not in rejects["line"].to_list()  # the header is not a preamble line
+    first = series.filter(pl.col("timestamp") == ts("2024-05-06 08:00"))
+    assert first.height == 3 and not first["observed"].any()
+
+
 # --- layouts -----------------------------------------------------------------------------
 
 

@@ -28,6 +28,7 @@ WHITESPACE = "whitespace"
 
 NUMBERISH = re.compile(r"^[+-]?(\d[\d.,' ]*|[.,]\d+)([eE][+-]?\d+)?$")
 DATEISH = re.compile(r"\d{1,4}[-./]\d{1,2}[-./]\d{1,4}|\d{1,2}:\d{2}|^\d{9,13}(\.\d+)?$")
+DATE_CELL = re.compile(r"\d{1,4}[-./]\d{1,2}[-./]\d{1,4}")  # a line's first cell: a date
 JUNK_WORDS = {s.lower() for s in DEFAULT_SENTINELS} | {"", "nan"}
 UNIT_WORDS = {
     "°c",
@@ -327,6 +328,10 @@ def _is_data(cells: list[str]) -> bool:
     )
 
 
+def _starts_with_a_date(cells: list[str]) -> bool:
+    return bool(cells) and DATE_CELL.match(cells[0].strip().strip('"')) is not None
+
+
 def _is_units(cells: list[str]) -> bool:
     filled = [c.strip("[]() ").lower() for c in cells if c.strip("[]() ")]
     if not filled:
@@ -412,6 +417,8 @@ def sniff(path: Path, config: IngestConfig, data: bytes | None = None) -> Sniffe
             )
         block = []
         k = first_data - 1
+        while k >= 0 and _starts_with_a_date(split[k][1]):
+            k -= 1  # a data line too garbled to look like data is still not the header
         while k >= 0 and len(split[k][1]) in (width, width + 1) and not _is_data(split[k][1]):
             block.insert(0, split[k][0])
             k -= 1
