@@ -1,9 +1,9 @@
-"""Ingest cleans the series in batches of whole series (bounded memory): the outputs are those
-of cleaning all series at once, row for row."""
+"""Ingest cleans stretches within a budget of readings (bounded memory: short series whole, a
+long one a run of time chunks at a time): the outputs are those of cleaning all series at once,
+row for row."""
 
 from __future__ import annotations
 
-import numpy as np
 import polars as pl
 import pytest
 
@@ -13,19 +13,10 @@ from tsfm_cli.errors import BadInputError
 from tsfm_cli.ingest import IngestConfig, run_ingest
 from tsfm_cli.ingest import stage as ingest_stage
 from tsfm_cli.ingest.config import validate
-from tsfm_cli.ingest.stage import series_batches
 from tsfm_cli.recipe import build_config, load_section
 
 SAMPLE = REPO_ROOT / "sample_data"
 RECIPE = REPO_ROOT / "recipes" / "ingest_sample.yaml"
-
-
-def test_series_batches_cover_every_series_once_within_the_budget():
-    counts = np.array([5, 3, 4, 20, 1, 1, 1])
-    batches = series_batches(counts, budget=8)
-    assert batches == [(0, 2), (2, 3), (3, 4), (4, 7)]  # 20 > budget: a batch of its own
-    assert series_batches(counts, budget=100) == [(0, 7)]
-    assert series_batches(np.zeros(0, dtype=np.int64), budget=8) == [(0, 0)]
 
 
 def _sample(out, monkeypatch, budget=None):

@@ -37,7 +37,7 @@ PARTITIONS = ("auto", *GRANULARITIES)  # the recipe key `partition`
 # large enough to read efficiently, small enough that a day's new data touches few of them
 AUTO_POINTS = 50_000
 _SECONDS = {"day": 86_400, "week": 7 * 86_400}
-_TRUNCATE = {"day": "1d", "week": "1w", "month": "1mo"}  # polars: weeks start on Monday
+CHUNK_EVERY = {"day": "1d", "week": "1w", "month": "1mo"}  # polars: weeks start on Monday
 _NAME = re.compile(
     rf"{DATASET}/series=(?P<series>[^/]+)/chunk=(?P<chunk>\d{{4}}-\d{{2}}-\d{{2}})/part-0\.parquet"
 )
@@ -61,7 +61,7 @@ def resolve(partition: str, freq_s: int) -> str:
 def chunk_expr(granularity: str, column: str = "timestamp") -> pl.Expr:
     """The UTC date where each row's time chunk starts."""
     ts = pl.col(column)
-    return ts.dt.convert_time_zone("UTC").dt.truncate(_TRUNCATE[granularity]).dt.date()
+    return ts.dt.convert_time_zone("UTC").dt.truncate(CHUNK_EVERY[granularity]).dt.date()
 
 
 def partition_name(series_id: str, chunk: dt.date) -> str:

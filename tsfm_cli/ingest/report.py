@@ -166,14 +166,9 @@ class StateBins:
         return _ffill(out)
 
 
-def plot_rows(grid: pl.DataFrame, report: pl.DataFrame):
-    """The binned states of the first `PLOT_MAX_SERIES` series of `report`, one row each (the
-    grid holds report's series in its order, e.g. one batch of series): what quality.png shows
-    of them, so that the grid need not be kept until the drawing."""
-    import numpy as np
-
-    shown = report.head(PLOT_MAX_SERIES)
-    state = (  # per point: 0 observed, 1 filled, 2 missing, 3 fault
+def _plot_state() -> pl.Expr:
+    """Per point: 0 observed, 1 filled, 2 missing, 3 fault."""
+    return (
         pl.when((pl.col("flags") & FAULT_BITS) != 0)
         .then(3)
         .when(~pl.col("observed") & ((pl.col("flags") & int(Flag.FILLED)) == 0))
@@ -183,18 +178,31 @@ def plot_rows(grid: pl.DataFrame, report: pl.DataFrame):
         .otherwise(0)
         .cast(pl.Int8)
     )
-    points = shown["points"].to_numpy()
-    states = grid.head(int(points.sum())).select(state).to_series().to_numpy()
-    offsets = np.concatenate([[0], np.cumsum(points)[:-1]])
-    matrix = np.full((shown.height, PLOT_BINS), np.nan)
-    for row in range(shown.height):
-        matrix[row] = bin_states(states[offsets[row] : offsets[row] + points[row]], PLOT_BINS)
-    return matrix
+
+
+def add_plot_states(rows: list[StateBins], grid: pl.DataFrame, spans: pl.DataFrame, lo: int):
+    """Add the points of a cleaned stretch (series lo, lo + 1, …, `_sid` counted from 0) to the
+    plot rows of the series quality.png shows (`rows[sid]`), each at its place in its series'
+    whole grid (`spans`: `first_us`, `step_us` per series): the grid need not be kept until the
+    drawing."""
+
+    from tsfm_cli.ingest.grid import run_bounds
+
+    sid = grid["_sid"].to_numpy()
+    starts, ends = run_bounds(sid)
+    states = grid.select(_plot_state()).to_series().to_numpy()
+    stamps = grid["timestamp"].dt.epoch("us").to_numpy()
+    first, step = spans["first_us"].to_numpy(), spans["step_us"].to_numpy()
+    for a, b in zip(starts, ends, strict=True):
+        series = lo + int(sid[a])
+        if series >= len(rows):
+            break
+        rows[series].add(states[a:b], int((stamps[a] - first[series]) // step[series]))
 
 
 def quality_plot(matrix, report: pl.DataFrame, path: Path) -> None:
     """One row per series over its own time span; colour = worst state in each time bin.
-    `matrix`: the `plot_rows` of report's first series, in its order."""
+    `matrix`: the `StateBins` colours of report's first series, in its order."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colors import ListedColormap
     from matplotlib.figure import Figure

@@ -19,17 +19,27 @@ import numpy as np
 import polars as pl
 
 from tsfm_cli.errors import BadInputError, QualityGateError
-from tsfm_cli.ingest.clean import clean
-from tsfm_cli.ingest.config import PARSE_KEYS, IngestConfig, for_file, parse_duration
-from tsfm_cli.ingest.grid import series_table
+from tsfm_cli.ingest.clean import clean, margin_points
+from tsfm_cli.ingest.config import PARSE_KEYS, IngestConfig, for_file, format_duration
+from tsfm_cli.ingest.grid import MAX_GRID_FACTOR, MAX_GRID_SLACK, series_table
 from tsfm_cli.ingest.groups import keys_from_path
 from tsfm_cli.ingest.reader import long_readings, read_source, reading_count
-from tsfm_cli.ingest.report import GATED, PLOT_MAX_SERIES, build_report, plot_rows, quality_plot
+from tsfm_cli.ingest.report import (
+    GATED,
+    PLOT_BINS,
+    PLOT_MAX_SERIES,
+    StateBins,
+    add_plot_states,
+    combine_report,
+    quality_plot,
+    report_parts,
+)
 from tsfm_cli.ingest.sniff import CHUNK, LineLimit
+from tsfm_cli.ingest.stretches import Stretch, plan, series_spans
 from tsfm_cli.ingest.table import REJECT_SCHEMA
 from tsfm_cli.recipe import config_dict
 from tsfm_cli.schema import Flag
-from tsfm_cli.series_dataset import check_ids, chunk_runs, resolve, write_partition
+from tsfm_cli.series_dataset import CHUNK_EVERY, check_ids, chunk_runs, resolve, write_partition
 from tsfm_cli.stagedir import (
     StageWriter,
     canonical_json,
@@ -460,37 +470,54 @@ def _assemble(writer: StageWriter, parts, files_meta, failed, config) -> dict[st
         sid = run.join(lookup, on=cols, how="left", nulls_equal=True, maintain_order="left")
         sids.append((sid["_sid"].to_numpy(), run["_len"].to_numpy()))
     del runs
-    per_series = np.zeros(names.height, dtype=np.int64)
-    for sid, lengths in sids:
-        np.add.at(per_series, sid, lengths)
-    batches = series_batches(per_series, BATCH_READINGS)
-    work = writer.dir / "_work"  # spilled readings and grids, removed before commit
-    if len(batches) > 1:
+    # every file's readings tagged with their series, one file at a time: held while they fit
+    # the budget, else spilled to _work/ and scanned back a stretch at a time
+    held = sum(int(lengths.sum()) for _, lengths in sids) <= BATCH_READINGS
+    work = writer.dir / "_work"  # spilled readings, removed before commit
+    sources: list[pl.DataFrame | Path] = []
+    if not held:
         work.mkdir()
-        spilled = []
-        for n, (index, lazy) in enumerate(frames):
-            frames[n] = None
-            spilled.append(work / f"readings_{n}.parquet")
-            _tagged(lazy, *sids[n], index).write_parquet(spilled[-1], compression="lz4")
+    for n, (index, lazy) in enumerate(frames):
+        frames[n] = None
+        tagged = _tagged(lazy, *sids[n], index)
+        if not held:
+            sources.append(work / f"readings_{n}.parquet")
+            tagged.write_parquet(sources[-1], compression="lz4")
+        else:
+            sources.append(tagged)
+        del tagged
+    del sids, frames
+    scans = [pl.scan_parquet(p) if isinstance(p, Path) else p.lazy() for p in sources]
+    spans, days = series_spans(scans, names.height, config, "1d")
+    _check_spans(spans, names)
+    granularity = resolve(config.partition, int(spans["step_us"].min()) // 1_000_000)
+    chunk_every = CHUNK_EVERY[granularity]
+    chunks = (  # readings per series and time chunk, from those per day
+        days.with_columns(
+            pl.col("_chunk").cast(pl.Datetime("us", "UTC")).dt.truncate(chunk_every).dt.epoch("us")
+        )
+        .group_by("_sid", "_chunk")
+        .agg(pl.col("readings").sum())
+        .sort("_sid", "_chunk")
+    )
+    stretches = plan(spans, chunks, BATCH_READINGS)
+    reach = (margin_points(config, names) + 1) * spans["step_us"].fill_null(0)
 
-        def batch_readings(lo: int, hi: int) -> pl.DataFrame:
-            # predicate pushdown: row groups of other series are skipped by their statistics
-            return (
-                pl.scan_parquet(spilled)
-                .filter(pl.col("_sid").is_between(lo, hi - 1))
-                .with_columns(pl.col("_sid") - lo)
-                .collect()
-            )
-    else:
-        pieces = [_tagged(lazy, *sids[n], index) for n, (index, lazy) in enumerate(frames)]
-        del frames
-
-        def batch_readings(lo: int, hi: int) -> pl.DataFrame:
-            readings = pl.concat(pieces)
-            pieces.clear()
+    def stretch_readings(stretch: Stretch) -> pl.DataFrame:
+        in_stretch = pl.col("_sid").is_between(stretch.lo, stretch.hi - 1)
+        if not stretch.whole:  # its chunks and the readings its margins reach
+            near = int(reach[stretch.lo])
+            at = pl.col("timestamp").dt.epoch("us")
+            in_stretch &= at.is_between(stretch.t_lo - near, stretch.t_hi + near)
+        if held:  # all fit the budget: one stretch, and the tagged frames are let go
+            readings = pl.concat(sources)
+            sources.clear()
+            scans.clear()
             return readings
-
-    del sids
+        # predicate pushdown: row groups of other series are skipped by their statistics
+        return (
+            pl.concat(scans).filter(in_stretch).with_columns(pl.col("_sid") - stretch.lo).collect()
+        )
 
     # `source` is the path the group keys come from (relative to the folder given), not
     # where the folder lies: the same data elsewhere gives the same bytes (identity is content)
@@ -501,33 +528,41 @@ def _assemble(writer: StageWriter, parts, files_meta, failed, config) -> dict[st
         dtype=np.int64,
     )
     used = np.zeros(int(sizes.sum()), dtype=bool)
-    reports, dup_rejects, matrices, spilled_grids = [], [], [], []
+    shown = min(names.height, PLOT_MAX_SERIES)
+    points_of = ((spans["last_us"] - spans["first_us"]) // spans["step_us"] + 1).fill_null(0)
+    plot_bins = [StateBins(int(points_of[sid]), PLOT_BINS) for sid in range(shown)]
+    report_rows, dup_rejects = [], []
     points = observed = partitions = 0
-    smallest = 1 << 62  # the smallest grid step (s) of any series, for `partition: auto`
-    granularity = _granularity(config)
-    if granularity is None and len(batches) > 1:
-        work.mkdir(exist_ok=True)
     # quality.png is drawn (holding the GIL) while the parquet files are written and hashed
-    # (polars and hashlib release it), as soon as the batches holding the series it shows are
-    # done. Leaving the block waits for the drawing, on errors too, so that nothing writes into
-    # the directory once it is discarded.
+    # (polars and hashlib release it), as soon as the stretches holding the series it shows
+    # are done. Leaving the block waits for the drawing, on errors too, so that nothing writes
+    # into the directory once it is discarded.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tsfm-plot") as pool:
         plot = None
-        for lo, hi in batches:
+        for number, stretch in enumerate(stretches):
+            lo, hi = stretch.lo, stretch.hi
             own = names.slice(lo, hi - lo).with_columns(pl.col("_sid") - lo)
-            readings = batch_readings(lo, hi)
-            grid, dups = clean(readings, own, config)
+            readings = stretch_readings(stretch)
+            if stretch.whole:
+                grid, dups = clean(readings, own, config, chunk_every=chunk_every)
+            else:
+                span = spans.slice(lo, 1).with_columns(
+                    _sid=pl.lit(0, pl.UInt32),
+                    lo_us=pl.lit(stretch.t_lo),
+                    hi_us=pl.lit(stretch.t_hi),
+                )
+                grid, dups = clean(readings, own, config, chunk_every=chunk_every, span=span)
             del readings
-            report = build_report(grid, own, key_cols, files, units)
-            shown = sum(r.height for r in reports)
-            if shown < PLOT_MAX_SERIES:
-                matrices.append(plot_rows(grid, report.head(PLOT_MAX_SERIES - shown)))
-            reports.append(report.with_columns(pl.col("_sid") + lo))
-            if plot is None and (hi == names.height or shown + report.height >= PLOT_MAX_SERIES):
+            report_rows.append(report_parts(grid).with_columns(pl.col("_sid") + lo))
+            if lo < shown:
+                add_plot_states(plot_bins, grid, spans, lo)
+            last_shown = number == len(stretches) - 1 or stretches[number + 1].lo >= shown
+            if plot is None and last_shown:
+                report = combine_report(report_rows, names, key_cols, files, units)
                 plot = pool.submit(
                     quality_plot,
-                    np.concatenate(matrices),
-                    pl.concat(reports),
+                    np.stack([b.colours() for b in plot_bins]) if plot_bins else None,
+                    report,
                     writer.dir / "quality.png",
                 )
             dup_rejects.append(dups)
@@ -538,24 +573,9 @@ def _assemble(writer: StageWriter, parts, files_meta, failed, config) -> dict[st
             )
             points += grid.height
             observed += int(grid["observed"].sum())
-            smallest = min(smallest, int(grid["freq_s"].min() or smallest))
-            if granularity is None and len(batches) == 1:
-                granularity = resolve(config.partition, smallest)
-            if granularity is None:  # auto: the smallest step is known after the last batch
-                spilled_grids.append(work / f"grid_{lo}.parquet")
-                grid.write_parquet(spilled_grids[-1], compression="lz4", statistics=False)
-            else:
-                partitions += _write_series(writer, grid, own, relative, key_cols, granularity)
+            partitions += _write_series(writer, grid, own, relative, key_cols, granularity)
             del grid
-        if granularity is None:
-            granularity = resolve(config.partition, smallest)
-            for path, (lo, hi) in zip(spilled_grids, batches, strict=True):
-                own = names.slice(lo, hi - lo).with_columns(pl.col("_sid") - lo)
-                grid = pl.read_parquet(path)
-                partitions += _write_series(writer, grid, own, relative, key_cols, granularity)
-                del grid
-                path.unlink()
-        report = pl.concat(reports)
+        report = combine_report(report_rows, names, key_cols, files, units)
         all_rejects = _write_rejects(writer, parts, pl.concat(dup_rejects), failed, files)
         writer.write_parquet("report.parquet", report.drop("_sid"))
         summary = _summary(
@@ -569,20 +589,22 @@ def _assemble(writer: StageWriter, parts, files_meta, failed, config) -> dict[st
     return summary
 
 
-BATCH_READINGS = 6_000_000  # readings cleaned at once (whole series): ~0.5 GB of RAM
+def _check_spans(spans: pl.DataFrame, names: pl.DataFrame) -> None:
+    """BadInputError for a series whose timestamps span far more grid points than it has
+    readings (a wrong clock or unit: the grid would not fit in memory)."""
+    points = (spans["last_us"] - spans["first_us"]) // spans["step_us"] + 1
+    allowed = spans["readings"] * MAX_GRID_FACTOR + MAX_GRID_SLACK
+    bad = (points > allowed).fill_null(False).arg_true()
+    if len(bad):
+        i = int(bad[0])
+        raise BadInputError(
+            f"series {names['series_id'][i]}: its timestamps span {points[i]:,} grid points of "
+            f"{format_duration(int(spans['step_us'][i]) // 1_000_000)} for "
+            f"{spans['readings'][i]:,} readings; check the timestamps or set `freq`"
+        )
 
 
-def series_batches(per_series: np.ndarray, budget: int) -> list[tuple[int, int]]:
-    """Consecutive ranges [lo, hi) of series ids whose readings add up to at most `budget`
-    (a series larger than the budget is a batch of its own); one range when all fit."""
-    batches, lo, total = [], 0, 0
-    for sid, count in enumerate(per_series.tolist()):
-        if sid > lo and total + count > budget:
-            batches.append((lo, sid))
-            lo, total = sid, 0
-        total += count
-    batches.append((lo, len(per_series)))
-    return batches
+BATCH_READINGS = 6_000_000  # readings cleaned at once (a stretch, clean.py): ~0.5 GB of RAM
 
 
 def _tagged(lazy: pl.LazyFrame, sid: np.ndarray, lengths: np.ndarray, index: int) -> pl.DataFrame:
@@ -596,14 +618,6 @@ def _tagged(lazy: pl.LazyFrame, sid: np.ndarray, lengths: np.ndarray, index: int
         )
         .select("_sid", "_file", "raw_line", "timestamp", "value", "flags")
     )
-
-
-def _granularity(config: IngestConfig) -> str | None:
-    """The series files' time chunk when it is known before any grid is built: set in the
-    recipe, or auto with a fixed `freq` (every series has that step); None otherwise."""
-    if config.partition != "auto":
-        return config.partition
-    return resolve("auto", parse_duration(config.freq, "freq")) if config.freq else None
 
 
 def _write_series(writer: StageWriter, grid, names, files, key_cols, granularity: str) -> int:
