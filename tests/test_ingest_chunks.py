@@ -209,3 +209,27 @@ def test_a_budget_of_readings_cleans_stretches_that_give_the_rows_of_the_whole()
     assert pl.concat(pieces).equals(whole)
     key = ["_file", "line", "column"]
     assert pl.concat(rejects).sort(key).equals(whole_rejects.sort(key))
+
+
+def test_the_medians_gap_fill_is_a_limited_fill_per_series(monkeypatch):
+    """The numpy fill (blocks of whole series) gives polars' forward then backward fill with a
+    limit, per series: no value crosses from one series into the next, whatever the blocks."""
+    from tsfm_cli.ingest import faults
+
+    rng = np.random.default_rng(1)
+    for trial in range(200):
+        monkeypatch.setattr(faults, "FILL_BLOCK_POINTS", int(rng.integers(1, 80)))
+        lengths = rng.integers(1, 60, int(rng.integers(1, 6)))
+        sid = np.repeat(np.arange(len(lengths), dtype=np.uint32), lengths)
+        value = rng.normal(size=len(sid)).astype(np.float32)
+        value[rng.random(len(sid)) < 0.1] = np.nan
+        grid = pl.DataFrame(
+            {"_sid": sid, "value": value, "observed": rng.random(len(sid)) > rng.random()}
+        )
+        reach = int(rng.integers(1, 6))
+        observed = pl.when(pl.col("observed")).then(pl.col("value")).fill_nan(None)
+        expected = grid.select(
+            observed.forward_fill(limit=reach).backward_fill(limit=reach).over("_sid").fill_null(0)
+        )
+        got = faults._filled_near(grid, sid, reach)
+        assert np.array_equal(got, expected.to_series().to_numpy()), trial

@@ -66,29 +66,47 @@ def _rolling_median(grid: pl.DataFrame, window: int) -> pl.Series:
     return pl.Series("_med", med).set(pl.Series(edge), None)
 
 
+FILL_BLOCK_POINTS = 1 << 20  # series filled together: index arrays of ~1 M points at a time
+
+
 def _filled_near(grid: pl.DataFrame, sid: np.ndarray, reach: int) -> np.ndarray:
     """The observed values (float32), each unobserved point given the last observed value of
     its series at most `reach` points back, else the next one at most as far ahead, else 0.
-    Index arithmetic in numpy: a forward fill per series in polars costs twice as much."""
+    Index arithmetic in numpy (a forward fill per series in polars costs twice as much), over
+    blocks of whole series, so that its index arrays stay small."""
     value = grid["value"].cast(pl.Float32).to_numpy()
     seen = grid["observed"].to_numpy() & ~np.isnan(value)
-    n = len(value)
-    if not n:
-        return np.zeros(0, dtype=np.float32)
-    at = np.arange(n)
+    filled = np.zeros(len(value), dtype=np.float32)
     starts, ends = run_bounds(sid)
-    first = np.repeat(starts, ends - starts)  # each point's series: [first, end)
-    end = np.repeat(ends, ends - starts)
+    block_lo = 0
+    while block_lo < len(starts):
+        # whole series up to about FILL_BLOCK_POINTS points (a longer series alone)
+        limit = starts[block_lo] + FILL_BLOCK_POINTS
+        block_hi = max(block_lo + 1, int(np.searchsorted(ends, limit, side="right")))
+        a, b = int(starts[block_lo]), int(ends[block_hi - 1])
+        lengths = (ends[block_lo:block_hi] - starts[block_lo:block_hi]).astype(np.int64)
+        local = (starts[block_lo:block_hi] - a).astype(np.int64)
+        _fill_block(value[a:b], seen[a:b], local, lengths, reach, filled[a:b])
+        block_lo = block_hi
+    return filled
+
+
+def _fill_block(value, seen, starts, lengths, reach: int, out) -> None:
+    n = len(value)
+    at = np.arange(n, dtype=np.int64)
+    first = np.repeat(starts, lengths)  # each point's series: [first, end)
     before = np.where(seen, at, -1)
     np.maximum.accumulate(before, out=before)
-    after = np.where(seen, at, n)
-    after = np.minimum.accumulate(after[::-1])[::-1]
-    use_before = (before >= first) & (at - before <= reach)
-    use_after = ~use_before & (after < end) & (after - at <= reach)
-    filled = np.zeros(n, dtype=np.float32)
-    filled[use_before] = value[before[use_before]]
-    filled[use_after] = value[after[use_after]]
-    return filled
+    use = (before >= first) & (at - before <= reach)
+    out[use] = value[before[use]]
+    del before
+    end = first
+    end += np.repeat(lengths, lengths)
+    after = np.where(seen, at, n)[::-1]
+    np.minimum.accumulate(after, out=after)
+    after = after[::-1]
+    later = ~use & (after < end) & (after - at <= reach)
+    out[later] = value[after[later]]
 
 
 def _median_f32(x: np.ndarray) -> float:
