@@ -533,12 +533,11 @@ def _assemble(writer: StageWriter, parts, files_meta, failed, config) -> dict[st
     plot_bins = [StateBins(int(points_of[sid]), PLOT_BINS) for sid in range(shown)]
     report_rows, dup_rejects = [], []
     points = observed = partitions = 0
-    # quality.png is drawn (holding the GIL) while the parquet files are written and hashed
-    # (polars and hashlib release it), as soon as the stretches holding the series it shows
-    # are done. Leaving the block waits for the drawing, on errors too, so that nothing writes
-    # into the directory once it is discarded.
+    # quality.png is drawn (holding the GIL) while the last stretch's files, the report and the
+    # rejects are written and hashed (polars and hashlib release it); not earlier, so that the
+    # drawing's memory never adds to a stretch being cleaned. Leaving the block waits for the
+    # drawing, on errors too, so that nothing writes into the directory once it is discarded.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tsfm-plot") as pool:
-        plot = None
         for number, stretch in enumerate(stretches):
             lo, hi = stretch.lo, stretch.hi
             own = names.slice(lo, hi - lo).with_columns(pl.col("_sid") - lo)
@@ -556,8 +555,7 @@ def _assemble(writer: StageWriter, parts, files_meta, failed, config) -> dict[st
             report_rows.append(report_parts(grid).with_columns(pl.col("_sid") + lo))
             if lo < shown:
                 add_plot_states(plot_bins, grid, spans, lo)
-            last_shown = number == len(stretches) - 1 or stretches[number + 1].lo >= shown
-            if plot is None and last_shown:
+            if number == len(stretches) - 1:
                 report = combine_report(report_rows, names, key_cols, files, units)
                 plot = pool.submit(
                     quality_plot,
