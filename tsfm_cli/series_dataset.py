@@ -31,15 +31,13 @@ if TYPE_CHECKING:
 
 DATASET = "series"  # the folder under the ingest directory
 V1_FILE = "series.parquet"  # schema_version 1 of ingest: the whole table in one file
-GRANULARITIES = ("day", "week", "month")
-PARTITIONS = ("auto", *GRANULARITIES)  # the recipe key `partition`
 # auto picks the finest chunk that still holds this many points of the fastest series: files
 # large enough to read efficiently, small enough that a day's new data touches few of them
 AUTO_POINTS = 50_000
 _SECONDS = {"day": 86_400, "week": 7 * 86_400}
 _TRUNCATE = {"day": "1d", "week": "1w", "month": "1mo"}  # polars: weeks start on Monday
 _NAME = re.compile(
-    rf"{DATASET}/series=(?P<series>[^/]+)/chunk=(?P<chunk>\d{{4}}-\d{{2}}-\d{{2}})/part-0\.parquet"
+    rf"{DATASET}/series=(?P<series>[^/]*)/chunk=(?P<chunk>\d{{4}}-\d{{2}}-\d{{2}})/part-0\.parquet"
 )
 
 
