@@ -19,6 +19,8 @@ from tsfm_cli.recipe import build_config, load_section
 from tsfm_cli.schema import SERIES_COLUMNS
 from tsfm_cli.series_dataset import (
     auto_granularity,
+    chunk_expr,
+    chunk_runs,
     open_series,
     ordered,
     parse_name,
@@ -101,7 +103,7 @@ def test_odd_series_ids_are_encoded_and_read_back(tmp_path):
 
 
 def test_ordered_sorts_by_decoded_id_then_time():
-    ids = ["b", "a b", "a/b", "a%", "é", "a"]
+    ids = ["b", "a b", "a/b", "a%", "é", "a", ""]
     chunks = [dt.date(2024, 2, 1), dt.date(2024, 1, 1)]
     names = [partition_name(s, c) for s in ids for c in chunks] + ["report.parquet"]
     keys = [parse_name(n) for n in ordered(names)]
@@ -220,3 +222,30 @@ def test_a_series_id_too_long_for_a_file_name_is_one_clear_error(tmp_path):
         ingest(tmp_path, {"m.csv": _csv(10).replace("temp", name)})
     assert "\n" not in str(info.value) and "exclude_sensors" in str(info.value)
     assert not (tmp_path / "clean").exists()
+
+
+@pytest.mark.parametrize("granularity", ["day", "week", "month"])
+def test_chunk_runs_cut_where_chunk_expr_changes(granularity):
+    """The writer's runs (binary search per series) against polars' truncation row by row:
+    every 5 hours from 20 January to 12 April (a leap day), three series, one of a single row."""
+    start = dt.datetime(2024, 1, 20, 7, tzinfo=dt.timezone.utc)
+    times = [start + dt.timedelta(hours=5 * i) for i in range(400)]
+    frame = pl.DataFrame(
+        {
+            "_sid": [0] * 400 + [1] + [2] * 400,
+            "timestamp": [*times, start, *times],
+        }
+    ).with_columns(pl.col("timestamp").cast(pl.Datetime("us", "UTC")))
+    runs = chunk_runs(frame, granularity, "_sid")
+    expected = (
+        frame.with_row_index("row")
+        .with_columns(chunk=chunk_expr(granularity))
+        .group_by("_sid", "chunk", maintain_order=True)
+        .agg(offset=pl.col("row").min(), length=pl.len())
+    )
+    assert runs == [tuple(r) for r in expected.iter_rows()]
+    starts = {r[1] for r in runs}
+    if granularity == "week":
+        assert all(d.weekday() == 0 for d in starts)
+    if granularity == "month":
+        assert starts == {dt.date(2024, m, 1) for m in (1, 2, 3, 4)}

@@ -149,3 +149,26 @@ def test_lock_wait_gives_up_after_timeout(tmp_path):
         with pytest.raises(LockedError), stagedir.output_lock(out, wait_s=0.5):
             pass
         assert time.monotonic() - started >= 0.5
+
+
+def test_a_dataset_folder_is_verified_file_by_file_and_described_by_one_hash(tmp_path):
+    out = tmp_path / "clean"
+    with StageWriter(out, "ingest", config={}, inputs=[], command=["t"]) as w:
+        for name in ("data/k=1/part-0.parquet", "data/k=2/part-0.parquet"):
+            w.write_parquet(name, pl.DataFrame({"x": [len(name)]}))
+        w.write_parquet("other.parquet", pl.DataFrame({"x": [0]}))
+        w.commit()
+    upstream = open_stage(out, "ingest")
+    assert [p.relative_to(out).as_posix() for p in upstream.dataset("data")] == [
+        "data/k=1/part-0.parquet",
+        "data/k=2/part-0.parquet",
+    ]
+    described = upstream.describe("data/", "other.parquet")
+    assert set(described["content"]) == {"data/", "other.parquet"}
+    before = described["content"]["data/"]
+    (out / "data/k=2/part-0.parquet").write_bytes(b"PAR1 not what was written PAR1")
+    again = open_stage(out, "ingest")
+    with pytest.raises(BadInputError, match="changed or damaged") as info:
+        again.describe("data/")
+    assert "data/k=2/part-0.parquet" in str(info.value)
+    assert len(before) == 64

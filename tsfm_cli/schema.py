@@ -10,7 +10,7 @@ from enum import IntFlag
 
 
 class Flag(IntFlag):
-    """Why a grid point is not observed or is suspicious (`series.parquet` column `flags`)."""
+    """Why a grid point is not observed or is suspicious (series table column `flags`)."""
 
     MISSING = 1  # no reading at that grid point
     SENTINEL = 2  # a sentinel such as -999 or "N/A"
@@ -23,7 +23,7 @@ class Flag(IntFlag):
     FILLED = 256  # value filled by gap filling; `observed` stays False
 
 
-# ingest: series.parquet (one row per grid point of one sensor)
+# ingest: the series table, `series/` (one row per grid point of one sensor)
 SERIES_COLUMNS = ("series_id", "source", "sensor", "timestamp", "value", "observed", "flags")
 TIMESTAMP_UNIT = "us"
 TIMEZONE = "UTC"

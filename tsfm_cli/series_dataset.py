@@ -31,15 +31,13 @@ if TYPE_CHECKING:
 
 DATASET = "series"  # the folder under the ingest directory
 V1_FILE = "series.parquet"  # schema_version 1 of ingest: the whole table in one file
-GRANULARITIES = ("day", "week", "month")
-PARTITIONS = ("auto", *GRANULARITIES)  # the recipe key `partition`
 # auto picks the finest chunk that still holds this many points of the fastest series: files
 # large enough to read efficiently, small enough that a day's new data touches few of them
 AUTO_POINTS = 50_000
 _SECONDS = {"day": 86_400, "week": 7 * 86_400}
 CHUNK_EVERY = {"day": "1d", "week": "1w", "month": "1mo"}  # polars: weeks start on Monday
 _NAME = re.compile(
-    rf"{DATASET}/series=(?P<series>[^/]+)/chunk=(?P<chunk>\d{{4}}-\d{{2}}-\d{{2}})/part-0\.parquet"
+    rf"{DATASET}/series=(?P<series>[^/]*)/chunk=(?P<chunk>\d{{4}}-\d{{2}}-\d{{2}})/part-0\.parquet"
 )
 
 
@@ -101,24 +99,55 @@ def ordered(names: Iterable[str]) -> list[str]:
     return [name for _, name in sorted(keyed)]
 
 
-def chunk_runs(frame: pl.DataFrame, granularity: str, key: str) -> pl.DataFrame:
-    """`key`, `chunk`, `offset`, `len` of each run of rows of one (key, chunk), in row order:
-    for a frame sorted by key then time, each partition is one zero-copy slice."""
+def chunk_start(day: dt.date, granularity: str) -> dt.date:
+    """The first day of the chunk holding `day` (as `chunk_expr` gives it)."""
+    if granularity == "week":
+        return day - dt.timedelta(days=day.weekday())
+    return day.replace(day=1) if granularity == "month" else day
+
+
+def next_chunk(start: dt.date, granularity: str) -> dt.date:
+    if granularity == "month":
+        return (start.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    return start + dt.timedelta(days=7 if granularity == "week" else 1)
+
+
+_EPOCH = dt.date(1970, 1, 1)
+
+
+def _date(us: int) -> dt.date:
+    return _EPOCH + dt.timedelta(microseconds=int(us))
+
+
+def _us(day: dt.date) -> int:
+    return (day - _EPOCH).days * 86_400_000_000
+
+
+def chunk_runs(
+    frame: pl.DataFrame, granularity: str, key: str
+) -> list[tuple[int, dt.date, int, int]]:
+    """(key, chunk, offset, length) of each run of rows of one (key, chunk), in row order, for
+    a frame sorted by `key` then `timestamp`: each partition is then one zero-copy slice. Found
+    per series by binary search of the chunk edges in its times (memory per series and chunk,
+    not per row)."""
     keys = frame[key].to_numpy()
-    chunks = frame.select(chunk_expr(granularity)).to_series()
-    days = chunks.cast(pl.Int32).to_numpy()
-    # a run starts at row 0 and wherever the key or the chunk changes (numpy: polars' rle of a
-    # struct panics in polars 2.1's streaming engine)
-    starts = np.flatnonzero(np.r_[True, (keys[1:] != keys[:-1]) | (days[1:] != days[:-1])])
-    starts = starts[starts < len(keys)]
-    return pl.DataFrame(
-        {
-            key: keys[starts],
-            "chunk": chunks.gather(starts),
-            "offset": starts.astype(np.int64),
-            "len": np.diff(np.r_[starts, len(keys)]).astype(np.int64),
-        }
-    )
+    times = frame["timestamp"].dt.convert_time_zone("UTC").to_physical().to_numpy()  # µs
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else []
+    ends = np.r_[starts[1:], len(keys)] if len(keys) else []
+    runs = []
+    for a, b in zip(np.asarray(starts).tolist(), np.asarray(ends).tolist(), strict=True):
+        chunk = chunk_start(_date(times[a]), granularity)
+        last = _date(times[b - 1])
+        while a < b:
+            following = next_chunk(chunk, granularity)
+            # the first row at or after the next chunk's start ends this one
+            cut = a + int(np.searchsorted(times[a:b], _us(following), side="left"))
+            if cut > a:
+                runs.append((int(keys[a]), chunk, a, cut - a))
+            a, chunk = cut, following
+            if chunk > last:
+                break
+    return runs
 
 
 def write_partition(frame: pl.DataFrame, root: Path, series_id: str, chunk: dt.date) -> str:

@@ -99,7 +99,7 @@ def ingest_cmd(
     debug: DebugOpt = False,
     wait: WaitOpt = 0.0,
 ) -> None:
-    """Messy sensor CSVs → clean/: series.parquet on a regular grid with observed mask and flags."""
+    """Messy sensor CSVs → clean/: series/ on a regular grid with observed mask and flags."""
 
     def work(reporter):
         from tsfm_cli.ingest import IngestConfig, run_ingest

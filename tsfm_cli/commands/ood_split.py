@@ -75,7 +75,7 @@ def ood_split_cmd(
     input_dir: Annotated[
         Path | None,
         typer.Argument(
-            help="An ingest output directory (holding series.parquet).", show_default=False
+            help="An ingest output directory (holding the series/ dataset).", show_default=False
         ),
     ] = None,
     output: Annotated[

@@ -629,7 +629,7 @@ def _write_series(writer: StageWriter, grid, names, files, key_cols, granularity
         return pl.lit(names[column].cast(pl.String)).gather(pl.col("_sid")).alias(column)
 
     runs = chunk_runs(grid, granularity, "_sid")
-    for sid, chunk, length, offset in runs.select("_sid", "chunk", "len", "offset").iter_rows():
+    for sid, chunk, offset, length in runs:
         part = grid.slice(offset, length).select(
             by_sid("series_id"),
             pl.lit(file_names).gather(pl.col("_file")).alias("source"),
@@ -644,7 +644,7 @@ def _write_series(writer: StageWriter, grid, names, files, key_cols, granularity
         )
         name = write_partition(part, writer.dir, series_ids[sid], chunk)
         writer.register(name, rows=length)
-    return runs.height
+    return len(runs)
 
 
 def _write_rejects(writer: StageWriter, parts, dup_rejects, failed, files) -> pl.DataFrame:
