@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tsfm_cli.errors import BadInputError
@@ -40,7 +41,7 @@ FORMAT = 1
 GROUP = ["split", "scenario", "horizon"]
 META = "windows.parquet"
 FILES = (*ARRAY_FILES, META)
-BATCH_ROWS = 4096  # eval.parquet rows decoded at once while building
+BATCH_ROWS = 512  # eval.parquet rows decoded at once while building
 
 
 def no_split_note(path: Path) -> str:
@@ -62,7 +63,9 @@ def choose(path: Path, max_windows: int, seed: int) -> pl.DataFrame:
     if missing:
         raise BadInputError(f"{path}: missing columns {', '.join(sorted(missing))}")
     frame = (
-        scan.select([c for c in columns if c not in LIST_COLUMNS]).with_row_index("__row").collect()
+        scan.select([c for c in columns if c not in LIST_COLUMNS])
+        .with_row_index("__row")
+        .collect(engine="streaming")
     )
     if "split" not in frame.columns:
         frame = frame.with_columns(split=pl.lit("test"))
@@ -81,7 +84,7 @@ def fill(
     (``__row``) read from eval.parquet one batch of a row group at a time (row groups without a
     selected window are not read) into arrays in memory or in `folder`; checks every window has
     one context length and each group's windows one target length."""
-    file = pq.ParquetFile(path)
+    file = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
     schema = pl.scan_parquet(path).collect_schema()
     wanted = meta["__row"].to_numpy()
     order = np.argsort(wanted)
@@ -124,6 +127,7 @@ def fill(
     for array in (arrays.context, arrays.context_observed, arrays.target, arrays.target_observed):
         if isinstance(array, np.memmap):
             array.flush()
+    pa.default_memory_pool().release_unused()  # the decoded row groups: not kept for training
     return meta.with_columns(target_length=pl.Series(lengths)), arrays
 
 
