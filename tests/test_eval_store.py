@@ -75,7 +75,7 @@ def _load(splits: Path, root: Path | None):
 
 def test_store_batches_equal_the_whole_frame_reader(splits, tmp_path):
     _, arrays, groups = _load(splits, tmp_path)
-    assert isinstance(arrays.context, np.memmap)
+    assert arrays.memory is None and arrays.folder.parent == tmp_path  # read from the files
     reference = _reference_groups(splits / "eval.parquet")
     assert [(g.split, g.scenario, g.horizon) for g in groups] == [r["key"] for r in reference]
     for group, want in zip(groups, reference, strict=True):
@@ -92,7 +92,7 @@ def test_model_metrics_from_the_store_equal_the_in_memory_path(splits, tmp_path)
     model = Forecaster("encoder", ModelConfig(d_model=16, layers=1), patch_size=16)
     _, _, stored = _load(splits, tmp_path)
     _, memory, in_memory = _load(splits, None)
-    assert not isinstance(memory.context, np.memmap)
+    assert memory.memory is not None and memory.folder is None
     rows_a, windows_a = evaluate(model, stored, 8, batch_size=3, seed=1, with_windows=True)
     rows_b, windows_b = evaluate(model, in_memory, 8, batch_size=3, seed=1, with_windows=True)
     assert rows_a == rows_b
@@ -130,7 +130,7 @@ def test_store_is_keyed_by_content_and_selection_and_rebuilt_when_damaged(splits
     del context
     _, arrays, _ = _load(splits, tmp_path)
     assert json.loads((folder / "store.json").read_text()) == record
-    assert arrays.context[0, 0] != 12345.0
+    assert arrays.arrays()[0][0, 0] != 12345.0
     load_eval(path, None, MAX_WINDOWS + 1, 0, store_root=tmp_path)  # another selection
     assert len(list(tmp_path.glob("eval-store-*"))) == 2
     assert not list(tmp_path.glob(".building-*"))  # no leftover build folder

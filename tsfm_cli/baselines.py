@@ -235,9 +235,11 @@ def score_windows(
     results: list[dict[str, Any]] = []
     windows: list[pl.DataFrame] = []
     for (scenario, horizon, split), lo, hi in runs(meta, ["scenario", "horizon", "split"]):
-        # windows by series_id, window_id (the order their means are summed in, as ever)
-        order = meta.slice(lo, hi - lo).with_row_index("_i").sort("series_id", "window_id")
-        part, rows = order.drop("_i"), lo + order["_i"].to_numpy().astype(np.int64)
+        stored = meta.slice(lo, hi - lo)
+        # the windows are read in store order, their metrics then put in series_id, window_id
+        # order: the order their means are summed in (as ever; the bits depend on it)
+        order = stored.with_row_index("_i").sort("series_id", "window_id")["_i"].to_numpy()
+        part = stored[order]
         h = int(horizon)
         first = part.row(0, named=True)
         describe = {
@@ -253,16 +255,16 @@ def score_windows(
         per_model: dict[str, dict[str, list[np.ndarray]]] = {
             model: {k: [] for k in METRIC_NAMES} for model in models
         }
-        freqs = part["freq_s"].to_numpy().astype(np.float64)
-        for at in range(0, part.height, step):
-            batch = rows[at : at + step]  # read from the store batch by batch
-            freq = freqs[at : at + step]
-            scores = _score_batch(arrays.read(batch, width, np.float64), freq, h, season, models)
+        freqs = stored["freq_s"].to_numpy().astype(np.float64)
+        for at in range(lo, hi, step):  # read from the store batch by batch
+            end = min(at + step, hi)
+            freq = freqs[at - lo : end - lo]
+            scores = _score_batch(arrays.read(at, end, width, np.float64), freq, h, season, models)
             for model, per in scores.items():
                 for k, v in per.items():
                     per_model[model][k].append(v)
         for model in models:
-            per = {k: np.concatenate(v) for k, v in per_model[model].items()}
+            per = {k: np.concatenate(v)[order] for k, v in per_model[model].items()}
             base = _base(model)
             row = {**base, **describe, "n_windows": part.height}
             results.append({**row, **{k: finite_mean(v) for k, v in per.items()}})

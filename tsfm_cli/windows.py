@@ -57,14 +57,24 @@ class RaggedRow(ValueError):
 @dataclass
 class WindowArrays:
     """Windows in eval.parquet's own dtypes (see module docstring); row i is window i of the
-    metadata frame it was built with."""
+    metadata frame it was built with. In memory (``memory``), or ``.npy`` files in ``folder``
+    mapped only while a batch is written or read: touched pages leave the process with the
+    mapping (the page cache keeps them), so its resident memory is the batch, not the store."""
 
-    context: np.ndarray  # [n, Tc] NaN where null
-    context_observed: np.ndarray  # [n, Tc] bool, null → False
-    target: np.ndarray  # [n, H_max] NaN where null and beyond the window's own horizon
-    target_observed: np.ndarray  # [n, H_max] bool, False beyond the window's own horizon
     target_start_s: np.ndarray  # [n] float64
     freq_s: np.ndarray  # [n] float64
+    context_length: int
+    # context [n, Tc] NaN where null; context_observed [n, Tc] bool (null → False); target
+    # [n, H_max] NaN where null and beyond the window's own horizon; target_observed likewise
+    memory: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+    folder: Path | None = None
+
+    def arrays(self, mode: str = "r") -> tuple[np.ndarray, ...]:
+        """(context, context_observed, target, target_observed): in memory, or mapped now
+        (dropped with the last reference: keep them no longer than a batch)."""
+        if self.memory is not None:
+            return self.memory
+        return tuple(np.load(self.folder / name, mmap_mode=mode) for name in ARRAY_FILES)
 
     @classmethod
     def allocate(
@@ -78,19 +88,19 @@ class WindowArrays:
         n = meta.height
         shapes = ((n, widths[0]), (n, widths[0]), (n, widths[1]), (n, widths[1]))
         kinds = (dtypes[0], bool, dtypes[1], bool)
-        arrays = []
-        for name, shape, dtype in zip(LIST_COLUMNS, shapes, kinds, strict=True):
-            if folder is None:
-                arrays.append(np.empty(shape, dtype))
-            else:
-                arrays.append(np.lib.format.open_memmap(folder / f"{name}.npy", "w+", dtype, shape))
-        return cls(*arrays, *time_base(meta))
+        if folder is None:
+            memory = tuple(np.empty(shape, t) for shape, t in zip(shapes, kinds, strict=True))
+            return cls(*time_base(meta), widths[0], memory=memory)
+        for name, shape, dtype in zip(ARRAY_FILES, shapes, kinds, strict=True):
+            # the file, sized (its mapping is dropped at once); rows are written by `put`
+            np.lib.format.open_memmap(folder / name, "w+", dtype, shape)
+        return cls(*time_base(meta), widths[0], folder=folder)
 
     @classmethod
     def load(cls, meta: pl.DataFrame, folder: Path) -> WindowArrays:
-        """The arrays of `folder`, memory-mapped read-only."""
-        arrays = [np.load(folder / name, mmap_mode="r") for name in ARRAY_FILES]
-        return cls(*arrays, *time_base(meta))
+        """The arrays of `folder` (mapped per batch)."""
+        width = np.load(folder / ARRAY_FILES[0], mmap_mode="r").shape[1]
+        return cls(*time_base(meta), width, folder=folder)
 
     @classmethod
     def from_frame(cls, frame: pl.DataFrame) -> WindowArrays:
@@ -101,50 +111,51 @@ class WindowArrays:
         arrays.put(frame, np.arange(frame.height))
         return arrays
 
-    @property
-    def context_length(self) -> int:
-        return self.context.shape[1]
-
     def put(self, part: pl.DataFrame, dest: np.ndarray) -> np.ndarray:
         """Write eval.parquet rows `part` to rows `dest`; → each row's target length. Rows of
         one target length at a time (one or two horizons), never one row at a time."""
-        width = self.context.shape[1]
+        context_out, c_obs_out, target_out, t_obs_out = self.arrays("r+")
+        width = context_out.shape[1]
         for name in ("context", "context_observed"):
             lengths = part[name].list.len().to_numpy()
             bad = np.flatnonzero(lengths != width)
             if bad.size:
                 raise RaggedRow(int(bad[0]), f"{name} length {lengths[bad[0]]}, others {width}")
         context = list_array(part["context"], float("nan"))
-        self.context[dest] = context.astype(self.context.dtype)
-        self.context_observed[dest] = list_array(part["context_observed"], False)
+        context_out[dest] = context.astype(context_out.dtype)
+        c_obs_out[dest] = list_array(part["context_observed"], False)
         lengths = part["target"].list.len().to_numpy()
         for length in np.unique(lengths):
             rows = lengths == length
-            if length > self.target.shape[1]:
+            if length > target_out.shape[1]:
                 raise RaggedRow(int(np.argmax(rows)), f"target length {length} over the horizon")
             sub = part.filter(pl.Series(rows))
             at = dest[rows]
-            self.target[at, :length] = list_array(sub["target"], float("nan")).astype(
-                self.target.dtype
-            )
-            self.target[at, length:] = np.nan
-            self.target_observed[at, :length] = list_array(sub["target_observed"], False)
-            self.target_observed[at, length:] = False
+            values = list_array(sub["target"], float("nan"))
+            target_out[at, :length] = values.astype(target_out.dtype)
+            target_out[at, length:] = np.nan
+            t_obs_out[at, :length] = list_array(sub["target_observed"], False)
+            t_obs_out[at, length:] = False
+        for array in (context_out, c_obs_out, target_out, t_obs_out):
+            if isinstance(array, np.memmap):
+                array.flush()
         return lengths
 
-    def read(self, rows: slice | np.ndarray, width: int, dtype, crop: int = 0):
+    def read(self, lo: int, hi: int, width: int, dtype, crop: int = 0):
         """(context [n, Tc − crop], target [n, width], context_observed, target_observed) of
-        `rows` (a slice or row numbers): values as `dtype`, NaN where not observed, a mask False
-        where its value is missing or not finite (exactly what the whole-frame reader gave)."""
-        context = np.asarray(self.context[rows, crop:]).astype(dtype)
-        target = np.asarray(self.target[rows, :width]).astype(dtype)
-        c_obs = np.asarray(self.context_observed[rows, crop:]) & np.isfinite(context)
-        t_obs = np.asarray(self.target_observed[rows, :width]) & np.isfinite(target)
+        rows lo:hi: values as `dtype`, NaN where not observed, a mask False where its value is
+        missing or not finite (exactly what the whole-frame reader gave). Copies: nothing
+        returned refers to the mapped files."""
+        context_in, c_obs_in, target_in, t_obs_in = self.arrays()
+        context = np.array(context_in[lo:hi, crop:], dtype=dtype)
+        target = np.array(target_in[lo:hi, :width], dtype=dtype)
+        c_obs = np.asarray(c_obs_in[lo:hi, crop:]) & np.isfinite(context)
+        t_obs = np.asarray(t_obs_in[lo:hi, :width]) & np.isfinite(target)
         return context, target, c_obs, t_obs
 
     def times(self, lo: int, hi: int, width: int, crop: int = 0) -> np.ndarray:
         """[n, Tc − crop + width] float64 seconds of rows lo:hi (context, then target)."""
-        n_ctx = self.context.shape[1]
+        n_ctx = self.context_length
         steps = np.arange(n_ctx + width)[crop:] - n_ctx
         return self.target_start_s[lo:hi, None] + steps[None, :] * self.freq_s[lo:hi, None]
 

@@ -280,7 +280,7 @@ class EvalGroup:
         """Windows lo:hi of the group (float32, 0 where unobserved), their masks, times [n,
         Tc + H] in seconds and sampling intervals."""
         at, end = self.lo + lo, self.lo + min(hi, self.n_windows)
-        read = self.arrays.read(slice(at, end), self.width, np.float32, self.crop)
+        read = self.arrays.read(at, end, self.width, np.float32, self.crop)
         context, target, c_obs, t_obs = read
         return {
             "context": np.nan_to_num(context, nan=0.0),

@@ -124,9 +124,6 @@ def fill(
         if lengths[lo:hi].min() != lengths[lo:hi].max():
             where = dict(zip(GROUP, key, strict=True))
             raise BadInputError(f"{path}: target lengths differ within {where}")
-    for array in (arrays.context, arrays.context_observed, arrays.target, arrays.target_observed):
-        if isinstance(array, np.memmap):
-            array.flush()
     pa.default_memory_pool().release_unused()  # the decoded row groups: not kept for training
     return meta.with_columns(target_length=pl.Series(lengths)), arrays
 
