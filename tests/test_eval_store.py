@@ -18,6 +18,7 @@ from tsfm_cli.errors import BadInputError
 from tsfm_cli.models.config import ModelConfig
 from tsfm_cli.models.forecaster import Forecaster
 from tsfm_cli.stagedir import sha256_file
+from tsfm_cli.train import eval_store
 from tsfm_cli.train.data import load_eval, select_windows
 from tsfm_cli.train.eval_store import store_key
 from tsfm_cli.train.sweep import evaluate
@@ -37,10 +38,10 @@ def _rows_to_array(column: pl.Series, dtype) -> np.ndarray:
     return np.array([[fill if v is None else v for v in row] for row in column.to_list()], dtype)
 
 
-def _reference_groups(path: Path) -> list[dict]:
+def _reference_groups(path: Path, max_windows: int = MAX_WINDOWS) -> list[dict]:
     """The pre-store load_eval: every selected window read at once, grouped by split ×
     scenario × horizon in the selection's order."""
-    chosen = select_windows(pl.read_parquet(path), MAX_WINDOWS, seed=0)
+    chosen = select_windows(pl.read_parquet(path), max_windows, seed=0)
     groups = []
     for (split, scenario, horizon), part in chosen.group_by(
         ["split", "scenario", "horizon"], maintain_order=True
@@ -67,16 +68,13 @@ def _reference_groups(path: Path) -> list[dict]:
     return groups
 
 
-def _load(splits: Path, root: Path | None):
+def _load(splits: Path, root: Path | None, max_windows: int = MAX_WINDOWS):
     return load_eval(
-        splits / "eval.parquet", splits / "scenarios.parquet", MAX_WINDOWS, 0, store_root=root
+        splits / "eval.parquet", splits / "scenarios.parquet", max_windows, 0, store_root=root
     )
 
 
-def test_store_batches_equal_the_whole_frame_reader(splits, tmp_path):
-    _, arrays, groups = _load(splits, tmp_path)
-    assert arrays.memory is None and arrays.folder.parent == tmp_path  # read from the files
-    reference = _reference_groups(splits / "eval.parquet")
+def _assert_equal_to_reference(groups, reference) -> None:
     assert [(g.split, g.scenario, g.horizon) for g in groups] == [r["key"] for r in reference]
     for group, want in zip(groups, reference, strict=True):
         assert group.windows["series_id"].to_list() == want["series_id"]
@@ -85,6 +83,24 @@ def test_store_batches_equal_the_whole_frame_reader(splits, tmp_path):
             got = np.concatenate([p[key] for p in parts])
             assert got.dtype == want[key].dtype, key
             assert np.array_equal(got, want[key]), (group.scenario, key)
+
+
+@pytest.mark.parametrize("rows_at_once", [1, 7, eval_store.BATCH_ROWS])
+def test_store_batches_equal_the_whole_frame_reader(splits, tmp_path, monkeypatch, rows_at_once):
+    monkeypatch.setattr(eval_store, "BATCH_ROWS", rows_at_once)  # eval.parquet rows per read
+    _, arrays, groups = _load(splits, tmp_path)
+    assert arrays.memory is None and arrays.folder.parent == tmp_path  # read from the files
+    _assert_equal_to_reference(groups, _reference_groups(splits / "eval.parquet"))
+
+
+def test_a_first_read_without_a_selected_window(splits, tmp_path, monkeypatch):
+    """The arrays are sized by the first selected window, wherever it lies in eval.parquet."""
+    monkeypatch.setattr(eval_store, "BATCH_ROWS", 1)
+    path = splits / "eval.parquet"
+    chosen = eval_store.choose(path, 1, 0)
+    assert chosen["__row"].min() > 0  # the first read holds no selected window
+    _, _, groups = _load(splits, tmp_path, max_windows=1)
+    _assert_equal_to_reference(groups, _reference_groups(path, max_windows=1))
 
 
 def test_model_metrics_from_the_store_equal_the_in_memory_path(splits, tmp_path):

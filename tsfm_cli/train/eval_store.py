@@ -100,8 +100,8 @@ def fill(
                 part = pl.from_arrow(batch)
                 at = np.searchsorted(rows, [start, start + part.height])
                 local = rows[at[0] : at[1]] - start
-                if arrays is None:
-                    width = int(part["context"].list.len()[int(local[0])]) if len(local) else 0
+                if len(local) and arrays is None:  # sized by the first selected window
+                    width = int(part["context"].list.len()[int(local[0])])
                     arrays = WindowArrays.allocate(
                         meta,
                         (width, int(meta["horizon"].max())),
