@@ -2,10 +2,11 @@
 so both see exactly the same values and masks. A ground-floor module (polars and numpy only).
 
 ``WindowArrays`` holds windows as eval.parquet stores them (values in its dtype, NaN where null;
-masks with null → False; each target padded with NaN to the widest horizon), in memory or
-memory-mapped from train's eval store (train/eval_store.py). ``read`` gives a batch of rows
-exactly as the whole-frame reader gave them: values in the asked dtype, a mask False where its
-value is missing or not finite. A reader's memory is the batch, never the whole array.
+masks with null → False; each target padded with NaN to the widest horizon), in memory or as
+train's eval store (train/eval_store.py: ``.npy`` files mapped per batch). ``read`` gives a
+batch of rows exactly as the whole-frame reader gave them: values in the asked dtype, a mask
+False where its value is missing or not finite. A reader's memory is the batch, never the
+whole array.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The selected evaluation windows as one store: what the models and the baselines score,
-written once from eval.parquet one row group at a time and read back a batch at a time.
+written once from eval.parquet (``BATCH_ROWS`` rows of a row group at a time) and read back a
+batch at a time.
 
 Selection (``choose``): eval.parquet's small columns are read (never its lists), the windows
 chosen by ``select_windows`` (at most ``eval_windows`` per scenario × horizon, the data seed),
@@ -7,11 +8,11 @@ and ordered split × scenario × horizon group by group, so that each group is o
 
 On disk (``eval-store-<key[:16]>/`` beside the train store; key = sha256 of eval.parquet's sha256
 and the selection settings) the windows' arrays are ``.npy`` files (tsfm_cli/windows.py:
-context and target in eval.parquet's dtype, NaN where null, their masks as bool) opened with
-``mmap_mode="r"``, and ``windows.parquet`` holds each window's small columns in row order (plus
-``target_length``: its target's length, the group's target width).
-Verified on every open and rebuilt when damaged by the train store's code
-(``store.keyed_folder``). Without a directory the same arrays are built in memory.
+context and target in eval.parquet's dtype, NaN where null, their masks as bool) mapped only
+while a batch is written or read, and ``windows.parquet`` holds each window's small columns
+in row order (plus ``target_length``: its target's length, the group's target width). Verified
+on every open and rebuilt when damaged by the train store's code (``store.keyed_folder``).
+Without a directory the same arrays are built in memory.
 """
 
 from __future__ import annotations
