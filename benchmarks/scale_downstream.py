@@ -2,6 +2,8 @@
 
     python benchmarks/scale_downstream.py --values 20M                    # 200 series × 100k
     python benchmarks/scale_downstream.py --values 200M --points 1000000  # 200 series × 1 M
+    python benchmarks/scale_downstream.py --values 20M --eval-windows 400 --eval-samples 8 \
+        --baselines naive,seasonal_naive   # evaluation's memory: 28,000 windows scored
 
 Generates an ingest directory (tests/ood_plant.py's 5-min plant, 5 % missing) one machine
 (4 sensors) at a time, written as ingest writes it (the series dataset, a file per series and
@@ -12,7 +14,9 @@ process whose peak resident memory (ru_maxrss of that child alone) and wall time
 
 - `tsfm ood-split` with every natural scenario (one held-out machine, one custom split);
 - `tsfm train` on that split: tiny model (1K, encoder), a few steps, so the figure is data
-  loading + evaluation windows + a few optimiser steps, not training throughput.
+  loading + evaluation windows + a few optimiser steps, not training throughput. `--eval-windows`
+  (default 16 per scenario × horizon), `--eval-samples` and `--baselines` (default none) set how
+  much evaluation there is.
 """
 
 from __future__ import annotations
@@ -74,9 +78,10 @@ ood-split:
   heldout: ["machine=m1"]
   custom: {late: "hour(timestamp) >= 12"}
 train:
-  baselines: []       # statistical baselines cost time, not memory
+  baselines: {baselines}
   checkpoints: 1
-  eval_windows: 16
+  eval_windows: {eval_windows}
+  eval_samples: {eval_samples}
 """
 
 
@@ -101,6 +106,18 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=100_000, help="points per series")
     parser.add_argument("--steps", type=int, default=5, help="training steps")
     parser.add_argument("--keep", type=Path, help="generate into this folder and keep it")
+    parser.add_argument(
+        "--eval-windows",
+        type=int,
+        default=16,
+        help="train's eval_windows (per scenario × horizon; more: evaluation's memory shows)",
+    )
+    parser.add_argument("--eval-samples", type=int, default=64, help="train's eval_samples")
+    parser.add_argument(
+        "--baselines",
+        default="",
+        help="comma-separated baselines scored too (default none: they cost time, not memory)",
+    )
     args = parser.parse_args()
     per_line = MACHINES * SENSORS * args.points
     lines = max(2, round(parse_count(args.values) / per_line))
@@ -114,9 +131,23 @@ def main() -> None:
         base.mkdir(parents=True, exist_ok=True)
         ingest, splits, results = base / "ingest", base / "splits", base / "results"
         recipe = base / "recipe.yaml"
-        recipe.write_text(RECIPE)
+        baselines = [b for b in args.baselines.split(",") if b]
+        settings = {
+            "{baselines}": json.dumps(baselines),
+            "{eval_windows}": str(args.eval_windows),
+            "{eval_samples}": str(args.eval_samples),
+        }
+        text = RECIPE
+        for name, value in settings.items():
+            text = text.replace(name, value)
+        recipe.write_text(text)
         n_series = lines * MACHINES * SENSORS
-        report: dict[str, object] = {"values": lines * per_line, "series": n_series}
+        report: dict[str, object] = {
+            "values": lines * per_line,
+            "series": n_series,
+            "eval_windows": args.eval_windows,
+            "baselines": baselines,
+        }
         if not (ingest / "manifest.json").is_file():  # --keep: generate once
             gen_s, gen_mib = measure(
                 [

@@ -67,6 +67,14 @@ def test_bench_writes_documented_artifacts(bench):
     assert {"bench.parquet", "summary.parquet", "bench.png"} <= set(manifest["outputs"])
 
 
+def test_bench_reads_train_and_eval_stores_beside_its_runs(bench):
+    """No in-memory copy of the data: the same memory-mapped stores as `tsfm train`."""
+    _, out, summary = bench
+    assert summary["runs_dir"] == str(out.parent / "bench.runs")
+    assert len(list(out.parent.glob("train-store-*/values.npy"))) == 1
+    assert len(list(out.parent.glob("eval-store-*/context.npy"))) == 1
+
+
 def test_the_chosen_strategy_reads_validation_rows_only(bench):
     """Adversarial test metrics (each other strategy made best on test in turn) never change the
     choice; the validation metric does, and the summary reports test rows only."""

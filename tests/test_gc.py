@@ -94,6 +94,9 @@ def test_gc_removes_unused_finished_runs_only_and_reports_bytes(work):
     why = {Path(k["path"]).name: k["why"] for k in summary["not_removed"]}
     assert why["my_notes"] == why["encoder-lookalike"] == "not a tsfm run folder"
     assert why[work["unfinished"].name].startswith("unfinished")
+    # the data stores beside the runs folder are not runs: gc leaves them (README "Scale")
+    assert len(list(work["work"].glob("train-store-*"))) == 1
+    assert len(list(work["work"].glob("eval-store-*"))) == 1
     again = run_train(work["splits"], work["work"] / "train", TrainConfig(**TINY, seeds=[1]),
                       runs_dir=work["runs"])  # fmt: skip
     assert again["skipped"] is True  # the output it keeps still stands

@@ -30,7 +30,7 @@ from tsfm_cli import metrics
 from tsfm_cli.groupkeys import breakdown, eval_group_keys, finite_mean
 from tsfm_cli.models.scaling import MIN_SCALE  # as the models' instance scaling
 from tsfm_cli.schema import BASELINE_ARCH, VAL_SCENARIO
-from tsfm_cli.windows import window_arrays
+from tsfm_cli.windows import LIST_COLUMNS, WindowArrays, runs
 
 BASELINES = ("seasonal_naive", "naive", "auto_ets")
 METRIC_NAMES = ("nll", "crps", "mse", "mae", "mase")
@@ -180,9 +180,43 @@ def score_baselines(
     *,
     models: tuple[str, ...] | list[str] = BASELINES,
     scenarios: pl.DataFrame | None = None,
+    batch_size: int | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Score every baseline on every window of `eval_frame` (eval.parquet columns) →
-    (results rows, window rows).
+    (results rows, window rows); the frame's windows in memory, scored by `score_windows`."""
+    for model in models:
+        if model not in BASELINES:
+            raise ValueError(f"unknown baseline '{model}' (known: {', '.join(BASELINES)})")
+    if eval_frame.is_empty() or not models:
+        return pl.DataFrame(), pl.DataFrame()
+    if "split" not in eval_frame.columns:
+        split = pl.when(pl.col("scenario") == VAL_SCENARIO).then(pl.lit("val"))
+        eval_frame = eval_frame.with_columns(split=split.otherwise(pl.lit("test")))
+    frame = eval_frame.sort(["scenario", "horizon", "split", "series_id", "window_id"])
+    meta = frame.drop(LIST_COLUMNS).with_columns(target_length=frame["target"].list.len())
+    return score_windows(
+        meta,
+        WindowArrays.from_frame(frame),
+        season,
+        models=models,
+        scenarios=scenarios,
+        batch_size=batch_size,
+    )
+
+
+def score_windows(
+    meta: pl.DataFrame,
+    arrays: WindowArrays,
+    season: int | None = None,
+    *,
+    models: tuple[str, ...] | list[str] = BASELINES,
+    scenarios: pl.DataFrame | None = None,
+    batch_size: int | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Score every baseline on the windows of `arrays` (row i described by row i of `meta`,
+    eval.parquet's small columns with ``split``; each scenario × horizon × split one run of
+    rows) → (results rows, window rows). Windows are read `batch_size` at a time (all of a
+    group when None): memory follows the batch (train passes its ``eval_batch_size``).
 
     season: the seasonal-naive and ETS period; None = from each window's sampling frequency, as
     MASE takes it. MASE always uses metrics.season_length (the same scale as the models').
@@ -192,30 +226,21 @@ def score_baselines(
     for model in models:
         if model not in BASELINES:
             raise ValueError(f"unknown baseline '{model}' (known: {', '.join(BASELINES)})")
-    if eval_frame.is_empty() or not models:
+    if meta.is_empty() or not models:
         return pl.DataFrame(), pl.DataFrame()
-    if "split" not in eval_frame.columns:
-        split = pl.when(pl.col("scenario") == VAL_SCENARIO).then(pl.lit("val"))
-        eval_frame = eval_frame.with_columns(split=split.otherwise(pl.lit("test")))
-    if "freq_s" not in eval_frame.columns:
-        eval_frame = eval_frame.with_columns(freq_s=pl.lit(1, pl.Int64))
-    keys = eval_group_keys(eval_frame)
-    kinds = _kinds(eval_frame, scenarios)
+    if "freq_s" not in meta.columns:
+        meta = meta.with_columns(freq_s=pl.lit(1, pl.Int64))
+    keys = eval_group_keys(meta)
+    kinds = _kinds(meta, scenarios)
     results: list[dict[str, Any]] = []
     windows: list[pl.DataFrame] = []
-    order = ["scenario", "horizon", "split"]
-    for (scenario, horizon, split), part in eval_frame.sort(
-        [*order, "series_id", "window_id"]
-    ).group_by(order, maintain_order=True):
-        raw_ctx, raw_tgt, c_obs, t_obs = window_arrays(part, np.float64)
-        loc, scale = instance_scale(np.nan_to_num(raw_ctx), c_obs)
-        context = np.where(c_obs, (np.nan_to_num(raw_ctx) - loc) / scale, 0.0)
-        target = np.where(t_obs, (np.nan_to_num(raw_tgt) - loc) / scale, 0.0)
-        n_ctx, h = context.shape[1], int(horizon)
-        freq = part["freq_s"].to_numpy().astype(np.float64)
-        mase_season = np.array([metrics.season_length(f, n_ctx) for f in freq])
-        periods = mase_season if season is None else np.full(len(freq), season)
-        periods = np.where(2 * periods <= n_ctx, periods, 1)
+    for (scenario, horizon, split), lo, hi in runs(meta, ["scenario", "horizon", "split"]):
+        stored = meta.slice(lo, hi - lo)
+        # the windows are read in store order, their metrics then put in series_id, window_id
+        # order: the order their means are summed in (as ever; the bits depend on it)
+        order = stored.with_row_index("_i").sort("series_id", "window_id")["_i"].to_numpy()
+        part = stored[order]
+        h = int(horizon)
         first = part.row(0, named=True)
         describe = {
             "scenario": scenario,
@@ -225,13 +250,21 @@ def score_baselines(
             "horizon": h,
             "split": split,
         }
+        width = int(first["target_length"])  # = h in every ood-split output
+        step = batch_size or part.height
+        per_model: dict[str, dict[str, list[np.ndarray]]] = {
+            model: {k: [] for k in METRIC_NAMES} for model in models
+        }
+        freqs = stored["freq_s"].to_numpy().astype(np.float64)
+        for at in range(lo, hi, step):  # read from the store batch by batch
+            end = min(at + step, hi)
+            freq = freqs[at - lo : end - lo]
+            scores = _score_batch(arrays.read(at, end, width, np.float64), freq, h, season, models)
+            for model, per in scores.items():
+                for k, v in per.items():
+                    per_model[model][k].append(v)
         for model in models:
-            mean = np.zeros((part.height, h))
-            sigma = np.ones((part.height, h))
-            for m in np.unique(periods):
-                rows = periods == m
-                mean[rows], sigma[rows] = _forecast(model, context[rows], c_obs[rows], h, int(m))
-            per = window_metrics(mean, sigma, target, t_obs, context, c_obs, mase_season)
+            per = {k: np.concatenate(v)[order] for k, v in per_model[model].items()}
             base = _base(model)
             row = {**base, **describe, "n_windows": part.height}
             results.append({**row, **{k: finite_mean(v) for k, v in per.items()}})
@@ -255,6 +288,30 @@ def score_baselines(
     result_frame = result_frame.cast(casts)  # all-null columns would otherwise be Null-typed
     window_frame = window_frame.cast({k: v for k, v in casts.items() if k in window_frame.columns})
     return result_frame, window_frame
+
+
+def _score_batch(
+    arrays, freq: np.ndarray, h: int, season: int | None, models
+) -> dict[str, dict[str, np.ndarray]]:
+    """Per-window metrics of every model on one batch of windows (each window on its own:
+    the figures do not depend on how windows are batched)."""
+    raw_ctx, raw_tgt, c_obs, t_obs = arrays
+    loc, scale = instance_scale(np.nan_to_num(raw_ctx), c_obs)
+    context = np.where(c_obs, (np.nan_to_num(raw_ctx) - loc) / scale, 0.0)
+    target = np.where(t_obs, (np.nan_to_num(raw_tgt) - loc) / scale, 0.0)
+    n_ctx = context.shape[1]
+    mase_season = np.array([metrics.season_length(f, n_ctx) for f in freq])
+    periods = mase_season if season is None else np.full(len(freq), season)
+    periods = np.where(2 * periods <= n_ctx, periods, 1)
+    out = {}
+    for model in models:
+        mean = np.zeros((len(freq), h))
+        sigma = np.ones((len(freq), h))
+        for m in np.unique(periods):
+            rows = periods == m
+            mean[rows], sigma[rows] = _forecast(model, context[rows], c_obs[rows], h, int(m))
+        out[model] = window_metrics(mean, sigma, target, t_obs, context, c_obs, mase_season)
+    return out
 
 
 def _base(model: str) -> dict[str, Any]:

@@ -8,7 +8,9 @@ finds, for every train/embed-bench output in a workdir, the run ids its manifest
 What is never removed: anything that is not a tsfm run folder (its ``spec.json`` must name the
 folder's own run id), a run another process is training (its lock is held), an unfinished run
 (no ``done.json``: a rerun resumes it) unless asked, and every runs directory that an output
-without ``run_ids`` points to (its runs cannot be told apart).
+without ``run_ids`` points to (its runs cannot be told apart). The data stores beside a runs
+directory (``train-store-*``, ``eval-store-*``: train/store.py, train/eval_store.py) are not
+runs and are never looked at: a store is rebuilt from its input whenever it is missing.
 """
 
 from __future__ import annotations

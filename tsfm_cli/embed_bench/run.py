@@ -98,15 +98,7 @@ def crop_context(data, length: int | None):
     if length is None or length >= data.context_length:
         return data
     cut = data.context_length - length
-    groups = [
-        replace(
-            g,
-            context=g.context[:, cut:],
-            context_observed=g.context_observed[:, cut:],
-            times=g.times[:, cut:],
-        )
-        for g in data.groups
-    ]
+    groups = [replace(g, crop=g.crop + cut) for g in data.groups]  # cut as each batch is read
     budget = DataBudget.build(data.series, length + data.train_horizon, data.seed)
     return replace(data, groups=groups, context_length=length, budget=budget)
 
@@ -210,7 +202,10 @@ def run_embed_bench(
         reporter.warn(f"embed-bench: {config.n_seeds} seeds; the protocol asks for 3 or more")
 
     tcfg = train_config(config)
-    data = crop_context(load_sweep_data(stage, tcfg), config.context_length)
+    # the train and eval stores beside the runs directory, as `tsfm train` keeps them
+    data = crop_context(
+        load_sweep_data(stage, tcfg, store_root=runs_dir.parent), config.context_length
+    )
     strategies = plan(config, data.freq_s)
     labels = {s.label: with_options(s.embedding, s.options) for s in strategies}
     specs = [

@@ -10,7 +10,8 @@
 - ``BatchSampler``: batch k of a run is drawn from ``default_rng([run seed, k])``, so a resumed run
   sees exactly the batches it would have seen. No DataLoader workers (polars + fork deadlock).
 - ``EvalGroup``: the windows of ``eval.parquet`` per split × scenario × horizon (at most
-  ``eval_windows``, chosen with the data seed), as arrays, with each window's identity
+  ``eval_windows``, chosen with the data seed), read a batch at a time from the eval store
+  (train/eval_store.py: memory-mapped, or in memory without a store), with each window's identity
   (``series_id``, ``window_id`` and the group-key columns eval.parquet carries). ``split`` is
   eval.parquet's column ("val": validation windows from the end of the training period, used for
   every selection; "test": everything else); an eval.parquet without it is all "test".
@@ -27,9 +28,9 @@ import polars as pl
 
 from tsfm_cli.errors import BadInputError
 from tsfm_cli.groupkeys import breakdown, eval_group_keys
-from tsfm_cli.schema import SPLITS, VAL_SCENARIO
+from tsfm_cli.schema import VAL_SCENARIO
 from tsfm_cli.train.config import CLEAN
-from tsfm_cli.windows import window_arrays
+from tsfm_cli.windows import WindowArrays, runs
 
 
 @dataclass
@@ -250,20 +251,45 @@ class BatchSampler:
 
 @dataclass
 class EvalGroup:
+    """One split × scenario × horizon: rows ``lo:hi`` of the evaluation windows' arrays (in
+    memory or memory-mapped from the eval store, train/eval_store.py), read a batch at a time."""
+
     split: str
     scenario: str
     horizon: int
     kind: str
     family: str
     severity: float
-    context: np.ndarray  # [n, Tc] float32, 0 where unobserved
-    context_observed: np.ndarray  # [n, Tc] bool
-    target: np.ndarray  # [n, H]
-    target_observed: np.ndarray  # [n, H]
-    times: np.ndarray  # [n, Tc + H] float64 seconds
-    freq_s: np.ndarray  # [n]
+    arrays: WindowArrays
+    lo: int
+    hi: int
+    width: int  # target length
     windows: pl.DataFrame  # [n] rows: series_id, window_id and sensor and group-key columns
     keys: dict[str, np.ndarray] = field(default_factory=dict)  # group key → [n] value per window
+    crop: int = 0  # context points dropped from the start (embed-bench's shorter context)
+
+    @property
+    def n_windows(self) -> int:
+        return self.hi - self.lo
+
+    @property
+    def context_length(self) -> int:
+        return self.arrays.context_length - self.crop
+
+    def batch(self, lo: int, hi: int) -> dict[str, np.ndarray]:
+        """Windows lo:hi of the group (float32, 0 where unobserved), their masks, times [n,
+        Tc + H] in seconds and sampling intervals."""
+        at, end = self.lo + lo, self.lo + min(hi, self.n_windows)
+        read = self.arrays.read(at, end, self.width, np.float32, self.crop)
+        context, target, c_obs, t_obs = read
+        return {
+            "context": np.nan_to_num(context, nan=0.0),
+            "context_observed": c_obs,
+            "target": np.nan_to_num(target, nan=0.0),
+            "target_observed": t_obs,
+            "times": self.arrays.times(at, end, self.width, self.crop),
+            "freq_s": self.arrays.freq_s[at:end],
+        }
 
     def breakdown(self, per_window: dict[str, list[np.ndarray]]) -> list[dict[str, Any]]:
         """Rows per group-key value (tsfm_cli/groupkeys.py) from evaluate's per-window parts."""
@@ -281,11 +307,8 @@ class EvalGroup:
             "family": self.family,
             "severity": self.severity,
             "horizon": self.horizon,
-            "n_windows": len(self.context),
+            "n_windows": self.n_windows,
         }
-
-
-WINDOW_COLUMNS = ("context", "context_observed", "target", "target_observed")
 
 
 def select_windows(frame: pl.DataFrame, max_windows: int, seed: int) -> pl.DataFrame:
@@ -315,64 +338,33 @@ def load_eval(
     max_windows: int,
     seed: int,
     notes: list[str] | None = None,
-) -> list[EvalGroup]:
-    """Evaluation groups of eval.parquet; ``notes`` collects what a user should be told once
-    (e.g. an eval.parquet from before the validation split)."""
-    scan = pl.scan_parquet(path)
-    columns = scan.collect_schema().names()
-    needed = {"scenario", "horizon", *WINDOW_COLUMNS}
-    missing = needed - set(columns)
-    if missing:
-        raise BadInputError(f"{path}: missing columns {', '.join(sorted(missing))}")
-    # the windows are chosen on the small columns; only the chosen ones' values are read
-    frame = (
-        scan.select([c for c in columns if c not in WINDOW_COLUMNS])
-        .with_row_index("__row")
-        .collect()
-    )
-    if "split" not in frame.columns:
-        if notes is not None:
-            notes.append(
-                f"{path}: no 'split' column (an ood-split from before the validation split): "
-                "every window counts as test, and nothing can be selected on validation data"
-            )
-        frame = frame.with_columns(split=pl.lit("test"))
-    bad = frame.filter(~pl.col("split").is_in(SPLITS))["split"].unique().to_list()
-    if bad:
-        raise BadInputError(f"{path}: column split must be val or test, found {bad[:3]}")
-    key_columns = eval_group_keys(frame)
+    store_root: Path | None = None,
+    sha256: str | None = None,
+) -> tuple[pl.DataFrame, WindowArrays, list[EvalGroup]]:
+    """(the selected windows' small columns, their arrays, the groups over them) of
+    eval.parquet: memory-mapped from the eval store in ``store_root`` (keyed by ``sha256``,
+    eval.parquet's content hash, and the selection) or in memory without one. ``notes``
+    collects what a user should be told once (e.g. an eval.parquet from before the validation
+    split)."""
+    from tsfm_cli.stagedir import sha256_file
+    from tsfm_cli.train.eval_store import GROUP, no_split_note, open_eval_store
+
+    if store_root is not None and sha256 is None:
+        sha256 = sha256_file(path)
+    if notes is not None and "split" not in pl.scan_parquet(path).collect_schema().names():
+        notes.append(no_split_note(path))
+    meta, arrays = open_eval_store(path, sha256 or "", max_windows, seed, store_root)
+    key_columns = eval_group_keys(meta)
     # what window_metrics.parquet carries per window: its identity, sensor and group keys
-    keys = [c for c in ("series_id", "window_id", "sensor") if c in frame.columns]
+    keys = [c for c in ("series_id", "window_id", "sensor") if c in meta.columns]
     keys += key_columns
     kinds: dict[str, tuple[str, str, float]] = {}
     if scenarios_path is not None and scenarios_path.is_file():
         for row in pl.read_parquet(scenarios_path).iter_rows(named=True):
             kinds[row["scenario"]] = (row.get("kind"), row.get("family"), row.get("severity"))
     groups = []
-    chosen = select_windows(frame, max_windows, seed)
-    values = (
-        scan.with_row_index("__row")
-        .filter(pl.col("__row").is_in(chosen["__row"].implode()))
-        .select("__row", *WINDOW_COLUMNS)
-        .collect(engine="streaming")
-    )
-    chosen = chosen.join(values, on="__row", how="left", maintain_order="left").drop("__row")
-    del frame, values
-    for (split, scenario, horizon), part in chosen.group_by(
-        ["split", "scenario", "horizon"], maintain_order=True
-    ):
-        context, target, c_obs, t_obs = window_arrays(part, np.float32)
-        freq = (
-            part["freq_s"].to_numpy().astype(np.float64)
-            if "freq_s" in part.columns
-            else np.ones(part.height)
-        )
-        if "target_start" in part.columns:
-            t0 = part["target_start"].dt.epoch("s").to_numpy().astype(np.float64)
-        else:
-            t0 = np.zeros(part.height)
-        n_ctx = context.shape[1]
-        times = t0[:, None] + (np.arange(n_ctx + target.shape[1]) - n_ctx)[None, :] * freq[:, None]
+    for (split, scenario, horizon), lo, hi in runs(meta, GROUP):
+        part = meta.slice(lo, hi - lo)
         kind, family, severity = kinds.get(scenario, (None, None, None))
         if scenario == VAL_SCENARIO and kind is None:
             kind = VAL_SCENARIO
@@ -388,19 +380,14 @@ def load_eval(
                 kind=kind or ("id" if scenario == "id" else "synthetic"),
                 family=family or scenario,
                 severity=float(severity or 0.0),
-                context=np.nan_to_num(context, nan=0.0),
-                context_observed=c_obs,
-                target=np.nan_to_num(target, nan=0.0),
-                target_observed=t_obs,
-                times=times,
-                freq_s=freq,
+                arrays=arrays,
+                lo=lo,
+                hi=hi,
+                width=int(part["target_length"][0]),
                 windows=part.select(keys),
                 keys={k: part[k].to_numpy() for k in key_columns},
             )
         )
     if not groups:
         raise BadInputError(f"{path}: no evaluation windows")
-    lengths = {g.context.shape[1] for g in groups}
-    if len(lengths) != 1:
-        raise BadInputError(f"{path}: context lengths differ between rows ({sorted(lengths)})")
-    return groups
+    return meta, arrays, groups

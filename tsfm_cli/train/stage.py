@@ -60,17 +60,21 @@ def shard_paths(out_dir: Path, shard_text: str) -> tuple[Path, Path]:
     return shard_dir(out_dir, index, count), runs_dir
 
 
-def baseline_results(stage, config: TrainConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(results rows, window rows) of the baselines on the windows the models are scored on."""
-    from tsfm_cli.baselines import score_baselines
-    from tsfm_cli.train.data import select_windows
+def baseline_results(stage, config: TrainConfig, data) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(results rows, window rows) of the baselines on the windows the models are scored on,
+    read from the sweep's eval store ``eval_batch_size`` windows at a time."""
+    from tsfm_cli.baselines import score_windows
 
-    frame = select_windows(
-        pl.read_parquet(stage.file("eval.parquet")), config.eval_windows, config.seed
-    )
     scenarios_path = stage.path / "scenarios.parquet"
     scenarios = pl.read_parquet(scenarios_path) if scenarios_path.is_file() else None
-    return score_baselines(frame, None, models=config.baselines, scenarios=scenarios)
+    return score_windows(
+        data.eval_meta,
+        data.eval_arrays,
+        None,
+        models=config.baselines,
+        scenarios=scenarios,
+        batch_size=config.eval_batch_size,
+    )
 
 
 def run_train(
@@ -116,7 +120,7 @@ def run_train(
     windows = read_window_metrics(runs_dir, runs["run_id"].to_list() if runs.height else [])
     rows = select_checkpoints(rows, config.select_metric)
     if config.baselines and index == 0:  # one shard carries them: shards concatenate
-        base, base_windows = baseline_results(stage, config)
+        base, base_windows = baseline_results(stage, config, data)
         rows = pl.concat([rows, base], how="diagonal_relaxed")
         windows = pl.concat([windows, base_windows], how="diagonal_relaxed")
     rows = rows.sort("run_id", "step", "split", "scenario", "horizon", maintain_order=True)

@@ -6,7 +6,8 @@ a sweep) the arrays are ``.npy`` files opened with ``mmap_mode="r"``: a sweep's 
 windows of a batch, not the corpus, so a corpus larger than RAM trains. The store is keyed by
 train.parquet's sha256 (recorded with each file's sha256 in ``store.json``, written last and
 checked on every open), built once and reused; a damaged store is rebuilt. Without a directory
-the same arrays are built in memory.
+the same arrays are built in memory. ``keyed_folder`` is that build-verify-rebuild logic on its
+own: the eval store (train/eval_store.py) uses it too.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -115,14 +118,44 @@ def build_arrays(path: Path, folder: Path | None = None):
     return index, values, observed
 
 
-def _valid(folder: Path, train_sha256: str) -> bool:
+def _valid(folder: Path, identity: dict[str, Any], files: tuple[str, ...]) -> bool:
     try:
         record = json.loads((folder / "store.json").read_text())
     except (OSError, ValueError):
         return False
-    if record.get("format") != FORMAT or record.get("train_sha256") != train_sha256:
+    if any(record.get(key) != value for key, value in identity.items()):
         return False
-    return all(sha256_file(folder / name) == record["files"].get(name) for name in FILES)
+    return all(sha256_file(folder / name) == record["files"].get(name) for name in files)
+
+
+def keyed_folder(
+    root: Path,
+    name: str,
+    identity: dict[str, Any],
+    files: tuple[str, ...],
+    build: Callable[[Path], object],
+) -> Path:
+    """``root/name`` holding ``files`` for ``identity`` (what the bytes were built from, recorded
+    in ``store.json`` with each file's sha256, written last): verified on every open; built by
+    ``build(folder)`` in a private sibling and renamed into place when absent or damaged. The
+    one implementation behind the train store and the eval store (train/eval_store.py)."""
+    folder = Path(root) / name
+    if not _valid(folder, identity, files):
+        Path(root).mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
+        try:
+            build(tmp)
+            record = {**identity, "files": {f: sha256_file(tmp / f) for f in files}}
+            (tmp / "store.json").write_text(json.dumps(record, indent=2))
+            shutil.rmtree(folder, ignore_errors=True)
+            try:
+                tmp.rename(folder)
+            except OSError:  # another shard built it meanwhile: theirs is as good
+                if not _valid(folder, identity, files):
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder
 
 
 def open_store(path: Path, train_sha256: str, root: Path | None):
@@ -130,26 +163,13 @@ def open_store(path: Path, train_sha256: str, root: Path | None):
     `root` (built there first if absent or damaged), or built in memory when `root` is None."""
     if root is None:
         return build_arrays(path)
-    folder = Path(root) / f"train-store-{train_sha256[:16]}"
-    if not _valid(folder, train_sha256):
-        Path(root).mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
-        try:
-            build_arrays(path, tmp)
-            record = {
-                "format": FORMAT,
-                "train_sha256": train_sha256,
-                "files": {name: sha256_file(tmp / name) for name in FILES},
-            }
-            (tmp / "store.json").write_text(json.dumps(record, indent=2))
-            shutil.rmtree(folder, ignore_errors=True)
-            try:
-                tmp.rename(folder)
-            except OSError:  # another shard built it meanwhile: theirs is as good
-                if not _valid(folder, train_sha256):
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+    folder = keyed_folder(
+        root,
+        f"train-store-{train_sha256[:16]}",
+        {"format": FORMAT, "train_sha256": train_sha256},
+        FILES,
+        lambda tmp: build_arrays(path, tmp),
+    )
     index = pl.read_parquet(folder / "index.parquet")
     values = np.load(folder / "values.npy", mmap_mode="r")
     observed = np.load(folder / "observed.npy", mmap_mode="r")

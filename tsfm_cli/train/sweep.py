@@ -63,6 +63,7 @@ from tsfm_cli.train.data import (
     parse_quality,
 )
 from tsfm_cli.ui import Reporter
+from tsfm_cli.windows import WindowArrays
 
 # Settings that change a run's results (hashed into its id). Engineering settings (devices,
 # strategy, precision, compile, shard, eval batch size) are not: shards on GPUs and a merge on a
@@ -131,6 +132,8 @@ class SweepData:
     series: TrainSeries
     budget: DataBudget
     groups: list[EvalGroup]
+    eval_meta: pl.DataFrame  # the selected windows' small columns, in the store's row order
+    eval_arrays: WindowArrays  # their values and masks (memory-mapped from the eval store)
     context_length: int
     horizons: list[int]
     train_horizon: int
@@ -149,20 +152,25 @@ class SweepData:
 def load_sweep_data(
     splits: Path | str | StageInput, config: TrainConfig, store_root: Path | None = None
 ) -> SweepData:
-    """The ood-split directory read once; the training series memory-mapped from a store in
-    ``store_root`` (train/store.py; built there once per train.parquet content) or, without
-    one, in memory."""
+    """The ood-split directory read once; the training series and the selected evaluation
+    windows memory-mapped from stores in ``store_root`` (train/store.py, train/eval_store.py;
+    each built there once per input content and settings) or, without one, in memory."""
     stage = splits if isinstance(splits, StageInput) else open_stage(splits, "ood-split")
     notes: list[str] = []
     source = stage.describe(*SPLITS_READ)  # every file's bytes verified before it is read
-    groups = load_eval(
+    # the train store first: built after the eval store, its peak stacked on what that build's
+    # allocators kept (measured: +110 MiB at 20 M values, benchmarks/scale_downstream.py)
+    series = load_train(stage.file("train.parquet"), store_root, stage.sha256("train.parquet"))
+    eval_meta, eval_arrays, groups = load_eval(
         stage.file("eval.parquet"),
         stage.path / "scenarios.parquet",  # load_eval skips it when absent
         config.eval_windows,
         config.seed,
         notes,
+        store_root,
+        stage.sha256("eval.parquet"),
     )
-    n_ctx = groups[0].context.shape[1]
+    n_ctx = groups[0].context_length
     if config.context_length is not None and config.context_length != n_ctx:
         raise BadInputError(
             f"train.context_length {config.context_length} differs from eval.parquet's context "
@@ -170,7 +178,6 @@ def load_sweep_data(
         )
     horizons = sorted({g.horizon for g in groups})
     train_horizon = config.train_horizon or max(horizons)
-    series = load_train(stage.file("train.parquet"), store_root, stage.sha256("train.parquet"))
     budget = DataBudget.build(series, n_ctx + train_horizon, config.seed)
     freqs, counts = np.unique(series.freq_s, return_counts=True)
     return SweepData(
@@ -178,6 +185,8 @@ def load_sweep_data(
         series=series,
         budget=budget,
         groups=groups,
+        eval_meta=eval_meta,
+        eval_arrays=eval_arrays,
         context_length=n_ctx,
         horizons=horizons,
         train_horizon=train_horizon,
@@ -234,23 +243,23 @@ def evaluate(
         torch.manual_seed(seed)
         for group in groups:
             per_window: dict[str, list[np.ndarray]] = {m: [] for m in METRICS}
-            n_ctx = group.context.shape[1]
-            for lo in range(0, len(group.context), batch_size):
-                sl = slice(lo, lo + batch_size)
+            n_ctx = group.context_length
+            for lo in range(0, group.n_windows, batch_size):
+                batch = group.batch(lo, lo + batch_size)  # read from the store batch by batch
                 window = Window(
-                    torch.from_numpy(np.concatenate([group.context[sl], group.target[sl]], 1)).to(
+                    torch.from_numpy(np.concatenate([batch["context"], batch["target"]], 1)).to(
                         device
                     ),
                     torch.from_numpy(
-                        np.concatenate([group.context_observed[sl], group.target_observed[sl]], 1)
+                        np.concatenate([batch["context_observed"], batch["target_observed"]], 1)
                     ).to(device),
                     n_ctx,
-                    torch.from_numpy(group.times[sl]).to(device),
+                    torch.from_numpy(batch["times"]).to(device),
                 )
                 out = {
                     k: v.float().cpu().numpy() for k, v in model.forecast(window, n_samples).items()
                 }
-                obs = group.target_observed[sl]
+                obs = batch["target_observed"]
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)
                     per_window["nll"].append(np.nanmean(out["nll"], axis=1))
@@ -259,9 +268,9 @@ def evaluate(
                     )
                     per_window["mse"].append(metrics.mse(out["median"], out["target"], obs))
                     per_window["mae"].append(metrics.mae(out["median"], out["target"], obs))
-                    seasons = np.array([metrics.season_length(f, n_ctx) for f in group.freq_s[sl]])
+                    seasons = np.array([metrics.season_length(f, n_ctx) for f in batch["freq_s"]])
                     per_window["mase"].append(
-                        _mase_per_season(out, obs, group.context_observed[sl], seasons)
+                        _mase_per_season(out, obs, batch["context_observed"], seasons)
                     )
             row = group.describe()
             per_metric = {}
