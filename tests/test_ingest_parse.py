@@ -1,0 +1,68 @@
+"""The parse side's shortcuts give what the plain way gives: times read without `%.f` first,
+cells counted and read by the fast reader."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+from polars.testing import assert_series_equal
+
+from tests.ingest_helpers import ingest, one
+from tsfm_cli.ingest.config import IngestConfig
+from tsfm_cli.ingest.table import raw_name
+from tsfm_cli.ingest.timestamps import parse_times
+
+UTC = dt.timezone.utc
+FRACTION = "%Y-%m-%d %H:%M:%S%.f"
+
+
+def _times(n: int) -> list[str]:
+    start = dt.datetime(2024, 3, 1, 12)
+    return [(start + dt.timedelta(seconds=i)).strftime("%Y-%m-%d %H:%M:%S") for i in range(n)]
+
+
+def test_times_with_a_fraction_after_the_sample_read_as_with_fmt():
+    # the sample (first 500) has whole seconds only; later cells have fractions, junk, blanks
+    values = _times(600)
+    values[550] += ".25"
+    values[551] += ".123456789"
+    values[552] = "2024-03-01 12:09:12."
+    values[553] = "2024-02-30 00:00:00"
+    values[554] = ""
+    values[555] = None
+    values[556] = " 2024-03-01 12:09:16 "
+    values[557] = "2024-3-1 12:9:17"
+    cells = pl.DataFrame({raw_name("t"): values})
+    parsed, aware = parse_times(cells, ["t"], "text", IngestConfig())
+    plain = cells.select(
+        pl.col(raw_name("t")).str.strip_chars().str.to_datetime(FRACTION, strict=False)
+    ).to_series()
+    assert not aware
+    assert isinstance(parsed, pl.Series)  # the whole-second shortcut was taken
+    assert_series_equal(parsed, plain, check_names=False)
+    assert parsed[550] == dt.datetime(2024, 3, 1, 12, 9, 10, 250000)
+    assert parsed[551] == dt.datetime(2024, 3, 1, 12, 9, 11, 123456)
+    assert parsed.null_count() == 4  # "…12.", 30 February, "", None
+
+
+def test_times_with_fractions_everywhere_are_read_with_fmt_at_once():
+    values = [t + ".5" for t in _times(20)]
+    cells = pl.DataFrame({raw_name("t"): values})
+    parsed, _ = parse_times(cells, ["t"], "text", IngestConfig())
+    assert isinstance(parsed, pl.Expr)  # no shortcut: the sample needs the fraction
+    got = cells.select(parsed).to_series()
+    assert got[0] == dt.datetime(2024, 3, 1, 12, 0, 0, 500000)
+    assert got.null_count() == 0
+
+
+def test_a_fraction_late_in_a_file_reaches_the_series(tmp_path):
+    times = _times(700)
+    times[650] = times[650] + ".0"
+    times[651] = "not a time"
+    text = "timestamp,temp\n" + "".join(f"{t},{i}\n" for i, t in enumerate(times))
+    _, series, rejects, _ = ingest(tmp_path, {"m.csv": text}, freq="1s")
+    temp = one(series, "temp")
+    at = temp.filter(pl.col("timestamp") == dt.datetime(2024, 3, 1, 12, 10, 50, tzinfo=UTC))
+    assert at["value"].to_list() == [650.0]
+    assert rejects.filter(pl.col("reason") == "unparseable timestamp")["line"].to_list() == [653]
