@@ -6,10 +6,13 @@ from __future__ import annotations
 import datetime as dt
 
 import polars as pl
+import pytest
 from polars.testing import assert_series_equal
 
 from tests.ingest_helpers import ingest, one
+from tsfm_cli.errors import BadInputError
 from tsfm_cli.ingest.config import IngestConfig
+from tsfm_cli.ingest.sniff import read_text, sniff
 from tsfm_cli.ingest.table import raw_name
 from tsfm_cli.ingest.timestamps import parse_times
 
@@ -66,3 +69,24 @@ def test_a_fraction_late_in_a_file_reaches_the_series(tmp_path):
     at = temp.filter(pl.col("timestamp") == dt.datetime(2024, 3, 1, 12, 10, 50, tzinfo=UTC))
     assert at["value"].to_list() == [650.0]
     assert rejects.filter(pl.col("reason") == "unparseable timestamp")["line"].to_list() == [653]
+
+
+@pytest.mark.parametrize("content", [b"", b"  \n\t\r\n", b"\n" * 5])
+def test_a_file_of_blanks_is_empty(tmp_path, content):
+    path = tmp_path / "e.csv"
+    path.write_bytes(content)
+    with pytest.raises(BadInputError, match="empty file"):
+        read_text(path, IngestConfig())
+
+
+def test_an_ascii_file_is_read_from_its_bytes_and_other_utf8_is_decoded(tmp_path):
+    rows = "".join(f"2024-03-01 12:00:0{i};{i},5\r\n" for i in range(4))
+    ascii_path, utf8_path = tmp_path / "a.csv", tmp_path / "u.csv"
+    ascii_path.write_bytes(("time;temp\r\n" + rows).encode())
+    utf8_path.write_bytes(("time;temp °C\r\n" + rows).encode())
+    ascii_sn, utf8_sn = sniff(ascii_path, IngestConfig()), sniff(utf8_path, IngestConfig())
+    assert ascii_sn.text is None and utf8_sn.text is not None
+    for sn in (ascii_sn, utf8_sn):
+        assert (sn.total_lines, sn.delimiter, sn.decimal, sn.encoding) == (5, ";", ",", "utf-8")
+        assert sn.lines().to_list()[1:] == rows.split("\r\n")[:-1]
+        assert sn.body() == rows.encode()
