@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import polars as pl
 import pytest
-from polars.testing import assert_series_equal
+from polars.testing import assert_frame_equal, assert_series_equal
 
 from tests.ingest_helpers import ingest, one
 from tsfm_cli.errors import BadInputError
 from tsfm_cli.ingest.config import IngestConfig
 from tsfm_cli.ingest.sniff import read_text, sniff
-from tsfm_cli.ingest.table import raw_name
+from tsfm_cli.ingest.table import _padded, raw_name, read_fast, split_table
 from tsfm_cli.ingest.timestamps import parse_times
 
 UTC = dt.timezone.utc
@@ -90,3 +91,42 @@ def test_an_ascii_file_is_read_from_its_bytes_and_other_utf8_is_decoded(tmp_path
         assert (sn.total_lines, sn.delimiter, sn.decimal, sn.encoding) == (5, ";", ",", "utf-8")
         assert sn.lines().to_list()[1:] == rows.split("\r\n")[:-1]
         assert sn.body() == rows.encode()
+
+
+@pytest.mark.parametrize(
+    "body, delim, padded",
+    [
+        (b"2024-01-01 00:00,1,2\n", ",", False),  # a blank inside a cell
+        (b" 2024-01-01,1,2\n", ",", True),  # first byte
+        (b"2024-01-01,1,2 ", ",", True),  # last byte
+        (b"2024-01-01,1 ,2\n", ",", True),
+        (b"2024-01-01, 1,2\n", ",", True),
+        (b"2024-01-01,1,2 \r\n", ",", True),
+        (b"2024-01-01,1,2\n 2024-01-02,1,2\n", ",", True),
+        (b"2024-01-01,1,2\r\n\t2024-01-02,1,2\n", ",", True),
+        (b"2024-01-01\t1\t2\n", "\t", False),  # the delimiter is no blank
+        (b"2024-01-01 00:00\t1 \t2\n", "\t", True),
+        (b"a b,c d\ne f,g h", ",", False),
+    ],
+)
+def test_padded_finds_a_blank_next_to_a_delimiter_or_line_end(body, delim, padded):
+    assert _padded(np.frombuffer(body, dtype=np.uint8), delim) is padded
+
+
+@pytest.mark.parametrize("cut", ["none", "last", "last two", "middle"])
+def test_dropped_lines_at_the_end_or_inside_give_the_cells_of_the_line_splitter(tmp_path, cut):
+    lines = [f"2024-03-01 12:00:{i:02d},{i},{i * 2}" for i in range(30)]
+    if cut in ("middle", "last two"):
+        lines[28 if cut == "last two" else 12] = "2024-03-01 12:00:12,only"
+    text = "time,a,b\n" + "\n".join(lines) + ("\n" if cut == "none" else "")
+    if cut != "none":
+        text = text[:-3]  # the last line cut off
+    path = tmp_path / "m.csv"
+    path.write_text(text)
+    sn = sniff(path, IngestConfig())
+    fast, slow = read_fast(sn, ["#"]), split_table(sn, ["#"])
+    assert fast is not None
+    assert_frame_equal(fast[0], slow[0])
+    assert_frame_equal(fast[1], slow[1])
+    assert fast[2] == slow[2]
+    assert fast[0].height == 30 - (cut != "none") - (cut in ("middle", "last two"))

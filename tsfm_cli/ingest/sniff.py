@@ -118,9 +118,15 @@ class Sniffed:
 
     def body(self) -> bytes:
         """The data part (from line `data_start` + 1 on) as UTF-8 bytes."""
+        buffer, offset = self.body_at()
+        return buffer[offset:]
+
+    def body_at(self) -> tuple[bytes, int]:
+        """`body` without copying the file's own UTF-8 bytes: (a buffer, where the body starts
+        in it)."""
         if self.utf8 is not None:
-            return self.utf8[_line_offset(self.utf8, self.data_start) :]
-        return self.text[_line_offset(self.text, self.data_start) :].encode("utf-8")
+            return self.utf8, _line_offset(self.utf8, self.data_start)
+        return self.text[_line_offset(self.text, self.data_start) :].encode("utf-8"), 0
 
 
 def _line_offset(text: str | bytes, line_index: int) -> int:

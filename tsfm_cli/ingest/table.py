@@ -65,24 +65,27 @@ def read_fast(
 ) -> tuple[pl.DataFrame, pl.DataFrame, dict] | None:
     """`read_cells` with polars' CSV reader, or None where the file needs `split_table`."""
     n_fields, delim = len(sniffed.names), sniffed.delimiter
-    if delim == WHITESPACE or len(delim.encode()) != 1 or n_fields < 2:
+    if delim == WHITESPACE or len(delim.encode()) != 1 or delim in "\r\n" or n_fields < 2:
         return None
-    body = sniffed.body()
-    raw = np.frombuffer(body, dtype=np.uint8)
+    # the file's own bytes where they are UTF-8: the body is not copied to be counted
+    buffer, offset = sniffed.body_at()
+    raw = np.frombuffer(buffer, dtype=np.uint8, offset=offset)
     ends = np.flatnonzero(raw == ord("\n"))
-    if body and not body.endswith(b"\n"):
-        ends = np.append(ends, len(body))
+    if len(raw) and raw[-1] != ord("\n"):
+        ends = np.append(ends, len(raw))
     if not len(ends) or len(ends) != sniffed.total_lines - sniffed.data_start:
         return None
     starts = np.r_[0, ends[:-1] + 1]
     delims = np.flatnonzero(raw == ord(delim))
-    quoted = b'"' in body
+    quoted = buffer.find(b'"', offset) >= 0
     if quoted:
         quotes = np.flatnonzero(raw == QUOTE)
         if (np.searchsorted(quotes, ends) % 2).any():
             return None  # a line break inside quotes: records are not lines
         delims = delims[np.searchsorted(quotes, delims) % 2 == 0]
-    counts = np.searchsorted(delims, ends) - np.searchsorted(delims, starts) + 1
+    # delimiters before each line's end, less those before the line's start (= before the
+    # previous line's end: no delimiter is a line break)
+    counts = np.diff(np.searchsorted(delims, ends), prepend=0) + 1
     del delims
     last = np.maximum(ends - 1, 0)
     last = last - ((raw[last] == ord("\r")) & (last > starts))
@@ -96,7 +99,8 @@ def read_fast(
         return None
     try:
         frame = pl.read_csv(
-            (delim.join(f"c{i}" for i in range(n_fields)) + "\n").encode() + body,
+            # one copy of the body, behind a header of our own names
+            b"".join([(delim.join(f"c{i}" for i in range(n_fields)) + "\n").encode(), raw.data]),
             separator=delim,
             quote_char='"' if quoted else None,
             infer_schema=False,
@@ -113,7 +117,7 @@ def read_fast(
             {
                 "line": first_line + odd_idx,
                 "raw": [
-                    body[a:b].decode("utf-8").rstrip("\r")
+                    bytes(raw[a:b]).decode("utf-8").rstrip("\r")
                     for a, b in zip(starts[odd_idx].tolist(), ends[odd_idx].tolist(), strict=True)
                 ],
                 "count": counts[odd_idx],
@@ -124,13 +128,19 @@ def read_fast(
         comment_prefixes,
     )
     dropped = odd_lines.filter(pl.col("blank") | pl.col("reason").is_not_null())
-    keep = np.ones(len(ends), dtype=bool)
-    keep[dropped["line"].to_numpy() - first_line] = False
+    drop = dropped["line"].to_numpy() - first_line
     blank = int(odd_lines["blank"].sum())
     fields = [f"c{i}" for i in range(n_fields)]
     cells = frame.with_columns(
         line=pl.int_range(first_line, first_line + frame.height, dtype=pl.Int64)
-    ).filter(pl.Series(keep))
+    )
+    tail = frame.height - len(drop)
+    if len(drop) and (drop >= tail).all():  # only the last lines (one cut off): no copy
+        cells = cells.head(tail)
+    elif len(drop):
+        keep = np.ones(len(ends), dtype=bool)
+        keep[drop] = False
+        cells = cells.filter(pl.Series(keep))
     if quoted or _padded(raw, delim):
         cells = cells.with_columns(_unpadded(fields))
     cells = cells.select(
@@ -147,17 +157,20 @@ def _unpadded(fields: list[str]) -> pl.Expr:
 
 def _padded(raw: np.ndarray, delim: str) -> bool:
     """Whether some cell starts or ends with a blank (next to a delimiter or a line end)."""
-    edges = np.frombuffer(f"{delim}\n\r".encode(), np.uint8)
-    for blank in {" ", "\t"} - {delim}:
+    for blank in sorted({" ", "\t"} - {delim}):
         at = np.flatnonzero(raw == ord(blank))
-        if len(at) and (
-            at[0] == 0
-            or at[-1] == len(raw) - 1
-            or np.isin(raw[at - 1], edges).any()
-            or np.isin(raw[np.minimum(at + 1, len(raw) - 1)], edges).any()
-        ):
+        if len(at) and (at[0] == 0 or at[-1] == len(raw) - 1):
             return True
+        if len(at):  # the bytes on either side of each blank (a timestamp's blank is many)
+            for side in (raw[at - 1], raw[at + 1]):
+                if _is_edge(side, delim).any():
+                    return True
     return False
+
+
+def _is_edge(codes: np.ndarray, delim: str) -> np.ndarray:
+    """A delimiter or a line end (compared one by one: cheaper than `np.isin` here)."""
+    return (codes == ord(delim)) | (codes == ord("\n")) | (codes == ord("\r"))
 
 
 def _classify(lines: pl.DataFrame, sniffed: Sniffed, comment_prefixes: list[str]) -> pl.DataFrame:
