@@ -4,16 +4,19 @@ cells counted and read by the fast reader."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from polars.testing import assert_frame_equal, assert_series_equal
 
 from tests.ingest_helpers import ingest, one
 from tsfm_cli.errors import BadInputError
 from tsfm_cli.ingest.config import IngestConfig
-from tsfm_cli.ingest.sniff import read_text, sniff
+from tsfm_cli.ingest.sniff import LineLimit, read_text, sniff
 from tsfm_cli.ingest.table import _padded, raw_name, read_fast, split_table
 from tsfm_cli.ingest.timestamps import parse_times
 
@@ -130,3 +133,32 @@ def test_dropped_lines_at_the_end_or_inside_give_the_cells_of_the_line_splitter(
     assert_frame_equal(fast[1], slow[1])
     assert fast[2] == slow[2]
     assert fast[0].height == 30 - (cut != "none") - (cut in ("middle", "last two"))
+
+
+def _first_long_line(data: bytes, limit: int) -> int | None:
+    """The plain definition: the first line (1-based) longer than `limit` bytes."""
+    return next((i + 1 for i, line in enumerate(data.split(b"\n")) if len(line) > limit), None)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lengths=st.lists(st.integers(0, 40), min_size=1, max_size=30),
+    limit=st.integers(1, 40),
+    chunk=st.integers(1, 40),
+    newline_at_end=st.booleans(),
+)
+def test_line_limit_names_the_first_line_over_the_limit(lengths, limit, chunk, newline_at_end):
+    data = b"\n".join(b"x" * n for n in lengths) + (b"\n" if newline_at_end else b"")
+    lines = LineLimit(Path("f.csv"), limit)
+    expected = _first_long_line(data, limit)
+    try:
+        for start in range(0, len(data), chunk):
+            lines.feed(memoryview(data)[start : start + chunk])
+    except BadInputError as exc:
+        if chunk <= limit:  # a chunk no longer than the limit: exactly the first such line
+            assert f"f.csv:{expected}:" in str(exc)
+        assert expected is not None
+        return
+    assert expected is None
+    assert lines.line == data.count(b"\n") + 1
+    assert lines.current == len(data.rsplit(b"\n", 1)[-1])

@@ -152,7 +152,22 @@ class LineLimit:
         self.line, self.current = 1, 0  # the line being read and its length so far
 
     def feed(self, chunk: bytes | memoryview) -> None:
-        ends = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 10)
+        hits = np.frombuffer(chunk, dtype=np.uint8) == 10
+        if self.limit >= len(hits):
+            # a line that starts and ends inside the chunk is shorter than the limit: only the
+            # line running into the chunk can pass it (no positions of every line end needed)
+            count = int(np.count_nonzero(hits))
+            if count:
+                if self.current + int(hits.argmax()) > self.limit:
+                    self._fail(self.line)
+                self.line += count
+                self.current = len(hits) - 1 - _last_true(hits)  # bytes after the last line end
+            else:
+                self.current += len(hits)
+            if self.current > self.limit:
+                self._fail(self.line)
+            return
+        ends = np.flatnonzero(hits)
         if len(ends):
             lengths = np.diff(ends, prepend=-1) - 1
             lengths[0] += self.current
@@ -171,6 +186,15 @@ class LineLimit:
             f"{self.path}:{line}: line longer than {self.limit:,} bytes (max_line_bytes); "
             "not a line-by-line text export?"
         )
+
+
+def _last_true(hits: np.ndarray, tail: int = 4096) -> int:
+    """Index of the last True (there is one): looked for in the last `tail` first, as lines
+    are short (a reversed argmax is slow in numpy)."""
+    found = np.flatnonzero(hits[-tail:])
+    if len(found):
+        return len(hits) - min(tail, len(hits)) + int(found[-1])
+    return int(np.flatnonzero(hits)[-1])
 
 
 def check_line_lengths(path: Path, raw: bytes, limit: int) -> None:
