@@ -19,6 +19,7 @@ from tsfm_cli.ingest.config import IngestConfig
 from tsfm_cli.ingest.sniff import LineLimit, read_text, sniff
 from tsfm_cli.ingest.table import _padded, raw_name, read_fast, split_table
 from tsfm_cli.ingest.timestamps import parse_times
+from tsfm_cli.ingest.values import clean_column, clean_columns
 
 UTC = dt.timezone.utc
 FRACTION = "%Y-%m-%d %H:%M:%S%.f"
@@ -162,3 +163,27 @@ def test_line_limit_names_the_first_line_over_the_limit(lengths, limit, chunk, n
     assert expected is None
     assert lines.line == data.count(b"\n") + 1
     assert lines.current == len(data.rsplit(b"\n", 1)[-1])
+
+
+CELL_TEXTS = ["1.5", "-0", "-0.0", "0", "", "N/A", "na", "-999", "-999.0", "9999", "inf",
+              "-inf", "NaN", "nan", "x", "1e3", " 2", "1,5", "1.234,5", "+7", ".5", "1.", "--",
+              None]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "decimal, thousands, numbers",
+    [(".", None, [-999.0, 9999.0]), (".", None, [0.0]), (",", ".", [-999.0]), (".", None, [])],
+)
+def test_clean_columns_give_what_the_plain_expression_gives(decimal, thousands, numbers):
+    rng = np.random.default_rng(1)
+    frame = pl.DataFrame(
+        {f"c{i}": [CELL_TEXTS[k] for k in rng.integers(0, len(CELL_TEXTS), 300)] for i in range(3)},
+        schema={f"c{i}": pl.String for i in range(3)},
+    )
+    text = ["n/a", "na", "nan", "--"]
+    got = clean_columns(frame, frame.columns, decimal, thousands, text, numbers)
+    for name, (value, flags) in zip(frame.columns, got, strict=True):
+        plain_value, plain_flags = clean_column(name, decimal, thousands, text, numbers)
+        plain = frame.select(v=plain_value, f=plain_flags)
+        assert_series_equal(value, plain["v"], check_names=False)
+        assert_series_equal(flags, plain["f"], check_names=False)
