@@ -143,8 +143,13 @@ def read_fast(
         cells = cells.filter(pl.Series(keep))
     if quoted or _padded(raw, delim):
         cells = cells.with_columns(_unpadded(fields))
-    cells = cells.select(
-        "line", *[pl.col(f).alias(raw_name(n)) for f, n in zip(fields, sniffed.names, strict=True)]
+    # renamed as Series: a select would rechunk every column (polars' reader gives a chunk
+    # per thread) only to line them up with `line`
+    cells = pl.DataFrame(
+        [
+            cells["line"],
+            *[cells[f].alias(raw_name(n)) for f, n in zip(fields, sniffed.names, strict=True)],
+        ]
     )
     counts_out = _counts(sniffed, data_lines=len(ends) - blank, blank=blank)
     return cells, _line_rejects(odd_lines), counts_out
