@@ -15,9 +15,10 @@ from polars.testing import assert_frame_equal, assert_series_equal
 
 from tests.ingest_helpers import ingest, one
 from tsfm_cli.errors import BadInputError
+from tsfm_cli.ingest import table
 from tsfm_cli.ingest.config import IngestConfig
-from tsfm_cli.ingest.sniff import LineLimit, read_text, sniff
-from tsfm_cli.ingest.table import _padded, raw_name, read_fast, split_table
+from tsfm_cli.ingest.sniff import LineLimit, count_byte, read_text, sniff
+from tsfm_cli.ingest.table import _line_ends, _padded, raw_name, read_fast, split_table
 from tsfm_cli.ingest.timestamps import parse_times
 from tsfm_cli.ingest.values import clean_column, clean_columns
 
@@ -113,7 +114,11 @@ def test_an_ascii_file_is_read_from_its_bytes_and_other_utf8_is_decoded(tmp_path
         (b"a b,c d\ne f,g h", ",", False),
     ],
 )
-def test_padded_finds_a_blank_next_to_a_delimiter_or_line_end(body, delim, padded):
+@pytest.mark.parametrize("scan", [1, 2, 3, 1 << 20])
+def test_padded_finds_a_blank_next_to_a_delimiter_or_line_end(
+    body, delim, padded, scan, monkeypatch
+):
+    monkeypatch.setattr(table, "SCAN", scan)  # blanks and their neighbours in other chunks
     assert _padded(np.frombuffer(body, dtype=np.uint8), delim) is padded
 
 
@@ -187,3 +192,28 @@ def test_clean_columns_give_what_the_plain_expression_gives(decimal, thousands, 
         plain = frame.select(v=plain_value, f=plain_flags)
         assert_series_equal(value, plain["v"], check_names=False)
         assert_series_equal(flags, plain["f"], check_names=False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    text=st.text(alphabet=",;\n\rab ", max_size=60),
+    scan=st.integers(1, 8),
+    delim=st.sampled_from([",", ";"]),
+)
+def test_line_ends_and_delimiters_before_them_chunk_by_chunk(text, scan, delim):
+    data = text.encode()
+    lines = data.split(b"\n")
+    if lines[-1] == b"":  # the file ends with a newline: no last line after it
+        lines = lines[:-1]
+    expected_ends = np.cumsum([len(line) + 1 for line in lines]) - 1
+    if data and not data.endswith(b"\n"):
+        expected_ends[-1] = len(data)
+    expected_before = np.cumsum([line.count(delim.encode()) for line in lines])
+    table.SCAN, old = scan, table.SCAN
+    try:
+        ends, before = _line_ends(np.frombuffer(data, dtype=np.uint8), ord(delim))
+    finally:
+        table.SCAN = old
+    assert ends.tolist() == expected_ends.tolist()
+    assert before.tolist() == expected_before.tolist()
+    assert count_byte(data, ord("\n")) == data.count(b"\n")

@@ -197,6 +197,15 @@ def _last_true(hits: np.ndarray, tail: int = 4096) -> int:
     return int(np.flatnonzero(hits)[-1])
 
 
+def count_byte(data: bytes, byte: int) -> int:
+    """How often `byte` occurs in `data`: numpy, a chunk at a time (faster than `bytes.count`,
+    and no temporary as large as the file)."""
+    codes = np.frombuffer(data, dtype=np.uint8)
+    return sum(
+        int(np.count_nonzero(codes[i : i + CHUNK] == byte)) for i in range(0, len(codes), CHUNK)
+    )
+
+
 def check_line_lengths(path: Path, raw: bytes, limit: int) -> None:
     """BadInputError naming the first line longer than `limit` bytes (numpy, chunk by chunk)."""
     view = memoryview(raw)
@@ -413,9 +422,9 @@ def sniff(path: Path, config: IngestConfig, data: bytes | None = None) -> Sniffe
     whole: str | bytes = utf8 if text is None else text
     if isinstance(whole, str):
         ends_with_newline, newlines = whole.endswith("\n"), whole.count("\n")
-    else:  # numpy counts bytes faster than `bytes.count`
+    else:
         ends_with_newline = whole.endswith(b"\n")
-        newlines = int(np.count_nonzero(np.frombuffer(whole, dtype=np.uint8) == ord("\n")))
+        newlines = count_byte(whole, ord("\n"))
     total_lines = newlines + (0 if ends_with_newline else 1)
     start = whole[: _line_offset(whole, SAMPLE_LINES)]
     start = start if isinstance(start, str) else start.decode("utf-8")
