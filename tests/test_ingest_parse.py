@@ -17,7 +17,7 @@ from tests.ingest_helpers import ingest, one
 from tsfm_cli.errors import BadInputError
 from tsfm_cli.ingest import table
 from tsfm_cli.ingest.config import IngestConfig
-from tsfm_cli.ingest.sniff import LineLimit, count_byte, read_text, sniff
+from tsfm_cli.ingest.sniff import LineLimit, _detect_numbers, count_byte, read_text, sniff
 from tsfm_cli.ingest.table import _line_ends, _padded, raw_name, read_fast, split_table
 from tsfm_cli.ingest.timestamps import parse_times
 from tsfm_cli.ingest.values import clean_column, clean_columns
@@ -217,3 +217,19 @@ def test_line_ends_and_delimiters_before_them_chunk_by_chunk(text, scan, delim):
     assert ends.tolist() == expected_ends.tolist()
     assert before.tolist() == expected_before.tolist()
     assert count_byte(data, ord("\n")) == data.count(b"\n")
+
+
+@pytest.mark.parametrize(
+    "cells, expected",
+    [
+        (["1.5", "2.25", "x"], (".", None)),
+        (["1,5", "2,25", "3.5"], (",", None)),
+        (["1.234,5", "12,5"], (",", ".")),
+        (["1,234.5", "1.5"], (".", ",")),
+        (["1 234,5", "2,5"], (",", " ")),
+        (["1 234.5"], (".", " ")),
+        (["2024-01-01 00:00", "N/A", ""], (".", None)),
+    ],
+)
+def test_decimal_and_thousands_marks_of_a_sample(cells, expected):
+    assert _detect_numbers(cells) == expected

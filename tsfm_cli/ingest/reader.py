@@ -103,7 +103,8 @@ def _readings(names, units, cells: pl.DataFrame, sn, keys, config, line_of=None)
         else pl.lit(None, pl.String).alias("raw"),
         pl.lit("unparseable timestamp").alias("reason"),
     )
-    cells = cells.filter(pl.col("timestamp").is_not_null())
+    if bad_time.height:  # (a filter copies every column, for nothing when all times parse)
+        cells = cells.filter(pl.col("timestamp").is_not_null())
 
     group_cols = list(config.group_columns)
     for col in group_cols:

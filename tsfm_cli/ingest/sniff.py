@@ -400,17 +400,20 @@ SPACE_THOUSANDS = re.compile(r"[+-]?\d{1,3}( \d{3})+([.,]\d+)?")
 
 
 def _detect_numbers(cells: list[str]) -> tuple[str, str | None]:
-    # compiled once: the sample is thousands of cells
-    comma_dec = sum(1 for c in cells if COMMA_DECIMAL.fullmatch(c))
-    point_dec = sum(1 for c in cells if POINT_DECIMAL.fullmatch(c))
+    # compiled once, and only cells holding the pattern's marks are matched: the sample is
+    # thousands of cells
+    commas = [c for c in cells if "," in c]
+    points = [c for c in cells if "." in c]
+    comma_dec = sum(1 for c in commas if COMMA_DECIMAL.fullmatch(c))
+    point_dec = sum(1 for c in points if POINT_DECIMAL.fullmatch(c))
     # with ',' as the delimiter a cell holds a comma only when quoted: "12,5"
     decimal = "," if comma_dec > point_dec else "."
     thousands = None
-    if decimal == "," and any(DOT_THOUSANDS.fullmatch(c) for c in cells):
+    if decimal == "," and any(DOT_THOUSANDS.fullmatch(c) for c in points):
         thousands = "."
-    elif decimal == "." and any(COMMA_THOUSANDS.fullmatch(c) for c in cells):
+    elif decimal == "." and any(COMMA_THOUSANDS.fullmatch(c) for c in commas):
         thousands = ","
-    if any(SPACE_THOUSANDS.fullmatch(c) for c in cells):
+    if any(SPACE_THOUSANDS.fullmatch(c) for c in cells if " " in c):
         thousands = " "
     return decimal, thousands
 
