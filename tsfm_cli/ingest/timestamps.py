@@ -204,7 +204,9 @@ def _parse_fallback(values: pl.Series, whole: str, fmt: str, kwargs: dict) -> pl
     a format with `%.f` several times slower (no fast path), and a time without a fraction
     reads the same either way. Only what the whole-second format leaves null is read again
     with `fmt` (a time with a fraction, or junk)."""
-    parsed = values.str.to_datetime(whole, strict=False, time_unit="us", **kwargs)
+    # no cache of unique strings: times are mostly all different, and the fast path without
+    # it is faster even when they repeat
+    parsed = values.str.to_datetime(whole, strict=False, time_unit="us", cache=False, **kwargs)
     rows = (parsed.is_null() & values.is_not_null()).arg_true()
     if len(rows) == 0:
         return parsed
