@@ -55,6 +55,23 @@ def test_times_with_a_fraction_after_the_sample_read_as_with_fmt():
     assert parsed.null_count() == 4  # "…12.", 30 February, "", None
 
 
+def test_utc_times_with_a_late_fraction_read_as_with_fmt():
+    values = [t.replace(" ", "T") + "Z" for t in _times(600)]
+    values[580] = "2024-03-01T12:09:40.75Z"
+    values[581] = "2024-03-01T12:09:41+02:00"
+    cells = pl.DataFrame({raw_name("t"): values})
+    parsed, aware = parse_times(cells, ["t"], "text", IngestConfig())
+    plain = cells.select(
+        pl.col(raw_name("t"))
+        .str.replace("Z$", "+00:00")
+        .str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%z", strict=False, time_zone="UTC")
+    ).to_series()
+    assert aware and isinstance(parsed, pl.Series)
+    assert_series_equal(parsed, plain, check_names=False)
+    assert parsed[580] == dt.datetime(2024, 3, 1, 12, 9, 40, 750000, tzinfo=UTC)
+    assert parsed[581] == dt.datetime(2024, 3, 1, 10, 9, 41, tzinfo=UTC)
+
+
 def test_times_with_fractions_everywhere_are_read_with_fmt_at_once():
     values = [t + ".5" for t in _times(20)]
     cells = pl.DataFrame({raw_name("t"): values})
