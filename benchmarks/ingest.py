@@ -19,9 +19,11 @@ truncated last line — then runs three variants, each in its own subprocess so 
    medians, stuck runs, parquet).
 
 Each variant runs `--repeat` times (default 5); the run with the median time is shown, and the
-ratios of every run's time (sorted) too. Prints the figures and the ratios. Goal (issue 15):
-ingest within 2.5× the time of the *contract floor* (the old "≤ 3× the read+write floor" was
-below the cost of writing the long layout itself) and ≥ 5× faster than pandas, in every run.
+ratios of every run's time (sorted) too. With `--interleave` the variants take turns (round i runs
+each once), so that a change of load on a shared machine falls on all of them. Prints the
+figures and the ratios. Goal (issue 15): ingest within 2.5× the time of the *contract floor*
+(the old "≤ 3× the read+write floor" was below the cost of writing the long layout itself) and
+≥ 5× faster than pandas, in every run.
 """
 
 from __future__ import annotations
@@ -184,11 +186,23 @@ print(json.dumps({{"seconds": elapsed, "peak_bytes": peak, "rows": rows}}))
 def run_median(name: str, body: str, src: Path, out: Path, repeat: int) -> dict:
     """The run with the median time of `repeat` runs (the machine's load varies run to run),
     with every run's time in `all`."""
-    runs = sorted(
-        (run_variant(name, body, src, out.with_name(f"{out.name}_{i}")) for i in range(repeat)),
-        key=lambda r: r["seconds"],
-    )
+    runs = [run_variant(name, body, src, out.with_name(f"{out.name}_{i}")) for i in range(repeat)]
+    return median_of(runs)
+
+
+def median_of(runs: list[dict]) -> dict:
+    runs = sorted(runs, key=lambda r: r["seconds"])
     return {**runs[len(runs) // 2], "all": [r["seconds"] for r in runs]}
+
+
+def run_interleaved(variants: dict[str, tuple], src: Path, tmp: Path, repeat: int) -> dict:
+    """`run_median` of every variant, the variants taking turns (round i runs each once): on a
+    shared machine a change of load then falls on all of them, not on whichever ran then."""
+    runs: dict[str, list[dict]] = {label: [] for label in variants}
+    for i in range(repeat):
+        for label, (name, body, out) in variants.items():
+            runs[label].append(run_variant(name, body, src, tmp / f"{out}_{i}"))
+    return {label: median_of(r) for label, r in runs.items()}
 
 
 def run_variant(name: str, body: str, src: Path, out: Path) -> dict:
@@ -212,6 +226,9 @@ def main() -> None:
     parser.add_argument("--sensors", type=int, default=10)
     parser.add_argument("--skip-pandas", action="store_true")
     parser.add_argument("--repeat", type=int, default=5, help="runs per variant; medians shown")
+    parser.add_argument(
+        "--interleave", action="store_true", help="variants take turns (for a shared machine)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "plant_wide.csv"
@@ -219,19 +236,33 @@ def main() -> None:
         size = src.stat().st_size
         values = args.rows * args.sensors
         print(f"input: {src.name}, {values:,} values, {size / 1e6:.1f} MB")
-        results = {
-            "tsfm ingest": run_median("tsfm", TSFM, src, Path(tmp) / "clean", args.repeat),
-            "floor (polars read_csv + write_parquet)": run_median(
-                "floor", FLOOR, src, Path(tmp) / "floor", args.repeat
-            ),
-        }
-        results["contract floor (same + long series dataset)"] = run_median(
-            "contract floor", CONTRACT_FLOOR, src, Path(tmp) / "contract", args.repeat
-        )
-        if not args.skip_pandas:
-            results["pandas (same cleaning)"] = run_median(
-                "pandas", PANDAS, src, Path(tmp) / "pandas", args.repeat
+        if args.interleave:
+            variants = {
+                "tsfm ingest": ("tsfm", TSFM, "clean"),
+                "floor (polars read_csv + write_parquet)": ("floor", FLOOR, "floor"),
+                "contract floor (same + long series dataset)": (
+                    "contract floor",
+                    CONTRACT_FLOOR,
+                    "contract",
+                ),
+            }
+            if not args.skip_pandas:
+                variants["pandas (same cleaning)"] = ("pandas", PANDAS, "pandas")
+            results = run_interleaved(variants, src, Path(tmp), args.repeat)
+        else:
+            results = {
+                "tsfm ingest": run_median("tsfm", TSFM, src, Path(tmp) / "clean", args.repeat),
+                "floor (polars read_csv + write_parquet)": run_median(
+                    "floor", FLOOR, src, Path(tmp) / "floor", args.repeat
+                ),
+            }
+            results["contract floor (same + long series dataset)"] = run_median(
+                "contract floor", CONTRACT_FLOOR, src, Path(tmp) / "contract", args.repeat
             )
+            if not args.skip_pandas:
+                results["pandas (same cleaning)"] = run_median(
+                    "pandas", PANDAS, src, Path(tmp) / "pandas", args.repeat
+                )
     for name, r in results.items():
         print(f"{name:42s} {r['seconds']:8.2f} s  peak {r['peak_bytes'] / 2**20:8.0f} MiB")
     tsfm = results["tsfm ingest"]

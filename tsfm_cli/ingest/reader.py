@@ -18,7 +18,7 @@ from tsfm_cli.ingest.groups import sensor_name
 from tsfm_cli.ingest.sniff import sniff
 from tsfm_cli.ingest.table import raw_name, read_cells, rejects_frame, transpose_cells
 from tsfm_cli.ingest.timestamps import find_time_columns, localize, parse_times, start_times
-from tsfm_cli.ingest.values import clean_series, sentinel_sets
+from tsfm_cli.ingest.values import clean_columns, clean_series, sentinel_sets
 from tsfm_cli.schema import Flag
 
 SENSOR_COLUMN = re.compile(
@@ -103,7 +103,8 @@ def _readings(names, units, cells: pl.DataFrame, sn, keys, config, line_of=None)
         else pl.lit(None, pl.String).alias("raw"),
         pl.lit("unparseable timestamp").alias("reason"),
     )
-    cells = cells.filter(pl.col("timestamp").is_not_null())
+    if bad_time.height:  # (a filter copies every column, for nothing when all times parse)
+        cells = cells.filter(pl.col("timestamp").is_not_null())
 
     group_cols = list(config.group_columns)
     for col in group_cols:
@@ -158,8 +159,11 @@ def _readings(names, units, cells: pl.DataFrame, sn, keys, config, line_of=None)
         )
     else:
         sensors = [n for n in names if n not in time_cols and n not in group_cols]
+        columns = _clean_wide_columns(
+            cells, sensors, decimal, thousands, text_sentinels, number_sentinels
+        )
         exprs, seen = [], {}
-        for i, name in enumerate(sensors):
+        for i, (name, (value, flags, mark)) in enumerate(zip(sensors, columns, strict=True)):
             sensor, unit = sensor_name(name)
             if sensor in seen:
                 seen[sensor] += 1
@@ -167,9 +171,6 @@ def _readings(names, units, cells: pl.DataFrame, sn, keys, config, line_of=None)
             seen.setdefault(sensor, 1)
             pos = names.index(name)
             unit_of[sensor] = unit or (units[pos] if pos < len(units) else None)
-            value, flags, mark = _clean_wide_column(
-                cells[raw_name(name)], decimal, thousands, text_sentinels, number_sentinels
-            )
             if mark != decimal:
                 column_decimals[name] = mark
             exprs.append(
@@ -238,6 +239,22 @@ def _clean_wide_column(raw: pl.Series, decimal, thousands, text_sentinels, numbe
     cells: a comma file can hold a quoted decimal-comma column ("20,5") next to `1.5` values.
     Returns (values, flags, the mark used)."""
     value, flags = clean_series(raw, decimal, thousands, text_sentinels, numbers)
+    return _other_mark(raw, value, flags, decimal, text_sentinels, numbers)
+
+
+def _clean_wide_columns(cells: pl.DataFrame, names: list[str], decimal, thousands, text, numbers):
+    """`_clean_wide_column` of the cell columns of `names`, parsed together (`clean_columns`)."""
+    raw_names = [raw_name(n) for n in names]
+    columns = clean_columns(cells, raw_names, decimal, thousands, text, numbers)
+    return [
+        _other_mark(cells[r], value, flags, decimal, text, numbers)
+        for r, (value, flags) in zip(raw_names, columns, strict=True)
+    ]
+
+
+def _other_mark(raw: pl.Series, value, flags, decimal, text_sentinels, numbers):
+    """(values, flags, mark) of `raw` read with `decimal`, or with the other mark where that
+    parses more of its cells."""
     other = "," if decimal == "." else "."
     # only when a cell that did not parse looks like a number with the other mark (cheap: the
     # unparseable cells are few); a column of junk text is not parsed twice

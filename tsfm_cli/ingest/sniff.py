@@ -94,7 +94,7 @@ class Sniffed:
     """A decoded file and the shape of its table."""
 
     path: Path
-    text: str  # the whole decoded file
+    text: str | None  # the whole decoded file; None for ASCII bytes, read from `utf8` directly
     utf8: bytes | None  # the file's own bytes when they are UTF-8 (no BOM): no re-encoding
     head: list[str]  # its first lines (no line ending), index 0 = line 1
     total_lines: int  # physical lines, a last line without newline included
@@ -111,16 +111,23 @@ class Sniffed:
 
     def lines(self) -> pl.Series:
         """Every physical line as one polars string column (index 0 = line 1)."""
-        lines = pl.Series("raw", [self.text]).str.split("\n").explode()
-        if "\r" in self.text:  # CRLF (or stray CR) line ends; a plain scan beats a strip
+        text = self.utf8.decode("utf-8") if self.text is None else self.text
+        lines = pl.Series("raw", [text]).str.split("\n").explode()
+        if "\r" in text:  # CRLF (or stray CR) line ends; a plain scan beats a strip
             lines = lines.str.strip_chars_end("\r")
         return lines.slice(0, self.total_lines)
 
     def body(self) -> bytes:
         """The data part (from line `data_start` + 1 on) as UTF-8 bytes."""
+        buffer, offset = self.body_at()
+        return buffer[offset:]
+
+    def body_at(self) -> tuple[bytes, int]:
+        """`body` without copying the file's own UTF-8 bytes: (a buffer, where the body starts
+        in it)."""
         if self.utf8 is not None:
-            return self.utf8[_line_offset(self.utf8, self.data_start) :]
-        return self.text[_line_offset(self.text, self.data_start) :].encode("utf-8")
+            return self.utf8, _line_offset(self.utf8, self.data_start)
+        return self.text[_line_offset(self.text, self.data_start) :].encode("utf-8"), 0
 
 
 def _line_offset(text: str | bytes, line_index: int) -> int:
@@ -146,7 +153,22 @@ class LineLimit:
         self.line, self.current = 1, 0  # the line being read and its length so far
 
     def feed(self, chunk: bytes | memoryview) -> None:
-        ends = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 10)
+        hits = np.frombuffer(chunk, dtype=np.uint8) == 10
+        if self.limit >= len(hits):
+            # a line that starts and ends inside the chunk is shorter than the limit: only the
+            # line running into the chunk can pass it (no positions of every line end needed)
+            count = int(np.count_nonzero(hits))
+            if count:
+                if self.current + int(hits.argmax()) > self.limit:
+                    self._fail(self.line)
+                self.line += count
+                self.current = len(hits) - 1 - _last_true(hits)  # bytes after the last line end
+            else:
+                self.current += len(hits)
+            if self.current > self.limit:
+                self._fail(self.line)
+            return
+        ends = np.flatnonzero(hits)
         if len(ends):
             lengths = np.diff(ends, prepend=-1) - 1
             lengths[0] += self.current
@@ -165,6 +187,24 @@ class LineLimit:
             f"{self.path}:{line}: line longer than {self.limit:,} bytes (max_line_bytes); "
             "not a line-by-line text export?"
         )
+
+
+def _last_true(hits: np.ndarray, tail: int = 4096) -> int:
+    """Index of the last True (there is one): looked for in the last `tail` first, as lines
+    are short (a reversed argmax is slow in numpy)."""
+    found = np.flatnonzero(hits[-tail:])
+    if len(found):
+        return len(hits) - min(tail, len(hits)) + int(found[-1])
+    return int(np.flatnonzero(hits)[-1])
+
+
+def count_byte(data: bytes, byte: int) -> int:
+    """How often `byte` occurs in `data`: numpy, a chunk at a time (faster than `bytes.count`,
+    and no temporary as large as the file)."""
+    codes = np.frombuffer(data, dtype=np.uint8)
+    return sum(
+        int(np.count_nonzero(codes[i : i + CHUNK] == byte)) for i in range(0, len(codes), CHUNK)
+    )
 
 
 def check_line_lengths(path: Path, raw: bytes, limit: int) -> None:
@@ -211,7 +251,9 @@ def read_text(
     path: Path, config: IngestConfig, data: bytes | None = None
 ) -> tuple[str, str, bytes | None]:
     """The file's text, the encoding used and, when the file is UTF-8 already, its bytes (BOM
-    removed); BadInputError for empty, binary, corrupt files and lines over `max_line_bytes`.
+    removed); the text is None for ASCII bytes (valid UTF-8 as they are: decoding them whole
+    would only copy them). BadInputError for empty, binary, corrupt files and lines over
+    `max_line_bytes`.
     `data`: the file's bytes as read (and hashed) by the caller, so both see the same bytes;
     the caller has checked their line lengths unless they are gzip."""
     if data is not None:
@@ -225,7 +267,7 @@ def read_text(
         raw = gunzip_bounded(path, raw, config.max_line_bytes)
     elif data is None:  # bytes given were checked as they were read (ingest.stage)
         check_line_lengths(path, raw, config.max_line_bytes)
-    if not raw.strip():
+    if not raw or raw.isspace():  # (not `strip`: that copies the whole file)
         raise BadInputError(f"{path}: empty file")
     if config.encoding:
         try:
@@ -240,7 +282,8 @@ def read_text(
         except UnicodeDecodeError:
             pass
     head = raw[:65536]
-    controls = sum(1 for b in head if b < 32 and b not in (9, 10, 13))
+    codes = np.frombuffer(head, dtype=np.uint8)
+    controls = np.count_nonzero((codes < 32) & (codes != 9) & (codes != 10) & (codes != 13))
     if b"\x00" in head or controls > len(head) * 0.01:
         raise BadInputError(f"{path}: binary file, not a text export")
     if raw[:3] == b"\xef\xbb\xbf":
@@ -248,6 +291,8 @@ def read_text(
             return raw[3:].decode("utf-8"), "utf-8-sig", raw[3:]
         except UnicodeDecodeError:
             pass
+    if raw.isascii():
+        return None, "utf-8", raw
     try:
         return raw.decode("utf-8"), "utf-8", raw
     except UnicodeDecodeError:
@@ -352,17 +397,28 @@ def unique_names(names: list[str]) -> list[str]:
     return out
 
 
+COMMA_DECIMAL = re.compile(r"[+-]?\d+,\d+")
+POINT_DECIMAL = re.compile(r"[+-]?\d+\.\d+")
+DOT_THOUSANDS = re.compile(r"[+-]?\d{1,3}(\.\d{3})+(,\d+)?")
+COMMA_THOUSANDS = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?")
+SPACE_THOUSANDS = re.compile(r"[+-]?\d{1,3}( \d{3})+([.,]\d+)?")
+
+
 def _detect_numbers(cells: list[str]) -> tuple[str, str | None]:
-    comma_dec = sum(1 for c in cells if re.fullmatch(r"[+-]?\d+,\d+", c))
-    point_dec = sum(1 for c in cells if re.fullmatch(r"[+-]?\d+\.\d+", c))
+    # compiled once, and only cells holding the pattern's marks are matched: the sample is
+    # thousands of cells
+    commas = [c for c in cells if "," in c]
+    points = [c for c in cells if "." in c]
+    comma_dec = sum(1 for c in commas if COMMA_DECIMAL.fullmatch(c))
+    point_dec = sum(1 for c in points if POINT_DECIMAL.fullmatch(c))
     # with ',' as the delimiter a cell holds a comma only when quoted: "12,5"
     decimal = "," if comma_dec > point_dec else "."
     thousands = None
-    if decimal == "," and any(re.fullmatch(r"[+-]?\d{1,3}(\.\d{3})+(,\d+)?", c) for c in cells):
+    if decimal == "," and any(DOT_THOUSANDS.fullmatch(c) for c in points):
         thousands = "."
-    elif decimal == "." and any(re.fullmatch(r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?", c) for c in cells):
+    elif decimal == "." and any(COMMA_THOUSANDS.fullmatch(c) for c in commas):
         thousands = ","
-    if any(re.fullmatch(r"[+-]?\d{1,3}( \d{3})+([.,]\d+)?", c) for c in cells):
+    if any(SPACE_THOUSANDS.fullmatch(c) for c in cells if " " in c):
         thousands = " "
     return decimal, thousands
 
@@ -371,9 +427,16 @@ def sniff(path: Path, config: IngestConfig, data: bytes | None = None) -> Sniffe
     """Decode `path` (or its bytes `data`) and work out its table layout (overridable by the
     recipe)."""
     text, encoding, utf8 = read_text(path, config, data)
-    ends_with_newline = text.endswith("\n")
-    total_lines = text.count("\n") + (0 if ends_with_newline else 1)
-    head = text[: _line_offset(text, SAMPLE_LINES)].split("\n")[: min(SAMPLE_LINES, total_lines)]
+    whole: str | bytes = utf8 if text is None else text
+    if isinstance(whole, str):
+        ends_with_newline, newlines = whole.endswith("\n"), whole.count("\n")
+    else:
+        ends_with_newline = whole.endswith(b"\n")
+        newlines = count_byte(whole, ord("\n"))
+    total_lines = newlines + (0 if ends_with_newline else 1)
+    start = whole[: _line_offset(whole, SAMPLE_LINES)]
+    start = start if isinstance(start, str) else start.decode("utf-8")
+    head = start.split("\n")[: min(SAMPLE_LINES, total_lines)]
     head = [line.rstrip("\r") for line in head]
     prefixes = config.comment_prefixes
     content = [

@@ -65,25 +65,32 @@ def read_fast(
 ) -> tuple[pl.DataFrame, pl.DataFrame, dict] | None:
     """`read_cells` with polars' CSV reader, or None where the file needs `split_table`."""
     n_fields, delim = len(sniffed.names), sniffed.delimiter
-    if delim == WHITESPACE or len(delim.encode()) != 1 or n_fields < 2:
+    if delim == WHITESPACE or len(delim.encode()) != 1 or delim in "\r\n" or n_fields < 2:
         return None
-    body = sniffed.body()
-    raw = np.frombuffer(body, dtype=np.uint8)
-    ends = np.flatnonzero(raw == ord("\n"))
-    if body and not body.endswith(b"\n"):
-        ends = np.append(ends, len(body))
+    # the file's own bytes where they are UTF-8: the body is not copied to be counted
+    buffer, offset = sniffed.body_at()
+    raw = np.frombuffer(buffer, dtype=np.uint8, offset=offset)
+    quoted = buffer.find(b'"', offset) >= 0
+    if quoted:
+        ends = np.flatnonzero(raw == ord("\n"))
+        if len(raw) and raw[-1] != ord("\n"):
+            ends = np.append(ends, len(raw))
+    else:
+        ends, before = _line_ends(raw, ord(delim))
     if not len(ends) or len(ends) != sniffed.total_lines - sniffed.data_start:
         return None
     starts = np.r_[0, ends[:-1] + 1]
-    delims = np.flatnonzero(raw == ord(delim))
-    quoted = b'"' in body
     if quoted:
+        delims = np.flatnonzero(raw == ord(delim))
         quotes = np.flatnonzero(raw == QUOTE)
         if (np.searchsorted(quotes, ends) % 2).any():
             return None  # a line break inside quotes: records are not lines
         delims = delims[np.searchsorted(quotes, delims) % 2 == 0]
-    counts = np.searchsorted(delims, ends) - np.searchsorted(delims, starts) + 1
-    del delims
+        before = np.searchsorted(delims, ends)
+        del delims
+    # delimiters before each line's end, less those before the line's start (= before the
+    # previous line's end: no delimiter is a line break)
+    counts = np.diff(before, prepend=0) + 1
     last = np.maximum(ends - 1, 0)
     last = last - ((raw[last] == ord("\r")) & (last > starts))
     # one trailing delimiter on a line is an empty extra column of the export, not a field
@@ -96,7 +103,8 @@ def read_fast(
         return None
     try:
         frame = pl.read_csv(
-            (delim.join(f"c{i}" for i in range(n_fields)) + "\n").encode() + body,
+            # one copy of the body, behind a header of our own names
+            b"".join([(delim.join(f"c{i}" for i in range(n_fields)) + "\n").encode(), raw.data]),
             separator=delim,
             quote_char='"' if quoted else None,
             infer_schema=False,
@@ -113,7 +121,7 @@ def read_fast(
             {
                 "line": first_line + odd_idx,
                 "raw": [
-                    body[a:b].decode("utf-8").rstrip("\r")
+                    bytes(raw[a:b]).decode("utf-8").rstrip("\r")
                     for a, b in zip(starts[odd_idx].tolist(), ends[odd_idx].tolist(), strict=True)
                 ],
                 "count": counts[odd_idx],
@@ -124,17 +132,28 @@ def read_fast(
         comment_prefixes,
     )
     dropped = odd_lines.filter(pl.col("blank") | pl.col("reason").is_not_null())
-    keep = np.ones(len(ends), dtype=bool)
-    keep[dropped["line"].to_numpy() - first_line] = False
+    drop = dropped["line"].to_numpy() - first_line
     blank = int(odd_lines["blank"].sum())
     fields = [f"c{i}" for i in range(n_fields)]
     cells = frame.with_columns(
         line=pl.int_range(first_line, first_line + frame.height, dtype=pl.Int64)
-    ).filter(pl.Series(keep))
+    )
+    tail = frame.height - len(drop)
+    if len(drop) and (drop >= tail).all():  # only the last lines (one cut off): no copy
+        cells = cells.head(tail)
+    elif len(drop):
+        keep = np.ones(len(ends), dtype=bool)
+        keep[drop] = False
+        cells = cells.filter(pl.Series(keep))
     if quoted or _padded(raw, delim):
         cells = cells.with_columns(_unpadded(fields))
-    cells = cells.select(
-        "line", *[pl.col(f).alias(raw_name(n)) for f, n in zip(fields, sniffed.names, strict=True)]
+    # renamed as Series: a select would rechunk every column (polars' reader gives a chunk
+    # per thread) only to line them up with `line`
+    cells = pl.DataFrame(
+        [
+            cells["line"],
+            *[cells[f].alias(raw_name(n)) for f, n in zip(fields, sniffed.names, strict=True)],
+        ]
     )
     counts_out = _counts(sniffed, data_lines=len(ends) - blank, blank=blank)
     return cells, _line_rejects(odd_lines), counts_out
@@ -145,19 +164,49 @@ def _unpadded(fields: list[str]) -> pl.Expr:
     return pl.col(fields).str.strip_chars().str.strip_chars('"').str.strip_chars()
 
 
+SCAN = 1 << 20  # bytes compared at a time: temporaries stay in cache, not 2 × the file
+
+
+def _line_ends(raw: np.ndarray, delim: int) -> tuple[np.ndarray, np.ndarray]:
+    """(where each line ends: its newline or the end of the bytes, the number of delimiters
+    before that), chunk by chunk: no array of every delimiter's offset (5 M of them for 500 k
+    lines of 11 fields) and no temporary as large as the file."""
+    ends, before, seen = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)], 0
+    for start in range(0, len(raw), SCAN):
+        chunk = raw[start : start + SCAN]
+        newlines = np.flatnonzero(chunk == ord("\n"))
+        delims = np.flatnonzero(chunk == delim)
+        ends.append(newlines + start)
+        before.append(np.searchsorted(delims, newlines) + seen)
+        seen += len(delims)
+    if len(raw) and raw[-1] != ord("\n"):  # a last line without a newline
+        ends.append(np.array([len(raw)]))
+        before.append(np.array([seen]))
+    return np.concatenate(ends), np.concatenate(before)
+
+
 def _padded(raw: np.ndarray, delim: str) -> bool:
     """Whether some cell starts or ends with a blank (next to a delimiter or a line end)."""
-    edges = np.frombuffer(f"{delim}\n\r".encode(), np.uint8)
-    for blank in {" ", "\t"} - {delim}:
-        at = np.flatnonzero(raw == ord(blank))
-        if len(at) and (
-            at[0] == 0
-            or at[-1] == len(raw) - 1
-            or np.isin(raw[at - 1], edges).any()
-            or np.isin(raw[np.minimum(at + 1, len(raw) - 1)], edges).any()
-        ):
-            return True
+    if not len(raw):
+        return False
+    blanks = [ord(b) for b in sorted({" ", "\t"} - {delim})]
+    if raw[0] in blanks or raw[-1] in blanks:
+        return True
+    for start in range(0, len(raw), SCAN):
+        chunk = raw[start : start + SCAN]
+        for blank in blanks:
+            at = np.flatnonzero(chunk == blank) + start
+            at = at[(at > 0) & (at < len(raw) - 1)]
+            # the bytes on either side of each blank (a timestamp's blank is many)
+            for side in (raw[at - 1], raw[at + 1]):
+                if _is_edge(side, delim).any():
+                    return True
     return False
+
+
+def _is_edge(codes: np.ndarray, delim: str) -> np.ndarray:
+    """A delimiter or a line end (compared one by one: cheaper than `np.isin` here)."""
+    return (codes == ord(delim)) | (codes == ord("\n")) | (codes == ord("\r"))
 
 
 def _classify(lines: pl.DataFrame, sniffed: Sniffed, comment_prefixes: list[str]) -> pl.DataFrame:

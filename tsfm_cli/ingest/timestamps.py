@@ -157,8 +157,9 @@ def _is_counter(col: pl.Series) -> bool:
 
 def parse_times(
     cells: pl.DataFrame, columns: list[str], how: str, config: IngestConfig, fmt: str | None = None
-) -> tuple[pl.Expr, bool]:
-    """An expression giving the parsed timestamp (naive or UTC) and whether it is UTC-aware."""
+) -> tuple[pl.Expr | pl.Series, bool]:
+    """The parsed timestamp (naive or UTC; an expression, or the column read already) and
+    whether it is UTC-aware."""
     if how == "epoch_s":
         secs = pl.col(raw_name(columns[0])).cast(pl.Float64, strict=False)
         return (secs * 1e6).cast(pl.Int64).cast(pl.Datetime("us", "UTC")), True
@@ -181,7 +182,36 @@ def parse_times(
             raise BadInputError(f"column '{columns[0]}': no timestamp format fits its values")
     kwargs = {"time_zone": "UTC"} if aware else {}
     parsed = _normalise(text, fmt).str.to_datetime(fmt, strict=False, time_unit="us", **kwargs)
-    return parsed, aware
+    whole = fmt.replace("%.f", "")
+    if whole == fmt:
+        return parsed, aware
+    normal = cells.select(_normalise(text, fmt)).to_series()
+    if not _fits_as(normal, whole, fmt, kwargs):
+        return parsed, aware
+    return _parse_fallback(normal, whole, fmt, kwargs), aware
+
+
+def _fits_as(values: pl.Series, whole: str, fmt: str, kwargs: dict) -> bool:
+    """Whether the sample of `values` parses as well without fractional seconds as with them."""
+    sample = _first_non_empty(values, SAMPLE)
+    with_frac = sample.str.to_datetime(fmt, strict=False, time_unit="us", **kwargs)
+    without = sample.str.to_datetime(whole, strict=False, time_unit="us", **kwargs)
+    return with_frac.null_count() < len(sample) and without.null_count() == with_frac.null_count()
+
+
+def _parse_fallback(values: pl.Series, whole: str, fmt: str, kwargs: dict) -> pl.Series:
+    """`values` parsed with `fmt`, most of them by the same format without `%.f`: polars reads
+    a format with `%.f` several times slower (no fast path), and a time without a fraction
+    reads the same either way. Only what the whole-second format leaves null is read again
+    with `fmt` (a time with a fraction, or junk)."""
+    # no cache of unique strings: times are mostly all different, and the fast path without
+    # it is faster even when they repeat
+    parsed = values.str.to_datetime(whole, strict=False, time_unit="us", cache=False, **kwargs)
+    rows = (parsed.is_null() & values.is_not_null()).arg_true()
+    if len(rows) == 0:
+        return parsed
+    again = values.gather(rows).str.to_datetime(fmt, strict=False, time_unit="us", **kwargs)
+    return parsed.scatter(rows, again)
 
 
 def _aware_if(ts: pl.Expr, config: IngestConfig) -> tuple[pl.Expr, bool]:
