@@ -59,16 +59,24 @@ def clean(
     return _inside(grid, span), _inside(rejects, span)
 
 
+def margin_us(points: int) -> pl.Expr:
+    """`points` grid points of each series in µs (`step_us`, `first_us`, `last_us`), at most its
+    whole grid: a margin longer than the series (say `stuck_points` 10⁹, "never") does not
+    overflow."""
+    length = (pl.col("last_us") - pl.col("first_us")) // pl.col("step_us") + 1
+    return pl.min_horizontal(pl.lit(points, pl.Int64), length) * pl.col("step_us")
+
+
 def _with_margins(span: pl.DataFrame, names: pl.DataFrame, config: IngestConfig) -> pl.DataFrame:
     """The grid to build for `span`: the stretch's points and `margin_points` more on either
     side, inside the series' own first and last point (`_sid, step_us, origin_us, n`)."""
-    margin = margin_points(config, names)
     step, first = pl.col("step_us"), pl.col("first_us")
+    margin = margin_us(margin_points(config, names))
     # the series' own lattice (first + i × step): lo rounded up onto it, hi - 1 rounded down
     up = first + ((pl.col("lo_us") - first).clip(0) + step - 1) // step * step
     down = first + (pl.col("hi_us") - 1 - first) // step * step
-    origin = pl.max_horizontal(first, up - margin * step)
-    end = pl.min_horizontal(pl.col("last_us"), down + margin * step)
+    origin = pl.max_horizontal(first, up - margin)
+    end = pl.min_horizontal(pl.col("last_us"), down + margin)
     return span.select(
         pl.col("_sid").cast(pl.UInt32),
         "step_us",

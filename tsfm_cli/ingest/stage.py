@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from tsfm_cli.errors import BadInputError, QualityGateError
-from tsfm_cli.ingest.clean import clean, margin_points
+from tsfm_cli.ingest.clean import clean, margin_points, margin_us
 from tsfm_cli.ingest.config import PARSE_KEYS, IngestConfig, for_file, format_duration
 from tsfm_cli.ingest.grid import MAX_GRID_FACTOR, MAX_GRID_SLACK, series_table
 from tsfm_cli.ingest.groups import keys_from_path
@@ -501,7 +501,9 @@ def _assemble(writer: StageWriter, parts, files_meta, failed, config) -> dict[st
         .sort("_sid", "_chunk")
     )
     stretches = plan(spans, chunks, BATCH_READINGS)
-    reach = (margin_points(config, names) + 1) * spans["step_us"].fill_null(0)
+    # the readings a stretch's margins reach: its margin and one step of clock jitter more
+    reach = spans.select(margin_us(margin_points(config, names)) + pl.col("step_us"))
+    reach = reach.to_series().fill_null(0)
 
     def stretch_readings(stretch: Stretch) -> pl.DataFrame:
         in_stretch = pl.col("_sid").is_between(stretch.lo, stretch.hi - 1)
