@@ -50,14 +50,10 @@ def _steps(df: pl.DataFrame, n_series: int, config: IngestConfig) -> pl.DataFram
         file_lo=pl.col("_file").min(),
         file_hi=pl.col("_file").max(),
     )
+    step = grid_step(pl.col("_t"), config)
     if config.freq:
-        step = pl.lit(parse_duration(config.freq, "freq") * 1_000_000, pl.Int64)
         steps = df.group_by("_sid").agg(step_us=step, **per_series)
-    else:
-        # the median spacing needs each series in time order: sort just the three columns
-        diffs = pl.col("_t").head(STEP_READINGS).diff()
-        med = diffs.filter(diffs > 0).median()
-        step = (med / 1_000_000).round().clip(lower_bound=1).fill_null(1).cast(pl.Int64) * 1_000_000
+    else:  # the median spacing needs each series in time order: sort just the three columns
         steps = (
             df.select("_sid", "_t", "_file")
             .sort(["_sid", "_t"])
@@ -68,8 +64,24 @@ def _steps(df: pl.DataFrame, n_series: int, config: IngestConfig) -> pl.DataFram
         steps, on="_sid", how="left"
     )
     # the grid starts at the first reading rounded to a whole step (jittered clocks)
-    aligned = (pl.col("first") / pl.col("step_us")).round() * pl.col("step_us")
-    return steps.with_columns(origin_us=aligned.cast(pl.Int64)).drop("first")
+    return steps.with_columns(origin_us=on_lattice("first")).drop("first")
+
+
+def grid_step(times: pl.Expr, config: IngestConfig) -> pl.Expr:
+    """A series' grid step in µs, as an aggregation over its reading `times` (µs, in time
+    order): `freq`, else the median spacing of its first STEP_READINGS readings in whole
+    seconds (at least 1)."""
+    if config.freq:
+        return pl.lit(parse_duration(config.freq, "freq") * 1_000_000, pl.Int64)
+    diffs = times.head(STEP_READINGS).diff()
+    med = diffs.filter(diffs > 0).median()
+    return (med / 1_000_000).round().clip(lower_bound=1).fill_null(1).cast(pl.Int64) * 1_000_000
+
+
+def on_lattice(column: str) -> pl.Expr:
+    """Times (µs) of `column` rounded to the nearest multiple of `step_us` (half to even, as
+    `_lattice_index` rounds): where a reading lands on its series' grid."""
+    return (pl.col(column) / pl.col("step_us")).round().cast(pl.Int64) * pl.col("step_us")
 
 
 def _lattice_index(t: np.ndarray, origin: np.ndarray, step: np.ndarray) -> np.ndarray:

@@ -531,7 +531,7 @@ def _assemble(writer: StageWriter, parts, files_meta, failed, config) -> dict[st
     )
     used = np.zeros(int(sizes.sum()), dtype=bool)
     shown = min(names.height, PLOT_MAX_SERIES)
-    points_of = ((spans["last_us"] - spans["first_us"]) // spans["step_us"] + 1).fill_null(0)
+    points_of = spans["points"].fill_null(0)
     plot_bins = [StateBins(int(points_of[sid]), PLOT_BINS) for sid in range(shown)]
     report_rows, dup_rejects = [], []
     points = observed = partitions = 0
@@ -592,7 +592,7 @@ def _assemble(writer: StageWriter, parts, files_meta, failed, config) -> dict[st
 def _check_spans(spans: pl.DataFrame, names: pl.DataFrame) -> None:
     """BadInputError for a series whose timestamps span far more grid points than it has
     readings (a wrong clock or unit: the grid would not fit in memory)."""
-    points = (spans["last_us"] - spans["first_us"]) // spans["step_us"] + 1
+    points = spans["points"]
     allowed = spans["readings"] * MAX_GRID_FACTOR + MAX_GRID_SLACK
     bad = (points > allowed).fill_null(False).arg_true()
     if len(bad):

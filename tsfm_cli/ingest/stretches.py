@@ -16,8 +16,8 @@ from itertools import pairwise
 import numpy as np
 import polars as pl
 
-from tsfm_cli.ingest.config import IngestConfig, parse_duration
-from tsfm_cli.ingest.grid import STEP_READINGS
+from tsfm_cli.ingest.config import IngestConfig
+from tsfm_cli.ingest.grid import STEP_READINGS, grid_step, on_lattice
 
 OPEN = 2**62  # µs: a stretch bound beyond any timestamp
 
@@ -41,9 +41,9 @@ def series_spans(
     frames: list[pl.LazyFrame], n_series: int, config: IngestConfig, chunk_every: str
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(per `_sid` 0..n-1: step_us, first_us, last_us (its grid's first and last point),
-    readings; per `_sid` and `_chunk` (µs): readings) from the readings of every file
-    (`_sid`, `timestamp`). The step is the grid's (grid.py): `freq`, else the median spacing of
-    the series' first STEP_READINGS readings, found from each file's first readings."""
+    readings, points (of its grid); per `_sid` and `_chunk` (µs): readings) from the readings
+    of every file (`_sid`, `timestamp`). The step is the grid's (grid.py `grid_step`), from
+    each file's first STEP_READINGS readings of the series."""
     t = pl.col("timestamp").dt.epoch("us").alias("_t")
     wanted = {"first": pl.col("_t").min(), "last": pl.col("_t").max(), "readings": pl.len()}
     if not config.freq:
@@ -63,27 +63,21 @@ def series_spans(
         "last": pl.col("last").max(),
         "readings": pl.col("readings").sum(),
     }
-    if config.freq:
-        step = pl.lit(parse_duration(config.freq, "freq") * 1_000_000, pl.Int64)
-    else:
-        low = pl.col("_low").list.explode().sort().head(STEP_READINGS)
-        diffs = low.diff()
-        med = diffs.filter(diffs > 0).median()
-        step = (med / 1_000_000).round().clip(lower_bound=1).fill_null(1).cast(pl.Int64)
-        step = step * 1_000_000
+    # the series' first readings over all files: the bottom of each file's bottoms
+    earliest = pl.col("_low").list.explode().sort() if not config.freq else None
+    step = grid_step(earliest, config)
     spans = pl.concat(per_file).group_by("_sid").agg(step_us=step, **combined)
     spans = pl.DataFrame({"_sid": np.arange(n_series, dtype=np.uint32)}).join(
         spans, on="_sid", how="left"
     )
     # the grid's first and last point: readings rounded onto the step's lattice (grid.py)
-    step = pl.col("step_us")
     spans = spans.select(
         "_sid",
         "step_us",
-        first_us=(pl.col("first") / step).round().cast(pl.Int64) * step,
-        last_us=(pl.col("last") / step).round().cast(pl.Int64) * step,
+        first_us=on_lattice("first"),
+        last_us=on_lattice("last"),
         readings=pl.col("readings"),
-    )
+    ).with_columns(points=(pl.col("last_us") - pl.col("first_us")) // pl.col("step_us") + 1)
     chunks = (
         pl.concat(per_chunk)
         .group_by("_sid", "_chunk")
