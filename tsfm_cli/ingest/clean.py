@@ -43,16 +43,8 @@ def clean(
     series' whole grid (its first and last point, its step) and the stretch [lo, hi) wanted;
     the stretch is cleaned with `margin_points` on either side and returned alone, with the
     rejects of its own points. `readings` must hold every reading of the stretch and margins."""
-    if span is None:
-        grid, rejects = build_grid(readings, names, config, chunk_every=chunk_every)
-    else:
-        grid, rejects = build_grid(
-            readings,
-            names,
-            config,
-            chunk_every=chunk_every,
-            span=_with_margins(span, names, config),
-        )
+    built = None if span is None else _with_margins(span, names, config)
+    grid, rejects = build_grid(readings, names, config, chunk_every=chunk_every, span=built)
     grid = fill_gaps(detect_faults(grid, names, config), config)
     if span is None:
         return grid, rejects

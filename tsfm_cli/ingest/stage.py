@@ -544,15 +544,11 @@ def _assemble(writer: StageWriter, parts, files_meta, failed, config) -> dict[st
             lo, hi = stretch.lo, stretch.hi
             own = names.slice(lo, hi - lo).with_columns(pl.col("_sid") - lo)
             readings = stretch_readings(stretch)
-            if stretch.whole:
-                grid, dups = clean(readings, own, config, chunk_every=chunk_every)
-            else:
-                span = spans.slice(lo, 1).with_columns(
-                    _sid=pl.lit(0, pl.UInt32),
-                    lo_us=pl.lit(stretch.t_lo),
-                    hi_us=pl.lit(stretch.t_hi),
-                )
-                grid, dups = clean(readings, own, config, chunk_every=chunk_every, span=span)
+            span = None  # a run of whole series; else one series' chunks [t_lo, t_hi)
+            if not stretch.whole:
+                bounds = {"lo_us": pl.lit(stretch.t_lo), "hi_us": pl.lit(stretch.t_hi)}
+                span = spans.slice(lo, 1).with_columns(_sid=pl.lit(0, pl.UInt32), **bounds)
+            grid, dups = clean(readings, own, config, chunk_every=chunk_every, span=span)
             del readings
             report_rows.append(report_parts(grid).with_columns(pl.col("_sid") + lo))
             if lo < shown:
