@@ -184,9 +184,7 @@ def score_baselines(
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Score every baseline on every window of `eval_frame` (eval.parquet columns) →
     (results rows, window rows); the frame's windows in memory, scored by `score_windows`."""
-    for model in models:
-        if model not in BASELINES:
-            raise ValueError(f"unknown baseline '{model}' (known: {', '.join(BASELINES)})")
+    _check_models(models)
     if eval_frame.is_empty() or not models:
         return pl.DataFrame(), pl.DataFrame()
     if "split" not in eval_frame.columns:
@@ -202,6 +200,12 @@ def score_baselines(
         scenarios=scenarios,
         batch_size=batch_size,
     )
+
+
+def _check_models(models) -> None:
+    for model in models:
+        if model not in BASELINES:
+            raise ValueError(f"unknown baseline '{model}' (known: {', '.join(BASELINES)})")
 
 
 def score_windows(
@@ -223,9 +227,7 @@ def score_windows(
     Results rows: one per model × scenario × horizon × split over all windows, plus per-group
     rows (tsfm_cli/groupkeys.py); window rows: one per model × window.
     """
-    for model in models:
-        if model not in BASELINES:
-            raise ValueError(f"unknown baseline '{model}' (known: {', '.join(BASELINES)})")
+    _check_models(models)
     if meta.is_empty() or not models:
         return pl.DataFrame(), pl.DataFrame()
     if "freq_s" not in meta.columns:
