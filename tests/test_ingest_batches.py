@@ -99,10 +99,10 @@ def test_a_damaged_shard_part_is_parsed_again(tmp_path):
 def test_the_plot_shows_the_same_series_when_they_span_batches(tmp_path, monkeypatch):
     """quality.png shows the first PLOT_MAX_SERIES series: drawn once the batches holding
     them are cleaned, it is the picture of cleaning all series at once."""
-    from tsfm_cli.ingest import report
+    from tsfm_cli.ingest import assemble, report
 
     monkeypatch.setattr(report, "PLOT_MAX_SERIES", 3)
-    monkeypatch.setattr(ingest_stage, "PLOT_MAX_SERIES", 3)
+    monkeypatch.setattr(assemble, "PLOT_MAX_SERIES", 3)
     _sample(tmp_path / "whole", monkeypatch)
     _sample(tmp_path / "batched", monkeypatch, budget=10)
     assert (tmp_path / "batched" / "quality.png").read_bytes() == (

@@ -173,13 +173,27 @@ def test_the_rolling_median_of_a_stretch_is_that_of_the_whole():
 def test_a_budget_of_readings_cleans_stretches_that_give_the_rows_of_the_whole():
     """Memory follows a budget of readings: short series are cleaned whole, several together;
     longer ones a run of days at a time; the rows are those of cleaning everything at once."""
-    from tsfm_cli.ingest.stretches import plan, series_spans
+    from tsfm_cli.ingest.increment import (
+        chunk_readings,
+        file_index,
+        lowest_times,
+        spans_from_index,
+        steps_from_lowest,
+    )
+    from tsfm_cli.ingest.stretches import plan
 
     short = _readings(12, n_series=2, days=0.3).with_columns(pl.col("_sid") + 3)
     readings, names, config = pl.concat([_readings(11), short]), _names(5), _config()
     whole, whole_rejects = clean(readings, names, config, chunk_every="1d")
-    files = [readings.filter(pl.col("_file") == f).lazy() for f in (0, 1)]
-    spans, chunks = series_spans(files, names.height, config, "1d")
+    # each file's index and earliest readings, as ingest keeps them; the series' grids from those
+    files = [readings.filter(pl.col("_file") == f).rename({"_sid": "_lid"}).lazy() for f in (0, 1)]
+    local = names.select(pl.col("_sid").alias("_lid"), "series_id")
+    index = pl.concat([file_index(f, local) for f in files]).join(
+        names.select("_sid", "series_id"), on="series_id"
+    )
+    lows = pl.concat([lowest_times(f) for f in files]).rename({"_lid": "_sid"})
+    spans = spans_from_index(index, steps_from_lowest(lows, config), names.height)
+    chunks = chunk_readings(index, "1d")
     grid_of = whole.group_by("_sid").agg(
         step_us=pl.col("freq_s").first() * 1_000_000,
         first_us=pl.col("timestamp").min().dt.epoch("us"),
@@ -196,20 +210,23 @@ def test_a_budget_of_readings_cleans_stretches_that_give_the_rows_of_the_whole()
     reach = (margin_points(config, names) + 1) * STEP_S * 1_000_000
     pieces, rejects = [], []
     for s in stretches:
-        own = names.slice(s.lo, s.hi - s.lo).with_columns(pl.col("_sid") - s.lo)
-        mine = readings.filter(pl.col("_sid").is_between(s.lo, s.hi - 1))
-        mine = mine.with_columns(pl.col("_sid") - s.lo)
+        lo = s.sids[0]
+        assert s.sids == tuple(range(lo, lo + len(s.sids)))  # a full build: runs of series
+        own = names.slice(lo, len(s.sids)).with_columns(pl.col("_sid") - lo)
+        mine = readings.filter(pl.col("_sid").is_in(list(s.sids)))
+        mine = mine.with_columns(pl.col("_sid") - lo)
         if s.whole:
             grid, dups = clean(mine, own, config, chunk_every="1d")
         else:
+            ((t_lo, t_hi),) = s.bounds
             at = pl.col("timestamp").dt.epoch("us")
-            mine = mine.filter(at.is_between(s.t_lo - reach, s.t_hi + reach))
-            span = spans.filter(pl.col("_sid") == s.lo).with_columns(
-                _sid=pl.lit(0, pl.UInt32), lo_us=pl.lit(s.t_lo), hi_us=pl.lit(s.t_hi)
+            mine = mine.filter(at.is_between(t_lo - reach, t_hi + reach))
+            span = spans.filter(pl.col("_sid") == lo).with_columns(
+                _sid=pl.lit(0, pl.UInt32), lo_us=pl.lit(t_lo), hi_us=pl.lit(t_hi)
             )
             grid, dups = clean(mine, own, config, chunk_every="1d", span=span)
-        pieces.append(grid.with_columns(pl.col("_sid") + s.lo))
-        rejects.append(dups.with_columns(pl.col("_sid") + s.lo))
+        pieces.append(grid.with_columns(pl.col("_sid") + lo))
+        rejects.append(dups.with_columns(pl.col("_sid") + lo))
     assert pl.concat(pieces).equals(whole)
     key = ["_file", "line", "column"]
     assert pl.concat(rejects).sort(key).equals(whole_rejects.sort(key))

@@ -112,7 +112,9 @@ def test_incremental_rerun_adds_only_new_and_changed_files(tmp_path):
     m2 = read_series(out).filter(pl.col("series_id") == "line1/machine2/temp")
     assert m2["value"].to_list() == [40, 50, 60]
     parts = sorted(p.name for p in (out / "parts").iterdir())
-    assert len(parts) == 8  # 4 files × (readings + rejects); the old part is gone
+    # 4 files × (readings, rejects, index) and the state of the next run; the old part is gone
+    assert len(parts) == 4 * 3 + 3
+    assert {"chunks.parquet", "duplicates.parquet", "series.parquet"} <= set(parts)
 
 
 def test_changed_setting_redoes_the_work(tmp_path):
@@ -127,7 +129,7 @@ def test_changed_setting_redoes_the_work(tmp_path):
 
 def test_plot_error_fails_the_stage_and_keeps_the_old_output(tmp_path, monkeypatch):
     """quality.png is drawn in a thread: its error is the stage's, and nothing is committed."""
-    import tsfm_cli.ingest.stage as stage
+    import tsfm_cli.ingest.assemble as stage
 
     src = write_files(tmp_path / "src", {"m.csv": wide_csv([1, 2, 3])})
     out = tmp_path / "clean"
@@ -149,7 +151,7 @@ def test_write_error_waits_for_the_plot_before_discarding(tmp_path, monkeypatch)
     removed, so no file is written into it afterwards and no directory is left behind."""
     import time
 
-    import tsfm_cli.ingest.stage as stage
+    import tsfm_cli.ingest.assemble as stage
 
     drawn = []
 

@@ -24,9 +24,10 @@ def build_report(
     return combine_report([report_parts(grid)], names, key_cols, files, units)
 
 
-def report_parts(grid: pl.DataFrame) -> pl.DataFrame:
-    """Per `_sid` of a stretch of the grid: the counts and bounds its report row is made of. A
-    series cleaned in several stretches (time chunks) adds its parts up in `combine_report`."""
+def report_parts(grid: pl.DataFrame, by_chunk: bool = False) -> pl.DataFrame:
+    """Per `_sid` (and with `by_chunk` per `_chunk`, µs) of a stretch of the grid: the counts and
+    bounds its report row is made of. A series cleaned in several stretches (time chunks) adds
+    its parts up in `combine_report`; a rerun keeps those of the chunks it does not clean."""
     counts = [
         ((pl.col("flags") & int(flag)) != 0).sum().cast(pl.Int64).alias(flag.name.lower())
         for flag in Flag
@@ -34,7 +35,7 @@ def report_parts(grid: pl.DataFrame) -> pl.DataFrame:
     # lazy: the streaming group_by is faster than the eager one over millions of points
     return (
         grid.lazy()
-        .group_by("_sid")
+        .group_by("_sid", *([pl.col("_chunk").dt.epoch("us")] if by_chunk else []))
         .agg(
             pl.col("_file").unique().alias("_files"),
             pl.len().cast(pl.Int64).alias("points"),
@@ -60,7 +61,7 @@ def combine_report(
     """report.parquet's rows from the `report_parts` of every stretch of every series."""
     sums = ["points", "observed", "_faulty", "_absent", *[f.name.lower() for f in Flag]]
     per = (
-        pl.concat(parts)
+        pl.concat(parts, how="diagonal_relaxed")
         .group_by("_sid")
         .agg(
             pl.col("_files").list.explode(keep_nulls=False, empty_as_null=False).unique(),
@@ -180,21 +181,25 @@ def _plot_state() -> pl.Expr:
     )
 
 
-def add_plot_states(rows: list[StateBins], grid: pl.DataFrame, spans: pl.DataFrame, lo: int):
-    """Add the points of a cleaned stretch (series lo, lo + 1, …, `_sid` counted from 0) to the
-    plot rows of the series quality.png shows (`rows[sid]`), each at its place in its series'
-    whole grid (`spans`: `first_us`, `step_us` per series): the grid need not be kept until the
-    drawing."""
+def plot_states(frame: pl.DataFrame):
+    """Per point (`observed`, `flags`): its state in quality.png (numpy int8)."""
+    return frame.select(_plot_state()).to_series().to_numpy()
+
+
+def add_plot_states(rows: list[StateBins], grid: pl.DataFrame, spans: pl.DataFrame, sids):
+    """Add the points of a cleaned stretch (its `_sid` i is series `sids[i]`) to the plot rows
+    of the series quality.png shows (`rows[sid]`), each at its place in its series' whole grid
+    (`spans`: `first_us`, `step_us` per series): the grid need not be kept until the drawing."""
 
     from tsfm_cli.ingest.grid import run_bounds
 
     sid = grid["_sid"].to_numpy()
     starts, ends = run_bounds(sid)
-    states = grid.select(_plot_state()).to_series().to_numpy()
+    states = plot_states(grid)
     stamps = grid["timestamp"].dt.epoch("us").to_numpy()
     first, step = spans["first_us"].to_numpy(), spans["step_us"].to_numpy()
     for a, b in zip(starts, ends, strict=True):
-        series = lo + int(sid[a])
+        series = int(sids[sid[a]])
         if series >= len(rows):
             break
         rows[series].add(states[a:b], int((stamps[a] - first[series]) // step[series]))

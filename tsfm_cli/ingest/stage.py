@@ -2,16 +2,15 @@
 
 Incremental: each source file is parsed once into `parts/<key>.parquet` (+ `.rejects.parquet`),
 keyed by its content hash, path and the parse settings. A rerun reuses the parts of unchanged
-files (hard links) and parses only new or changed ones; the grid, fault and report steps are then
-rebuilt from all parts, so rows are never duplicated. Same files + same config ⇒ nothing at all.
+files (hard links) and parses only new or changed ones; assemble.py then cleans only the time
+chunks that new, changed or removed files reach and keeps the rest of the last run, so rows are
+never duplicated. Same files + same config ⇒ nothing at all.
 """
 
 from __future__ import annotations
 
 import glob
 import hashlib
-import shutil
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -19,27 +18,16 @@ import numpy as np
 import polars as pl
 
 from tsfm_cli.errors import BadInputError, QualityGateError
-from tsfm_cli.ingest.clean import clean, margin_points, margin_us
-from tsfm_cli.ingest.config import PARSE_KEYS, IngestConfig, for_file, format_duration
-from tsfm_cli.ingest.grid import MAX_GRID_FACTOR, MAX_GRID_SLACK, series_table
+from tsfm_cli.ingest.assemble import Part, assemble
+from tsfm_cli.ingest.config import PARSE_KEYS, IngestConfig, for_file
 from tsfm_cli.ingest.groups import keys_from_path
-from tsfm_cli.ingest.reader import long_readings, read_source, reading_count
+from tsfm_cli.ingest.reader import read_source, reading_count
 from tsfm_cli.ingest.report import (
     GATED,
-    PLOT_BINS,
-    PLOT_MAX_SERIES,
-    StateBins,
-    add_plot_states,
-    combine_report,
-    quality_plot,
-    report_parts,
 )
 from tsfm_cli.ingest.sniff import CHUNK, LineLimit
-from tsfm_cli.ingest.stretches import Stretch, plan, series_spans
-from tsfm_cli.ingest.table import REJECT_SCHEMA
 from tsfm_cli.recipe import config_dict
 from tsfm_cli.schema import Flag
-from tsfm_cli.series_dataset import CHUNK_EVERY, check_ids, chunk_runs, resolve, write_partition
 from tsfm_cli.stagedir import (
     StageWriter,
     canonical_json,
@@ -249,7 +237,9 @@ def run_ingest(
             summary.update(files=len(sources), files_parsed=parsed, files_reused=reused)
             writer.commit(summary=summary, files=files_meta)
             return {**summary, "out_dir": str(out_dir), "skipped": False}
-        summary = _assemble(writer, parts, files_meta, failed, config)
+        pieces = [Part(i, f, k, files_meta[f], frame) for i, f, k, frame in parts]
+        del parts
+        summary = assemble(writer, pieces, files_meta, failed, config, BATCH_READINGS, reporter)
         summary.update(
             files=len(sources) + len(unreadable), files_parsed=parsed, files_reused=reused
         )
@@ -417,260 +407,7 @@ def sensor_globs(patterns: list[str]) -> str:
     return "(?i)^(?:" + "|".join(parts) + ")"
 
 
-def _assemble(writer: StageWriter, parts, files_meta, failed, config) -> dict[str, Any]:
-    key_cols: list[str] = []
-    files = [""] * (max((i for i, _, _, _ in parts), default=-1) + 1)
-    for index, file, _, _ in parts:
-        meta = files_meta[file]
-        files[index] = file
-        for k in list(meta.get("keys", {})) + list(meta.get("group_columns", [])):
-            if k not in key_cols:
-                key_cols.append(k)
-    cols = [*key_cols, "sensor"]
-    frames, runs = [], []
-    for n, (index, file, key, frame) in enumerate(parts):
-        # a file parsed in this run is still in memory: its cached part is not read back; the
-        # list lets go of it so that its sensor and key strings are freed once resolved
-        parts[n] = (index, file, key, None)
-        lazy = (
-            pl.scan_parquet(writer.dir / f"parts/{key}.parquet") if frame is None else frame.lazy()
-        )
-        meta = files_meta[file]
-        lazy = long_readings(lazy, meta["keys"], meta.get("group_columns", []))
-        if config.exclude_sensors:
-            lazy = lazy.filter(
-                ~pl.col("sensor").cast(pl.String).str.contains(sensor_globs(config.exclude_sensors))
-            )
-        frames.append((index, lazy))
-        run = _series_runs(lazy, [c for c in cols if c in lazy.collect_schema()])
-        runs.append(  # keys as strings (a part may hold them as categoricals), missing = null
-            run.select(
-                "_len",
-                *[
-                    pl.col(c).cast(pl.String)
-                    if c in run.columns
-                    else pl.lit(None, pl.String).alias(c)
-                    for c in cols
-                ],
-            )
-        )
-        del frame
-    names = series_table(pl.concat([r.lazy() for r in runs]), key_cols)
-    if names.height == 0:
-        used = [f for f in files if f]
-        where = used[0] + (f" (and {len(used) - 1} more files)" if len(used) > 1 else "")
-        excluded = (
-            f" after exclude_sensors {config.exclude_sensors}" if config.exclude_sensors else ""
-        )
-        raise BadInputError(f"no sensor readings left in any file{excluded}: {where}")
-    check_ids(names["series_id"])  # each is a folder name of the series dataset
-    lookup = names.select("_sid", *cols)
-    sids = []  # per part: the run's series, with the run lengths
-    for run in runs:
-        sid = run.join(lookup, on=cols, how="left", nulls_equal=True, maintain_order="left")
-        sids.append((sid["_sid"].to_numpy(), run["_len"].to_numpy()))
-    del runs
-    # every file's readings tagged with their series, one file at a time: held while they fit
-    # the budget, else spilled to _work/ and scanned back a stretch at a time
-    held = sum(int(lengths.sum()) for _, lengths in sids) <= BATCH_READINGS
-    work = writer.dir / "_work"  # spilled readings, removed before commit
-    sources: list[pl.DataFrame | Path] = []
-    if not held:
-        work.mkdir()
-    for n, (index, lazy) in enumerate(frames):
-        frames[n] = None
-        tagged = _tagged(lazy, *sids[n], index)
-        if not held:
-            sources.append(work / f"readings_{n}.parquet")
-            tagged.write_parquet(sources[-1], compression="lz4")
-        else:
-            sources.append(tagged)
-        del tagged
-    del sids, frames
-    scans = [pl.scan_parquet(p) if isinstance(p, Path) else p.lazy() for p in sources]
-    spans, days = series_spans(scans, names.height, config, "1d")
-    _check_spans(spans, names)
-    granularity = resolve(config.partition, int(spans["step_us"].min()) // 1_000_000)
-    chunk_every = CHUNK_EVERY[granularity]
-    chunks = (  # readings per series and time chunk, from those per day
-        days.with_columns(
-            pl.col("_chunk").cast(pl.Datetime("us", "UTC")).dt.truncate(chunk_every).dt.epoch("us")
-        )
-        .group_by("_sid", "_chunk")
-        .agg(pl.col("readings").sum())
-        .sort("_sid", "_chunk")
-    )
-    stretches = plan(spans, chunks, BATCH_READINGS)
-    # the readings a stretch's margins reach: its margin and one step of clock jitter more
-    reach = spans.select(margin_us(margin_points(config, names)) + pl.col("step_us"))
-    reach = reach.to_series().fill_null(0)
-
-    def stretch_readings(stretch: Stretch) -> pl.DataFrame:
-        in_stretch = pl.col("_sid").is_between(stretch.lo, stretch.hi - 1)
-        if not stretch.whole:  # its chunks and the readings its margins reach
-            near = int(reach[stretch.lo])
-            at = pl.col("timestamp").dt.epoch("us")
-            in_stretch &= at.is_between(stretch.t_lo - near, stretch.t_hi + near)
-        if held:  # all fit the budget: one stretch, and the tagged frames are let go
-            readings = pl.concat(sources)
-            sources.clear()
-            scans.clear()
-            return readings
-        # predicate pushdown: row groups of other series are skipped by their statistics
-        return (
-            pl.concat(scans).filter(in_stretch).with_columns(pl.col("_sid") - stretch.lo).collect()
-        )
-
-    # `source` is the path the group keys come from (relative to the folder given), not
-    # where the folder lies: the same data elsewhere gives the same bytes (identity is content)
-    relative = [files_meta[f].get("relative", f) if f else "" for f in files]
-    units = _units(files_meta)
-    sizes = np.array(
-        [files_meta[f].get("lines_total", 0) + 2 if f in files_meta else 0 for f in files],
-        dtype=np.int64,
-    )
-    used = np.zeros(int(sizes.sum()), dtype=bool)
-    shown = min(names.height, PLOT_MAX_SERIES)
-    points_of = spans["points"].fill_null(0)
-    plot_bins = [StateBins(int(points_of[sid]), PLOT_BINS) for sid in range(shown)]
-    report_rows, dup_rejects = [], []
-    points = observed = partitions = 0
-    # quality.png is drawn (holding the GIL) while the last stretch's files, the report and the
-    # rejects are written and hashed (polars and hashlib release it); not earlier, so that the
-    # drawing's memory never adds to a stretch being cleaned. Leaving the block waits for the
-    # drawing, on errors too, so that nothing writes into the directory once it is discarded.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tsfm-plot") as pool:
-        for number, stretch in enumerate(stretches):
-            lo, hi = stretch.lo, stretch.hi
-            own = names.slice(lo, hi - lo).with_columns(pl.col("_sid") - lo)
-            readings = stretch_readings(stretch)
-            span = None  # a run of whole series; else one series' chunks [t_lo, t_hi)
-            if not stretch.whole:
-                bounds = {"lo_us": pl.lit(stretch.t_lo), "hi_us": pl.lit(stretch.t_hi)}
-                span = spans.slice(lo, 1).with_columns(_sid=pl.lit(0, pl.UInt32), **bounds)
-            grid, dups = clean(readings, own, config, chunk_every=chunk_every, span=span)
-            del readings
-            report_rows.append(report_parts(grid).with_columns(pl.col("_sid") + lo))
-            if lo < shown:
-                add_plot_states(plot_bins, grid, spans, lo)
-            if number == len(stretches) - 1:
-                report = combine_report(report_rows, names, key_cols, files, units)
-                plot = pool.submit(
-                    quality_plot,
-                    np.stack([b.colours() for b in plot_bins]) if plot_bins else None,
-                    report,
-                    writer.dir / "quality.png",
-                )
-            dup_rejects.append(dups)
-            used |= _line_bitmap(
-                grid["_file"].fill_null(-1).to_numpy(),
-                grid["raw_line"].fill_null(-1).to_numpy(),
-                sizes,
-            )
-            points += grid.height
-            observed += int(grid["observed"].sum())
-            partitions += _write_series(writer, grid, own, relative, key_cols, granularity)
-            del grid
-        report = combine_report(report_rows, names, key_cols, files, units)
-        all_rejects = _write_rejects(writer, parts, pl.concat(dup_rejects), failed, files)
-        writer.write_parquet("report.parquet", report.drop("_sid"))
-        summary = _summary(
-            (used, sizes, points, observed), all_rejects, report, files, files_meta, failed,
-            config.gate_on,
-        )  # fmt: skip
-        summary.update(partition=granularity, partitions=partitions)
-        plot.result()  # the drawing's error, if any, is the stage's error
-    shutil.rmtree(work, ignore_errors=True)
-    writer.register("quality.png")
-    return summary
-
-
-def _check_spans(spans: pl.DataFrame, names: pl.DataFrame) -> None:
-    """BadInputError for a series whose timestamps span far more grid points than it has
-    readings (a wrong clock or unit: the grid would not fit in memory)."""
-    points = spans["points"]
-    allowed = spans["readings"] * MAX_GRID_FACTOR + MAX_GRID_SLACK
-    bad = (points > allowed).fill_null(False).arg_true()
-    if len(bad):
-        i = int(bad[0])
-        raise BadInputError(
-            f"series {names['series_id'][i]}: its timestamps span {points[i]:,} grid points of "
-            f"{format_duration(int(spans['step_us'][i]) // 1_000_000)} for "
-            f"{spans['readings'][i]:,} readings; check the timestamps or set `freq`"
-        )
-
-
 BATCH_READINGS = 6_000_000  # readings cleaned at once (a stretch, clean.py): ~0.5 GB of RAM
-
-
-def _tagged(lazy: pl.LazyFrame, sid: np.ndarray, lengths: np.ndarray, index: int) -> pl.DataFrame:
-    """A part's readings with their series (`_sid`, from its runs) and file (`_file`)."""
-    return (
-        lazy.select("raw_line", "timestamp", "value", "flags")
-        .collect()
-        .with_columns(
-            _sid=pl.Series(np.repeat(sid, lengths), dtype=pl.UInt32),
-            _file=pl.lit(index, pl.Int32),
-        )
-        .select("_sid", "_file", "raw_line", "timestamp", "value", "flags")
-    )
-
-
-def _write_series(writer: StageWriter, grid, names, files, key_cols, granularity: str) -> int:
-    """A batch's grid (sorted by series then time) as its partition files, each registered
-    with its rows; the number written. Each partition is a slice of the grid: the string
-    columns are built for one partition at a time."""
-    file_names = pl.Series("source", files, dtype=pl.String)
-    series_ids = names["series_id"].cast(pl.String).to_list()
-
-    def by_sid(column: str) -> pl.Expr:  # the series' own column, by position (no join)
-        return pl.lit(names[column].cast(pl.String)).gather(pl.col("_sid")).alias(column)
-
-    runs = chunk_runs(grid, granularity, "_sid")
-    for sid, chunk, offset, length in runs:
-        part = grid.slice(offset, length).select(
-            by_sid("series_id"),
-            pl.lit(file_names).gather(pl.col("_file")).alias("source"),
-            by_sid("sensor"),
-            "timestamp",
-            pl.col("value").cast(pl.Float32),
-            "observed",
-            pl.col("flags").cast(pl.UInt16),
-            "freq_s",
-            pl.col("raw_line").cast(pl.Int32),
-            *[by_sid(k) for k in key_cols],
-        )
-        name = write_partition(part, writer.dir, series_ids[sid], chunk)
-        writer.register(name, rows=length)
-    return len(runs)
-
-
-def _write_rejects(writer: StageWriter, parts, dup_rejects, failed, files) -> pl.DataFrame:
-    """rejects.parquet: the parse rejects of every file, duplicate readings, files not read."""
-    file_names = pl.Series("file", files, dtype=pl.String)
-    rejects = [
-        pl.scan_parquet(writer.dir / f"parts/{key}.rejects.parquet") for _, _, key, _ in parts
-    ]
-    failed_rows = pl.DataFrame(
-        {
-            "file": [f["file"] for f in failed],
-            "line": [None] * len(failed),
-            "column": [None] * len(failed),
-            "raw": [None] * len(failed),
-            "reason": [f"file not ingested: {f['reason']}" for f in failed],
-        },
-        schema=REJECT_SCHEMA,
-    )
-    dup_rows = dup_rejects.select(
-        pl.lit(file_names).gather(pl.col("_file")).alias("file"),
-        "line",
-        "column",
-        "raw",
-        "reason",
-    )
-    all_rejects = pl.concat([*[r.collect() for r in rejects], dup_rows, failed_rows])
-    writer.write_parquet("rejects.parquet", all_rejects)
-    return all_rejects
 
 
 def _units(files_meta: dict[str, dict]) -> dict[str, str]:
@@ -701,8 +438,12 @@ def _per_file(bits: np.ndarray, sizes: np.ndarray) -> list[int]:
     return np.diff(ends, prepend=0).tolist()
 
 
-def _summary(counts, rejects, report, files, files_meta, failed, gate_on) -> dict[str, Any]:
-    """`counts`: (bitmap of the lines used by the grid, lines per file, points, observed)."""
+def _summary(
+    counts, rejects, report, files, files_meta, failed, gate_on, carried=frozenset()
+) -> dict[str, Any]:
+    """`counts`: (bitmap of the lines used by the grid, lines per file, points, observed).
+    The files in `carried` keep the line accounting of their manifest entry (a rerun that
+    cleaned none of the chunks their lines sit in)."""
     # used lines per file as bitmaps over line numbers: no hashing of millions of rows
     used, sizes, points, observed = counts
     index_of = {file: i for i, file in enumerate(files)}
@@ -720,11 +461,12 @@ def _summary(counts, rejects, report, files, files_meta, failed, gate_on) -> dic
     lines_data = lines_used = lines_rejected = 0
     for file, meta in files_meta.items():
         i = index_of[file]
-        u, r = used_count[i], rejected_count[i]
-        meta.update(lines_used=u, lines_rejected=r, unaccounted=meta["lines_data"] - u - r)
+        if file not in carried:
+            u, r = used_count[i], rejected_count[i]
+            meta.update(lines_used=u, lines_rejected=r, unaccounted=meta["lines_data"] - u - r)
         lines_data += meta["lines_data"]
-        lines_used += u
-        lines_rejected += r
+        lines_used += meta["lines_used"]
+        lines_rejected += meta["lines_rejected"]
     flag_counts = {
         flag.name.lower(): int(report[flag.name.lower()].sum()) if report.height else 0
         for flag in Flag

@@ -1,0 +1,232 @@
+"""A rerun of ingest after files were added, removed or changed cleans only the time chunks their
+readings reach, keeps everything else from the last run, and leaves exactly the outputs that
+ingesting the same files into a fresh folder gives: every file's bytes, the summary and the line
+accounting (increment.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import shutil
+
+import numpy as np
+import polars as pl
+import pytest
+from rich.console import Console
+
+from tsfm_cli.ingest import IngestConfig, run_ingest
+from tsfm_cli.ui import Reporter
+
+DAY0 = dt.datetime(2024, 3, 4)
+SENSORS = ("temp", "pressure", "flow")
+
+
+def _day_file(
+    folder, day: int, *, seed=None, sensors=SENSORS, overlap_min=0, shift=0.0, minutes=1440
+):
+    """One machine's export for a day: 1-min readings with jitter, spikes, a stuck run, gaps,
+    a sentinel, junk text, a row repeated; `overlap_min` minutes of the next day too (readings
+    that another file also holds), values shifted by `shift` (a file rewritten)."""
+    rng = np.random.default_rng(day + 100 if seed is None else seed)
+    n = minutes + overlap_min
+    start = DAY0 + dt.timedelta(days=day)
+    seconds = np.arange(n) * 60 + rng.integers(-4, 5, n)
+    seconds[0] = abs(seconds[0])
+    times = [(start + dt.timedelta(seconds=int(s))).strftime("%Y-%m-%d %H:%M:%S") for s in seconds]
+    columns = {"timestamp": times}
+    for k, sensor in enumerate(sensors):
+        value = 20 + 10 * k + np.cumsum(rng.normal(0, 0.3, n)) + shift
+        value[rng.choice(n, 4, replace=False)] += rng.choice([-40, 40], 4)  # spikes
+        at = int(rng.integers(50, n - 200))
+        value[at : at + 40] = value[at]  # stuck
+        text = np.char.mod("%.3f", value).astype(object)
+        gap = int(rng.integers(10, n - 100))
+        text[gap : gap + int(rng.integers(2, 6))] = ""  # a short gap, filled
+        text[int(rng.integers(0, n))] = "-9999"
+        text[int(rng.integers(0, n))] = "n/a"
+        columns[sensor] = text
+    frame = pl.DataFrame(columns)
+    frame = pl.concat([frame, frame.slice(int(rng.integers(0, n)), 1)])  # a repeated row
+    path = folder / "line1" / f"machine1_{start:%Y-%m-%d}.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.write_csv(path)
+    return path
+
+
+def _config(**settings) -> IngestConfig:
+    base = {
+        "ranges": {"*": [-100, 200]},
+        "fill": "linear",
+        "max_gap": 5,
+        "stuck_points": 20,
+        "spike_window": 31,
+        "partition": "day",
+    }
+    return IngestConfig(**{**base, **settings})
+
+
+def _same_outputs(a, b) -> None:
+    """Two ingest folders hold the same outputs, byte for byte, and the same line accounting."""
+    ma = json.loads((a / "manifest.json").read_text())
+    mb = json.loads((b / "manifest.json").read_text())
+    files_a = {k: v["sha256"] for k, v in ma["outputs"].items()}
+    files_b = {k: v["sha256"] for k, v in mb["outputs"].items()}
+    assert sorted(files_a) == sorted(files_b)
+    differ = [k for k in files_a if files_a[k] != files_b[k]]
+    assert not differ, differ
+    ignore = ("files_parsed", "files_reused", "increment")
+    assert {k: v for k, v in ma["summary"].items() if k not in ignore} == {
+        k: v for k, v in mb["summary"].items() if k not in ignore
+    }
+    lines = ("lines_data", "lines_used", "lines_rejected", "unaccounted")
+    assert {f: [m[k] for k in lines] for f, m in ma["files"].items()} == {
+        f: [m[k] for k in lines] for f, m in mb["files"].items()
+    }
+
+
+def _rerun_matches_fresh(tmp_path, config, change, days=5):
+    """Ingest `days` daily files (but those `change` leaves out at first), apply the change,
+    ingest again into the same folder and into a fresh one: the two must agree. The rerun's
+    and the fresh run's summaries."""
+    src = tmp_path / "src"
+    skip, change = change if isinstance(change, tuple) else ((), change)
+    for day in range(days):
+        if day not in skip:
+            _day_file(src, day)
+    out = tmp_path / "clean"
+    first = run_ingest([src], out, config, command=["t"])
+    assert first["increment"]["mode"] == "full"
+    change(src)
+    rerun = run_ingest([src], out, config, command=["t"])
+    fresh = run_ingest([src], tmp_path / "fresh", config, command=["t"])
+    _same_outputs(out, tmp_path / "fresh")
+    return rerun, fresh
+
+
+CHANGES = {
+    "a new day": lambda src: _day_file(src, 5),
+    "a new day after a gap of two days": lambda src: _day_file(src, 7),
+    "a day before the first": lambda src: _day_file(src, -1),
+    "a missing day filled in": ((2,), lambda src: _day_file(src, 2)),
+    "a file rewritten": lambda src: _day_file(src, 2, shift=0.5),
+    "a file removed": lambda src: (src / "line1" / "machine1_2024-03-06.csv").unlink(),
+    "the last file removed": lambda src: (src / "line1" / "machine1_2024-03-08.csv").unlink(),
+    "a new sensor": lambda src: _day_file(src, 5, sensors=(*SENSORS, "speed")),
+    "a new machine": lambda src: shutil.copy(
+        _day_file(src, 5), src / "line1" / "machine2_2024-03-09.csv"
+    ),
+    "a new day, the last one rewritten to overlap it (duplicates)": lambda src: (
+        _day_file(src, 5),
+        _day_file(src, 4, overlap_min=90),
+    ),
+}
+
+
+@pytest.mark.parametrize("freq", ["1min", None], ids=["freq set", "step from the data"])
+@pytest.mark.parametrize("change", list(CHANGES), ids=list(CHANGES))
+def test_a_rerun_gives_the_bytes_of_a_fresh_ingest(tmp_path, change, freq):
+    rerun, fresh = _rerun_matches_fresh(tmp_path, _config(freq=freq), CHANGES[change])
+    assert rerun["increment"]["mode"] == "incremental", rerun["increment"]
+    total = fresh["increment"]["chunks_cleaned"]
+    assert rerun["increment"]["chunks_cleaned"] + rerun["increment"]["chunks_kept"] >= total
+
+
+def test_a_new_day_cleans_the_chunks_its_margins_reach_and_reads_few_files(tmp_path):
+    """One new day on five: its own chunk, the day before (the margins reach back over
+    midnight) and the day before that (whose gaps are filled from the day before's points) are
+    cleaned, from the files of those days and the margin before them; the older days are kept
+    and their files not read."""
+    rerun, fresh = _rerun_matches_fresh(tmp_path, _config(freq="1min"), CHANGES["a new day"])
+    assert rerun["files_parsed"] == 1 and rerun["files_reused"] == 5
+    assert rerun["increment"]["chunks_cleaned"] == 3 * len(SENSORS)
+    assert rerun["increment"]["chunks_kept"] == 3 * len(SENSORS)
+    assert rerun["increment"]["files_read"] == 4
+    assert fresh["increment"]["files_read"] == 6
+
+
+def test_nothing_changed_reads_nothing(tmp_path):
+    src = tmp_path / "src"
+    for day in range(3):
+        _day_file(src, day)
+    out = tmp_path / "clean"
+    run_ingest([src], out, _config(), command=["t"])
+    again = run_ingest([src], out, _config(), command=["t"])
+    assert again["skipped"] is True
+
+
+def test_changed_settings_clean_everything_again(tmp_path):
+    src = tmp_path / "src"
+    for day in range(3):
+        _day_file(src, day)
+    out = tmp_path / "clean"
+    run_ingest([src], out, _config(), command=["t"])
+    _day_file(src, 3)
+    again = run_ingest([src], out, _config(max_gap=2), command=["t"])
+    assert again["increment"]["mode"] == "full"
+    assert again["increment"]["why"] == "the settings changed"
+    run_ingest([src], tmp_path / "fresh", _config(max_gap=2), command=["t"])
+    _same_outputs(out, tmp_path / "fresh")
+
+
+def test_a_damaged_kept_file_is_named_and_cleaned_again(tmp_path):
+    """A partition of the last run whose bytes differ from its manifest is not carried over:
+    its chunk is cleaned again, and the result is still that of a fresh run."""
+    src = tmp_path / "src"
+    for day in range(5):
+        _day_file(src, day)
+    out = tmp_path / "clean"
+    run_ingest([src], out, _config(), command=["t"])
+    victim = next((out / "series").rglob("chunk=2024-03-04/part-0.parquet"))
+    data = bytearray(victim.read_bytes())
+    data[100] ^= 0xFF
+    victim.chmod(0o644)
+    victim.write_bytes(bytes(data))
+    _day_file(src, 5)
+    console = Console(file=io.StringIO(), width=400)
+    rerun = run_ingest([src], out, _config(), command=["t"], reporter=Reporter(False, console))
+    assert rerun["increment"]["mode"] == "incremental"
+    assert f"{victim}: damaged (sha256 differs)" in console.file.getvalue()
+    assert rerun["increment"]["chunks_cleaned"] == 3 * len(SENSORS) + 1
+    run_ingest([src], tmp_path / "fresh", _config(), command=["t"])
+    _same_outputs(out, tmp_path / "fresh")
+
+
+def test_a_damaged_state_file_cleans_everything_again(tmp_path):
+    src = tmp_path / "src"
+    for day in range(3):
+        _day_file(src, day)
+    out = tmp_path / "clean"
+    run_ingest([src], out, _config(), command=["t"])
+    state = out / "parts" / "chunks.parquet"
+    state.chmod(0o644)
+    state.write_bytes(state.read_bytes()[:-20] + b"\0" * 20)
+    _day_file(src, 3)
+    rerun = run_ingest([src], out, _config(), command=["t"])
+    assert rerun["increment"]["mode"] == "full"
+    assert "damaged" in rerun["increment"]["why"]
+    run_ingest([src], tmp_path / "fresh", _config(), command=["t"])
+    _same_outputs(out, tmp_path / "fresh")
+
+
+def test_the_previous_folder_is_untouched_when_a_rerun_fails(tmp_path, monkeypatch):
+    """Kept files are hard links to the last run's: a rerun that fails halfway leaves the last
+    run's folder and its bytes as they were."""
+    from tsfm_cli.ingest import assemble
+
+    src = tmp_path / "src"
+    for day in range(4):
+        _day_file(src, day)
+    out = tmp_path / "clean"
+    run_ingest([src], out, _config(), command=["t"])
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(assemble, "_write_state", broken)
+    _day_file(src, 4)
+    with pytest.raises(OSError):
+        run_ingest([src], out, _config(), command=["t"])
+    after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before

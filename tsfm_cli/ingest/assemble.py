@@ -1,0 +1,871 @@
+"""From the parsed parts to clean/: the series dataset, rejects, report, quality.png, and the
+state the next run starts from.
+
+A first run (or one whose settings changed) reads every part and cleans every series. A rerun
+reads the parts of new, changed and neighbouring files only, cleans the chunks their readings
+reach (increment.py) and keeps the rest of the last run: the outputs are those of a first run
+on the same files, byte for byte (tests/test_ingest_nightly.py).
+
+Memory follows a budget of readings (stretches.py), never a series' whole history.
+"""
+
+from __future__ import annotations
+
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from tsfm_cli.errors import BadInputError
+from tsfm_cli.ingest.clean import clean, margin_points
+from tsfm_cli.ingest.config import format_duration
+from tsfm_cli.ingest.grid import (
+    MAX_GRID_FACTOR,
+    MAX_GRID_SLACK,
+    grid_step,
+    on_lattice,
+    series_table,
+)
+from tsfm_cli.ingest.increment import (
+    CHUNKS,
+    DUPLICATES,
+    SERIES,
+    STATE_FILES,
+    UTC,
+    chunk_end,
+    chunk_readings,
+    dirty_chunks,
+    file_index,
+    index_name,
+    lowest_times,
+    spans_from_index,
+    steps_from_lowest,
+)
+from tsfm_cli.ingest.reader import long_readings
+from tsfm_cli.ingest.report import (
+    PLOT_BINS,
+    PLOT_MAX_SERIES,
+    StateBins,
+    add_plot_states,
+    combine_report,
+    plot_states,
+    quality_plot,
+    report_parts,
+)
+from tsfm_cli.ingest.stretches import OPEN, Stretch, plan, plan_chunks
+from tsfm_cli.ingest.table import REJECT_SCHEMA
+from tsfm_cli.series_dataset import (
+    CHUNK_EVERY,
+    check_ids,
+    chunk_runs,
+    chunk_us,
+    parse_name,
+    resolve,
+    write_partition,
+)
+from tsfm_cli.stagedir import StageWriter, sha256_file
+from tsfm_cli.ui import Reporter
+
+REJECT_COLUMNS = ["file", "line", "column", "raw", "reason"]
+
+
+@dataclass
+class Part:
+    """One parsed file: its index among the files, path, cache key, manifest entry, and its
+    readings when they are still in memory from this run's parse."""
+
+    index: int
+    file: str
+    key: str
+    meta: dict
+    frame: pl.DataFrame | None = None
+
+
+@dataclass
+class Runs:
+    """A file's series in file order: runs of one series (a wide file's column is one run), each
+    numbered by the file's own series number `_lid` (`local`: `_lid` and the key columns)."""
+
+    local: pl.DataFrame
+    lids: np.ndarray
+    lengths: np.ndarray
+
+
+@dataclass
+class Previous:
+    """What the last run left to build on: its directory, manifest and state."""
+
+    dir: Path
+    manifest: dict
+    outputs: dict
+    series: pl.DataFrame  # series_id, step_until, step_us, first_us, last_us
+    chunks: pl.DataFrame  # report counts per series_id and _chunk
+    duplicates: pl.DataFrame  # series_id, timestamp, file, line, column, raw, reason
+    files: dict = field(default_factory=dict)  # file → its manifest entry
+
+
+def assemble(
+    writer: StageWriter,
+    parts: list[Part],
+    files_meta: dict[str, dict],
+    failed: list[dict],
+    config,
+    budget: int,
+    reporter: Reporter,
+) -> dict[str, Any]:
+    key_cols: list[str] = []
+    files = [""] * (max((p.index for p in parts), default=-1) + 1)
+    for p in parts:
+        files[p.index] = p.file
+        for k in list(p.meta.get("keys", {})) + list(p.meta.get("group_columns", [])):
+            if k not in key_cols:
+                key_cols.append(k)
+    cols = [*key_cols, "sensor"]
+    relative = [files_meta[f].get("relative", f) if f else "" for f in files]
+    previous, why = _previous(writer, files, relative, key_cols, reporter)
+    indexes: dict[int, pl.DataFrame] = {}  # file index → readings per series and day
+    if previous is not None:
+        indexes = _carry_indexes(writer, previous, parts, reporter)
+    runs: dict[int, Runs] = {}
+    lows: dict[int, pl.DataFrame] = {}
+
+    def index_files(todo: list[Part]) -> None:
+        """First look at files not indexed yet: their series, index and earliest readings."""
+        for p in todo:
+            runs[p.index], indexes[p.index], low = _index_file(writer, p, cols, config)
+            if low is not None:
+                lows[p.index] = low
+
+    index_files([p for p in parts if p.index not in indexes])
+    new_files = set(runs)
+    names, index = _names(indexes, cols, key_cols, files, config)
+    steps = changed = grids = kept = None
+    if previous is not None:
+        steps, changed, grids, why = _changes(
+            previous, names, index, new_files, parts, cols, config, writer, runs, lows
+        )
+        if steps is not None:
+            granularity = resolve(config.partition, int(steps["step_us"].min()) // 1_000_000)
+            if granularity != previous.manifest.get("summary", {}).get("partition"):
+                steps, why = None, f"the partition became {granularity}"
+        if steps is None:
+            previous = None
+            index_files([p for p in parts if p.index not in runs])
+    if previous is None:
+        steps = _steps(names, lows, runs, cols, config)
+    spans = spans_from_index(index, steps, names.height)
+    _check_spans(spans, names)
+    granularity = resolve(config.partition, int(spans["step_us"].min()) // 1_000_000)
+    every = CHUNK_EVERY[granularity]
+    chunks = chunk_readings(index, every)
+    work = writer.dir / "_work"  # spilled readings, removed before commit
+    sources: list[pl.DataFrame | Path] = []
+    if previous is None:  # every file, every series
+        held = sum(p.meta.get("readings", 0) for p in parts) <= budget
+        for p in parts:
+            sid_of = _sids_of(runs[p.index].local, names, cols)
+            tagged = _tag(_long(writer, p, config, last=True), runs[p.index], sid_of, p.index)
+            sources.append(_hold(tagged, None if held else work, p.index))
+        stretches = plan(spans, chunks, budget)
+    else:  # the chunks changed readings reach, and the readings those reach
+        margin = margin_points(config, names)
+        dirty = dirty_chunks(changed, grids, margin, every)
+        kept, damaged = _keep(writer, previous, names, dirty, reporter)
+        dirty = pl.concat([dirty, damaged]).unique().sort("_sid", "_chunk")
+        windows = _merged(
+            dirty.join(spans.select("_sid", "step_us"), on="_sid").select(
+                "_sid",
+                lo=pl.col("_chunk") - (margin + 1) * pl.col("step_us"),
+                hi=chunk_end("_chunk", every) + (margin + 1) * pl.col("step_us"),
+            )
+        )
+        needed = set(
+            index.join(windows, on="_sid")
+            .filter((pl.col("first") <= pl.col("hi")) & (pl.col("last") >= pl.col("lo")))
+            .get_column("_file")
+            .to_list()
+        )
+        todo = [p for p in parts if p.index in needed]
+        held = sum(p.meta.get("readings", 0) for p in todo) <= budget
+        for p in todo:
+            tagged = _tag_some(writer, p, cols, config, names, windows, runs.get(p.index))
+            sources.append(_hold(tagged, None if held else work, p.index))
+        stretches = plan_chunks(dirty, chunks, every, budget)
+        why = "incremental"
+    for p in parts:
+        p.frame = None  # this run's parse is let go of once read
+    return _build(
+        writer, parts, files, files_meta, relative, failed, config, key_cols, names, index,
+        spans, steps, granularity, stretches, sources, previous, kept, new_files, why, work,
+    )  # fmt: skip
+
+
+_DAY_COLS = ["_day", "readings", "first", "last"]
+
+
+def _with_cols(frame: pl.DataFrame, cols: list[str]) -> pl.DataFrame:
+    """`frame` with every column of `cols` (missing ones null), as strings."""
+    return frame.with_columns(
+        pl.col(c).cast(pl.String) if c in frame.columns else pl.lit(None, pl.String).alias(c)
+        for c in cols
+    )
+
+
+def _names(indexes, cols, key_cols, files, config) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(the series of all files, numbered: `series_table`; every file's index rows with `_file`
+    and `_sid`)."""
+    every = [
+        _with_cols(ix.select(c for c in cols if c in ix.columns), cols) for ix in indexes.values()
+    ]
+    names = series_table(pl.concat(every).lazy(), key_cols) if every else None
+    if names is None or names.height == 0:
+        used = [f for f in files if f]
+        where = used[0] + (f" (and {len(used) - 1} more files)" if len(used) > 1 else "")
+        excluded = (
+            f" after exclude_sensors {config.exclude_sensors}" if config.exclude_sensors else ""
+        )
+        raise BadInputError(f"no sensor readings left in any file{excluded}: {where}")
+    check_ids(names["series_id"])  # each is a folder name of the series dataset
+    lookup = names.select("_sid", *cols)
+    rows = []
+    for i, ix in sorted(indexes.items()):
+        sid = _with_cols(ix, cols).join(lookup, on=cols, how="left", nulls_equal=True)
+        rows.append(sid.select(pl.lit(i, pl.Int32).alias("_file"), "_sid", *_DAY_COLS))
+    return names, pl.concat(rows)
+
+
+def _long(writer: StageWriter, part: Part, config, last: bool = False) -> pl.LazyFrame:
+    """A part's readings one row per cell, excluded sensors left out."""
+    lazy = (
+        pl.scan_parquet(writer.dir / f"parts/{part.key}.parquet")
+        if part.frame is None
+        else part.frame.lazy()
+    )
+    if last:  # a file parsed in this run is held until its last read
+        part.frame = None
+    lazy = long_readings(lazy, part.meta["keys"], part.meta.get("group_columns", []))
+    if config.exclude_sensors:
+        from tsfm_cli.ingest.stage import sensor_globs
+
+        sensor = pl.col("sensor").cast(pl.String)
+        lazy = lazy.filter(~sensor.str.contains(sensor_globs(config.exclude_sensors)))
+    return lazy
+
+
+def _runs(lazy: pl.LazyFrame, cols: list[str]) -> Runs:
+    from tsfm_cli.ingest.stage import _series_runs
+
+    present = [c for c in cols if c in lazy.collect_schema()]
+    run = _with_cols(_series_runs(lazy, present), cols).select("_len", *cols)
+    local = (
+        run.select(cols)
+        .unique(maintain_order=True)
+        .with_row_index("_lid")
+        .with_columns(pl.col("_lid").cast(pl.UInt32))
+    )
+    lid = run.join(local, on=cols, how="left", nulls_equal=True, maintain_order="left")
+    return Runs(local, lid["_lid"].to_numpy(), lid["_len"].to_numpy())
+
+
+def _index_file(writer, part: Part, cols, config):
+    """(a file's Runs, its index, written to parts/; without `freq`, its series' earliest
+    readings): its timestamps are read, not its values."""
+    lazy = _long(writer, part, config)
+    runs = _runs(lazy, cols)
+    times = (
+        lazy.select("timestamp")
+        .collect()
+        .with_columns(_lid=pl.Series(np.repeat(runs.lids, runs.lengths), dtype=pl.UInt32))
+    )
+    index = file_index(times.lazy(), runs.local)
+    name = index_name(part.key)
+    (writer.dir / name).unlink(missing_ok=True)  # never write through a link to the last run
+    writer.write_parquet(name, index)
+    low = None if config.freq else lowest_times(times.lazy())
+    return runs, index, low
+
+
+def _tag(lazy: pl.LazyFrame, runs: Runs, sid_of: np.ndarray, index: int) -> pl.DataFrame:
+    """A file's readings with their series (`_sid`) and file (`_file`)."""
+    return (
+        lazy.select("raw_line", "timestamp", "value", "flags")
+        .collect()
+        .with_columns(
+            _sid=pl.Series(np.repeat(sid_of[runs.lids], runs.lengths), dtype=pl.UInt32),
+            _file=pl.lit(index, pl.Int32),
+        )
+        .select("_sid", "_file", "raw_line", "timestamp", "value", "flags")
+    )
+
+
+def _tag_some(writer, part, cols, config, names, windows, runs: Runs | None) -> pl.DataFrame:
+    """The readings of a part that `windows` (`_sid`, `lo`, `hi` µs; disjoint per series) reach."""
+    lazy = _long(writer, part, config, last=True)
+    runs = runs or _runs(lazy, cols)
+    at = pl.col("timestamp").dt.epoch("us")
+    return (
+        _tag(lazy, runs, _sids_of(runs.local, names, cols), part.index)
+        .join(windows, on="_sid", maintain_order="left")
+        .filter(at.is_between(pl.col("lo"), pl.col("hi")))
+        .drop("lo", "hi")
+    )
+
+
+def _hold(tagged: pl.DataFrame, spill: Path | None, index: int) -> pl.DataFrame | Path:
+    """Tagged readings kept in memory, or spilled to `_work/` (over the budget) and scanned back
+    a stretch at a time."""
+    if spill is None:
+        return tagged
+    spill.mkdir(exist_ok=True)
+    path = spill / f"readings_{index}.parquet"
+    tagged.write_parquet(path, compression="lz4")
+    return path
+
+
+def _merged(windows: pl.DataFrame) -> pl.DataFrame:
+    """Overlapping time windows of a series merged into one."""
+    ordered = windows.sort("_sid", "lo")
+    fresh = pl.col("lo") > pl.col("hi").cum_max().shift(1).over("_sid")
+    return (
+        ordered.with_columns(_run=fresh.fill_null(True).cum_sum())
+        .group_by("_sid", "_run")
+        .agg(pl.col("lo").min(), pl.col("hi").max())
+        .drop("_run")
+    )
+
+
+def _sids_of(local: pl.DataFrame, names: pl.DataFrame, cols: list[str]) -> np.ndarray:
+    """A file's series numbers (`_lid`, 0..k-1) → the dataset's (`_sid`)."""
+    joined = local.join(
+        names.select("_sid", *cols), on=cols, how="left", nulls_equal=True, maintain_order="left"
+    )
+    return joined["_sid"].to_numpy()
+
+
+def _lows_by_sid(lows: dict[int, pl.DataFrame], runs: dict[int, Runs], names, cols) -> pl.DataFrame:
+    tagged = []
+    for i, low in lows.items():
+        sid_of = _sids_of(runs[i].local, names, cols)
+        tagged.append(low.select(_sid=pl.Series(sid_of).gather(low["_lid"]), _low="_low"))
+    return pl.concat(tagged)
+
+
+def _steps(names, lows, runs, cols, config) -> pl.DataFrame:
+    """Every series' step (a full build): `freq`, or from the earliest readings of all files."""
+    if config.freq:
+        step = grid_step(pl.lit(0), config)
+        return names.select("_sid", step_us=step, step_until=pl.lit(None, pl.Int64))
+    return steps_from_lowest(_lows_by_sid(lows, runs, names, cols), config)
+
+
+def _carry_indexes(writer, previous: Previous, parts: list[Part], reporter) -> dict:
+    """The last run's indexes of files unchanged since (hard links, sha256 verified)."""
+    indexes = {}
+    for p in parts:
+        old = previous.files.get(p.file)
+        name = index_name(p.key)
+        if not (old and old.get("part") == p.key and name in previous.outputs):
+            continue
+        writer.carry_over(name, previous.dir)
+        writer.register(name)
+        if writer.outputs[name]["sha256"] == previous.outputs[name]["sha256"]:
+            indexes[p.index] = pl.read_parquet(writer.dir / name)
+        else:
+            reporter.warn(f"{previous.dir / name}: damaged (sha256 differs); read again")
+            writer.outputs.pop(name)
+            (writer.dir / name).unlink()
+    return indexes
+
+
+def _previous(writer, files, relative, key_cols, reporter):
+    """(the last run's state, None), or (None, why every series is cleaned)."""
+    manifest = writer.previous_manifest()
+    if not manifest or manifest.get("stage") != "ingest":
+        return None, "a first run"
+    if manifest.get("config") != writer.config:
+        return None, "the settings changed"
+    if manifest.get("summary", {}).get("key_columns") != key_cols:
+        return None, "the files' key columns changed"
+    used = [r for r in relative if r]
+    if len(set(used)) != len(used):
+        return None, "two files have the same relative path"
+    outputs = manifest.get("outputs", {})
+    state = {}
+    for name in STATE_FILES:
+        path = writer.out_dir / name
+        if name not in outputs or not path.is_file():
+            return None, "the last run left no state"
+        if sha256_file(path) != outputs[name]["sha256"]:
+            reporter.warn(f"{path}: damaged (sha256 differs); every series is cleaned again")
+            return None, f"{name} is damaged"
+        state[name] = pl.read_parquet(path)
+    for old in (manifest.get("files") or {}).values():
+        if index_name(old.get("part", "")) not in outputs:
+            return None, "the last run left no index of its files"
+    previous = Previous(
+        writer.out_dir,
+        manifest,
+        outputs,
+        state[SERIES],
+        state[CHUNKS],
+        state[DUPLICATES],
+        manifest.get("files") or {},
+    )
+    return previous, None
+
+
+def _changes(previous, names, index, new_files, parts, cols, config, writer, runs, lows):
+    """(steps, changed grid time, each series' old and new grid span, None) for a rerun, or
+    (None, None, None, why) when every series must be cleaned again."""
+    current = {(p.file, p.key) for p in parts}
+    removed = [
+        old["part"]
+        for file, old in previous.files.items()
+        if (file, old.get("part")) not in current
+    ]
+    lookup = names.select("_sid", *cols)
+    rows = [index.filter(pl.col("_file").is_in(sorted(new_files))).select("_sid", *_DAY_COLS)]
+    for key in removed:
+        name = index_name(key)
+        path = previous.dir / name
+        if not path.is_file() or sha256_file(path) != previous.outputs[name]["sha256"]:
+            return None, None, None, f"the index of a removed file is damaged: {path}"
+        old = _with_cols(pl.read_parquet(path), cols).join(
+            lookup, on=cols, how="inner", nulls_equal=True
+        )
+        rows.append(old.select("_sid", *_DAY_COLS))
+    touched = pl.concat(rows).filter(pl.col("_sid").is_not_null())
+    old = names.select("_sid", "series_id").join(
+        previous.series, on="series_id", how="left", maintain_order="left"
+    )
+    if config.freq:
+        steps = _steps(names, lows, runs, cols, config)
+    else:  # a new series, or a reading before the STEP_READINGS-th one, may move a step
+        early = touched.join(old.select("_sid", "step_until"), on="_sid").filter(
+            pl.col("step_until").is_null() | (pl.col("first") <= pl.col("step_until"))
+        )
+        candidates = pl.concat(
+            [old.filter(pl.col("step_us").is_null())["_sid"], early["_sid"]]
+        ).unique()
+        steps = old.select("_sid", "step_us", "step_until")
+        if len(candidates):
+            fresh = _candidate_steps(candidates, index, new_files, parts, cols, config, writer,
+                                     runs, lows, names)  # fmt: skip
+            steps = steps.update(fresh, on="_sid", include_nulls=True)
+    per = index.group_by("_sid").agg(first=pl.col("first").min(), last=pl.col("last").max())
+    now = (
+        steps.join(per, on="_sid", how="left")
+        .with_columns(first_us=on_lattice("first"), last_us=on_lattice("last"))
+        .join(
+            old.select(
+                "_sid",
+                old_step=pl.col("step_us"),
+                old_first=pl.col("first_us"),
+                old_last=pl.col("last_us"),
+            ),
+            on="_sid",
+        )
+    )
+    half = pl.col("step_us") // 2
+    moved_step = pl.col("old_step").is_null() | (pl.col("old_step") != pl.col("step_us"))
+    changed = pl.concat(
+        [
+            # where changed readings land on the grid (rounding: half a step either way)
+            touched.join(now.select("_sid", "step_us"), on="_sid").select(
+                "_sid", lo=pl.col("first") - half, hi=pl.col("last") + half
+            ),
+            # a grid that starts or ends elsewhere; a new series or a moved step: all of it
+            now.filter(pl.col("old_first") != pl.col("first_us")).select(
+                "_sid",
+                lo=pl.min_horizontal("old_first", "first_us"),
+                hi=pl.max_horizontal("old_first", "first_us"),
+            ),
+            now.filter(pl.col("old_last") != pl.col("last_us")).select(
+                "_sid",
+                lo=pl.min_horizontal("old_last", "last_us"),
+                hi=pl.max_horizontal("old_last", "last_us"),
+            ),
+            now.filter(moved_step).select("_sid", lo="first_us", hi="last_us"),
+        ],
+        how="vertical_relaxed",
+    ).filter(pl.col("lo").is_not_null())
+    grids = now.select(
+        "_sid",
+        "step_us",
+        lo_us=pl.min_horizontal("old_first", "first_us"),
+        hi_us=pl.max_horizontal("old_last", "last_us"),
+    )
+    return steps.select("_sid", "step_us", "step_until"), changed, grids, None
+
+
+def _candidate_steps(sids, index, new_files, parts, cols, config, writer, runs, lows, names):
+    """The steps of the series `sids` from the earliest readings of every file holding them."""
+    holding = set(index.filter(pl.col("_sid").is_in(sids.implode()))["_file"].to_list())
+    for p in parts:
+        if p.index in holding and p.index not in lows:
+            lazy = _long(writer, p, config)
+            runs[p.index] = _runs(lazy, cols)
+            times = (
+                lazy.select("timestamp")
+                .collect()
+                .with_columns(
+                    _lid=pl.Series(
+                        np.repeat(runs[p.index].lids, runs[p.index].lengths), dtype=pl.UInt32
+                    )
+                )
+            )
+            lows[p.index] = lowest_times(times.lazy())
+    found = _lows_by_sid({i: lows[i] for i in holding if i in lows}, runs, names, cols)
+    return steps_from_lowest(found.filter(pl.col("_sid").is_in(sids.implode())), config)
+
+
+def _keep(writer, previous: Previous, names, dirty, reporter):
+    """Carry the last run's partitions of clean chunks over (hard links, sha256 verified):
+    ((_sid, _chunk, name) of those kept, (_sid, _chunk) of damaged ones, to be cleaned again)."""
+    listed = [(n, parse_name(n)) for n in previous.outputs]
+    rows = [(n, key[0], chunk_us(key[1])) for n, key in listed if key is not None]
+    frame = pl.DataFrame(
+        rows, schema={"name": pl.String, "series_id": pl.String, "_chunk": pl.Int64}, orient="row"
+    )
+    frame = frame.join(names.select("_sid", "series_id"), on="series_id", how="inner")
+    frame = frame.join(dirty, on=["_sid", "_chunk"], how="anti").sort("_sid", "_chunk")
+    damaged = []
+    for name, sid, chunk in frame.select("name", "_sid", "_chunk").iter_rows():
+        writer.carry_over(name, previous.dir)
+        writer.register(name, rows=previous.outputs[name].get("rows"))
+        if writer.outputs[name]["sha256"] != previous.outputs[name]["sha256"]:
+            reporter.warn(f"{previous.dir / name}: damaged (sha256 differs); cleaned again")
+            writer.outputs.pop(name)
+            (writer.dir / name).unlink()
+            damaged.append((sid, chunk))
+    bad = pl.DataFrame(damaged, schema={"_sid": pl.UInt32, "_chunk": pl.Int64}, orient="row")
+    return frame.join(bad, on=["_sid", "_chunk"], how="anti"), bad
+
+
+def _check_spans(spans: pl.DataFrame, names: pl.DataFrame) -> None:
+    """BadInputError for a series whose timestamps span far more grid points than it has
+    readings (a wrong clock or unit: the grid would not fit in memory)."""
+    points = spans["points"]
+    allowed = spans["readings"] * MAX_GRID_FACTOR + MAX_GRID_SLACK
+    bad = (points > allowed).fill_null(False).arg_true()
+    if len(bad):
+        i = int(bad[0])
+        raise BadInputError(
+            f"series {names['series_id'][i]}: its timestamps span {points[i]:,} grid points of "
+            f"{format_duration(int(spans['step_us'][i]) // 1_000_000)} for "
+            f"{spans['readings'][i]:,} readings; check the timestamps or set `freq`"
+        )
+
+
+def _build(
+    writer, parts, files, files_meta, relative, failed, config, key_cols, names, index, spans,
+    steps, granularity, stretches, sources, previous, kept, new_files, why, work,
+) -> dict[str, Any]:  # fmt: skip
+    from tsfm_cli.ingest.stage import _line_bitmap, _summary, _units
+
+    every = CHUNK_EVERY[granularity]
+    n_series = names.height
+    reach = (margin_points(config, names) + 1) * spans["step_us"].fill_null(0).to_numpy()
+    files_read = len(sources)
+    scans = [pl.scan_parquet(s) if isinstance(s, Path) else s.lazy() for s in sources]
+
+    def stretch_readings(stretch: Stretch, last: bool) -> pl.DataFrame:
+        sids = np.array(stretch.sids, dtype=np.int64)
+        lo = np.full(n_series, OPEN, dtype=np.int64)
+        hi = np.full(n_series, -OPEN, dtype=np.int64)
+        if stretch.whole:
+            lo[sids], hi[sids] = -OPEN, OPEN
+        else:
+            bounds = np.array(stretch.bounds, dtype=np.int64)
+            lo[sids], hi[sids] = bounds[:, 0] - reach[sids], bounds[:, 1] + reach[sids]
+        local = np.full(n_series, 0, dtype=np.uint32)
+        local[sids] = np.arange(len(sids), dtype=np.uint32)
+        at = pl.col("timestamp").dt.epoch("us")
+        sid = pl.col("_sid")
+        wanted = sid.is_between(int(sids.min()), int(sids.max())) & at.is_between(
+            pl.lit(pl.Series(lo)).gather(sid), pl.lit(pl.Series(hi)).gather(sid)
+        )
+        frame = (
+            pl.concat(scans)
+            .filter(wanted)
+            .select(
+                pl.lit(pl.Series(local)).gather(sid).alias("_sid"),
+                "_file",
+                "raw_line",
+                "timestamp",
+                "value",
+                "flags",
+            )  # fmt: skip
+            .collect()
+        )
+        if last:  # let go of the held readings
+            scans.clear()
+            sources.clear()
+        return frame
+
+    units = _units(files_meta)
+    sizes = np.array(
+        [files_meta[f].get("lines_total", 0) + 2 if f in files_meta else 0 for f in files],
+        dtype=np.int64,
+    )
+    used = np.zeros(int(sizes.sum()), dtype=bool)
+    shown = min(n_series, PLOT_MAX_SERIES)
+    points_of = spans["points"].fill_null(0)
+    plot_bins = [StateBins(int(points_of[sid]), PLOT_BINS) for sid in range(shown)]
+    index_of = {f: i for i, f in enumerate(files) if f}
+    report_rows, dup_rejects = [], []
+    if kept is not None:  # the last run's counts, duplicates and plot states of kept chunks
+        report_rows.append(_kept_parts(previous, names, kept, index_of))
+        dup_rejects.append(_kept_duplicates(previous, names, kept, every))
+        _add_kept_states(plot_bins, writer, kept.filter(pl.col("_sid") < shown), spans)
+    written = 0
+    plot = None
+    # quality.png is drawn (holding the GIL) while the last stretch's files, the report and the
+    # rejects are written and hashed (polars and hashlib release it); not earlier, so that the
+    # drawing's memory never adds to a stretch being cleaned. Leaving the block waits for the
+    # drawing, on errors too, so that nothing writes into the directory once it is discarded.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tsfm-plot") as pool:
+
+        def draw(report: pl.DataFrame):
+            colours = np.stack([b.colours() for b in plot_bins]) if plot_bins else None
+            return pool.submit(quality_plot, colours, report, writer.dir / "quality.png")
+
+        for number, stretch in enumerate(stretches):
+            last = number == len(stretches) - 1
+            sids = np.array(stretch.sids, dtype=np.uint32)
+            own = names[sids].with_columns(_sid=pl.int_range(len(sids), dtype=pl.UInt32))
+            readings = stretch_readings(stretch, last)
+            span = None
+            if not stretch.whole:
+                bounds = np.array(stretch.bounds, dtype=np.int64)
+                span = spans[sids].with_columns(
+                    _sid=pl.int_range(len(sids), dtype=pl.UInt32),
+                    lo_us=pl.Series(bounds[:, 0]),
+                    hi_us=pl.Series(bounds[:, 1]),
+                )
+            grid, dups = clean(readings, own, config, chunk_every=every, span=span)
+            del readings
+            to_global = pl.lit(pl.Series(sids)).gather(pl.col("_sid")).alias("_sid")
+            report_rows.append(report_parts(grid, by_chunk=True).with_columns(to_global))
+            add_plot_states(plot_bins, grid, spans, sids)
+            if last:
+                report = combine_report(report_rows, names, key_cols, files, units)
+                plot = draw(report)
+            dup_rejects.append(_named_duplicates(dups.with_columns(to_global), names, files))
+            used |= _line_bitmap(
+                grid["_file"].fill_null(-1).to_numpy(),
+                grid["raw_line"].fill_null(-1).to_numpy(),
+                sizes,
+            )
+            written += _write_series(writer, grid, own, relative, key_cols, granularity)
+            del grid
+        report = combine_report(report_rows, names, key_cols, files, units)
+        if plot is None:
+            plot = draw(report)
+        duplicates = _ordered_duplicates(dup_rejects, names)
+        all_rejects = _write_rejects(writer, parts, duplicates, failed)
+        writer.write_parquet("report.parquet", report.drop("_sid"))
+        carried = set()
+        if previous is not None:
+            affected = _affected(index, kept, spans, every, new_files)
+            used |= _kept_lines(writer, kept, index, affected, relative, sizes, spans, every)
+            carried = {f for i, f in enumerate(files) if f and i not in affected}
+        summary = _summary(
+            (used, sizes, int(report["points"].sum()), int(report["observed"].sum())),
+            all_rejects, report,
+            files, files_meta, failed, config.gate_on, carried,
+        )  # fmt: skip
+        _write_state(writer, report_rows, duplicates, names, spans, steps, files, every)
+        cleaned = sum(r.height for r in report_rows[1 if kept is not None else 0 :])
+        summary.update(
+            partition=granularity,
+            partitions=written + (kept.height if kept is not None else 0),
+            key_columns=key_cols,
+            increment={
+                "mode": "incremental" if previous is not None else "full",
+                "why": why,
+                "chunks_cleaned": cleaned,
+                "chunks_kept": kept.height if kept is not None else 0,
+                "files_read": files_read,
+            },
+        )
+        plot.result()  # the drawing's error, if any, is the stage's error
+    shutil.rmtree(work, ignore_errors=True)
+    writer.register("quality.png")
+    return summary
+
+
+def _named_duplicates(dups: pl.DataFrame, names: pl.DataFrame, files: list[str]) -> pl.DataFrame:
+    """Duplicate rejects with their series and file by name (as kept in parts/duplicates)."""
+    file_names = pl.Series("file", files, dtype=pl.String)
+    return dups.select(
+        pl.lit(names["series_id"]).gather(pl.col("_sid")).alias("series_id"),
+        "timestamp",
+        pl.lit(file_names).gather(pl.col("_file")).alias("file"),
+        *REJECT_COLUMNS[1:],
+    )
+
+
+def _ordered_duplicates(frames: list[pl.DataFrame], names: pl.DataFrame) -> pl.DataFrame:
+    """All duplicate rejects in the order a full build gives: series, then grid point (a point's
+    own rejects keep their order, all from one chunk)."""
+    frame = pl.concat(frames)
+    order = names.select("series_id", "_sid")
+    return (
+        frame.join(order, on="series_id", how="left", maintain_order="left")
+        .sort("_sid", "timestamp", maintain_order=True)
+        .drop("_sid")
+    )
+
+
+def _kept_parts(previous: Previous, names, kept, index_of) -> pl.DataFrame:
+    """The report counts of the kept chunks, with this run's series and file numbers."""
+    rows = previous.chunks.join(names.select("_sid", "series_id"), on="series_id").join(
+        kept.select("_sid", "_chunk"), on=["_sid", "_chunk"], how="semi"
+    )
+    files = pl.Series(
+        [[index_of.get(f) for f in fs] for fs in rows["_files"].to_list()],
+        dtype=pl.List(pl.Int32),
+    )
+    return rows.with_columns(_files=files).drop("series_id")
+
+
+def _kept_duplicates(previous: Previous, names, kept, every) -> pl.DataFrame:
+    frame = previous.duplicates.join(names.select("_sid", "series_id"), on="series_id")
+    frame = frame.with_columns(_chunk=pl.col("timestamp").dt.truncate(every).dt.epoch("us"))
+    frame = frame.join(kept.select("_sid", "_chunk"), on=["_sid", "_chunk"], how="semi")
+    return frame.drop("_sid", "_chunk")
+
+
+def _add_kept_states(plot_bins, writer, kept: pl.DataFrame, spans) -> None:
+    """The plot states of kept partitions of the series quality.png shows."""
+    first, step = spans["first_us"].to_numpy(), spans["step_us"].to_numpy()
+    for name, sid in kept.select("name", "_sid").iter_rows():
+        frame = pl.read_parquet(writer.dir / name, columns=["timestamp", "observed", "flags"])
+        start = int(frame.select(pl.col("timestamp").first().dt.epoch("us")).item())
+        plot_bins[sid].add(plot_states(frame), int((start - first[sid]) // step[sid]))
+
+
+def _affected(index, kept, spans, every, new_files) -> set[int]:
+    """Files whose lines may sit in a chunk cleaned now: their line accounting is counted again
+    (from the new grid and the kept partitions); the others keep the last run's."""
+    if kept is None:
+        return set(index["_file"].unique().to_list())
+    dirty_or_none = index.join(spans.select("_sid", "step_us"), on="_sid").with_columns(
+        lo=(pl.col("first") - pl.col("step_us") // 2).cast(UTC).dt.truncate(every).dt.epoch("us"),
+        hi=(pl.col("last") + pl.col("step_us") // 2).cast(UTC).dt.truncate(every).dt.epoch("us"),
+    )
+    # a file is unaffected when every chunk its readings can land in is kept
+    covered = dirty_or_none.select(
+        "_file",
+        "_sid",
+        _chunk=pl.datetime_ranges(pl.col("lo").cast(UTC), pl.col("hi").cast(UTC), every),
+    ).explode("_chunk")
+    covered = covered.with_columns(pl.col("_chunk").dt.epoch("us"))
+    missing = covered.join(kept.select("_sid", "_chunk"), on=["_sid", "_chunk"], how="anti")
+    return set(missing["_file"].unique().to_list()) | set(new_files)
+
+
+def _kept_lines(writer, kept, index, affected, relative, sizes, spans, every) -> np.ndarray:
+    """The lines of affected files that kept partitions hold, as a `_line_bitmap`."""
+    from tsfm_cli.ingest.stage import _line_bitmap
+
+    bits = np.zeros(int(sizes.sum()), dtype=bool)
+    if kept is None or kept.height == 0 or not affected:
+        return bits
+    rows = index.filter(pl.col("_file").is_in(list(affected))).join(
+        spans.select("_sid", "step_us"), on="_sid"
+    )
+    hits = (
+        rows.join(kept.with_columns(_end=chunk_end("_chunk", every)), on="_sid")
+        .filter(
+            (pl.col("first") - pl.col("step_us") // 2 < pl.col("_end"))
+            & (pl.col("last") + pl.col("step_us") // 2 >= pl.col("_chunk"))
+        )
+        .group_by("name")
+        .agg(pl.col("_file").unique())
+    )
+    for name, wanted in hits.iter_rows():
+        frame = pl.read_parquet(writer.dir / name, columns=["source", "raw_line"])
+        lookup = {relative[i]: i for i in wanted}
+        frame = frame.filter(
+            pl.col("source").is_in(list(lookup)) & pl.col("raw_line").is_not_null()
+        )
+        file_index = frame["source"].replace_strict(lookup, return_dtype=pl.Int64).to_numpy()
+        bits |= _line_bitmap(file_index, frame["raw_line"].to_numpy(), sizes)
+    return bits
+
+
+def _write_state(writer, report_rows, duplicates, names, spans, steps, files, every) -> None:
+    """parts/chunks, parts/duplicates and parts/series: what the next run keeps from this one."""
+    file_names = pl.Series(files, dtype=pl.String)
+    chunks = pl.concat(report_rows, how="diagonal_relaxed").sort("_sid", "_chunk")
+    chunks = chunks.with_columns(
+        _files=pl.Series(
+            [sorted(file_names[i] for i in fs if i is not None) for fs in chunks["_files"]],
+            dtype=pl.List(pl.String),
+        ),
+    )
+    chunks = chunks.join(names.select("_sid", "series_id"), on="_sid", maintain_order="left")
+    writer.write_parquet(CHUNKS, chunks.drop("_sid"))
+    writer.write_parquet(DUPLICATES, duplicates)
+    series = (
+        names.select("_sid", "series_id")
+        .join(steps.select("_sid", "step_until"), on="_sid", how="left", maintain_order="left")
+        .join(spans.select("_sid", "step_us", "first_us", "last_us"), on="_sid", how="left")
+        .sort("_sid")
+        .drop("_sid")
+    )
+    writer.write_parquet(SERIES, series)
+
+
+def _write_series(writer: StageWriter, grid, names, files, key_cols, granularity: str) -> int:
+    """A stretch's grid (sorted by series then time) as its partition files, each registered
+    with its rows; the number written. Each partition is a slice of the grid: the string
+    columns are built for one partition at a time."""
+    file_names = pl.Series("source", files, dtype=pl.String)
+    series_ids = names["series_id"].cast(pl.String).to_list()
+
+    def by_sid(column: str) -> pl.Expr:  # the series' own column, by position (no join)
+        return pl.lit(names[column].cast(pl.String)).gather(pl.col("_sid")).alias(column)
+
+    runs = chunk_runs(grid, granularity, "_sid")
+    for sid, chunk, offset, length in runs:
+        part = grid.slice(offset, length).select(
+            by_sid("series_id"),
+            pl.lit(file_names).gather(pl.col("_file")).alias("source"),
+            by_sid("sensor"),
+            "timestamp",
+            pl.col("value").cast(pl.Float32),
+            "observed",
+            pl.col("flags").cast(pl.UInt16),
+            "freq_s",
+            pl.col("raw_line").cast(pl.Int32),
+            *[by_sid(k) for k in key_cols],
+        )
+        name = write_partition(part, writer.dir, series_ids[sid], chunk)
+        writer.register(name, rows=length)
+    return len(runs)
+
+
+def _write_rejects(writer: StageWriter, parts, duplicates, failed) -> pl.DataFrame:
+    """rejects.parquet: the parse rejects of every file, duplicate readings, files not read."""
+    rejects = [pl.scan_parquet(writer.dir / f"parts/{p.key}.rejects.parquet") for p in parts]
+    failed_rows = pl.DataFrame(
+        {
+            "file": [f["file"] for f in failed],
+            "line": [None] * len(failed),
+            "column": [None] * len(failed),
+            "raw": [None] * len(failed),
+            "reason": [f"file not ingested: {f['reason']}" for f in failed],
+        },
+        schema=REJECT_SCHEMA,
+    )
+    dup_rows = duplicates.select(REJECT_COLUMNS).cast(REJECT_SCHEMA)
+    all_rejects = pl.concat([*[r.collect() for r in rejects], dup_rows, failed_rows])
+    writer.write_parquet("rejects.parquet", all_rejects)
+    return all_rejects
