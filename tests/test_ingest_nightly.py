@@ -85,15 +85,24 @@ def _same_outputs(a, b) -> None:
     }
 
 
+def _history(src, days: int) -> None:
+    for day in range(days):
+        _day_file(src, day)
+
+
+def _history_without_day_2(src, days: int) -> None:
+    for day in range(days):
+        if day != 2:
+            _day_file(src, day)
+
+
 def _rerun_matches_fresh(tmp_path, config, change, days=5):
-    """Ingest `days` daily files (but those `change` leaves out at first), apply the change,
+    """Ingest `days` daily files (or the history `change` writes first), apply the change,
     ingest again into the same folder and into a fresh one: the two must agree. The rerun's
     and the fresh run's summaries."""
     src = tmp_path / "src"
-    skip, change = change if isinstance(change, tuple) else ((), change)
-    for day in range(days):
-        if day not in skip:
-            _day_file(src, day)
+    history, change = change if isinstance(change, tuple) else (_history, change)
+    history(src, days)
     out = tmp_path / "clean"
     first = run_ingest([src], out, config, command=["t"])
     assert first["increment"]["mode"] == "full"
@@ -108,7 +117,7 @@ CHANGES = {
     "a new day": lambda src: _day_file(src, 5),
     "a new day after a gap of two days": lambda src: _day_file(src, 7),
     "a day before the first": lambda src: _day_file(src, -1),
-    "a missing day filled in": ((2,), lambda src: _day_file(src, 2)),
+    "a missing day filled in": (_history_without_day_2, lambda src: _day_file(src, 2)),
     "a file rewritten": lambda src: _day_file(src, 2, shift=0.5),
     "a file removed": lambda src: (src / "line1" / "machine1_2024-03-06.csv").unlink(),
     "the last file removed": lambda src: (src / "line1" / "machine1_2024-03-08.csv").unlink(),
@@ -133,16 +142,37 @@ def test_a_rerun_gives_the_bytes_of_a_fresh_ingest(tmp_path, change, freq):
 
 
 def test_a_new_day_cleans_the_chunks_its_margins_reach_and_reads_few_files(tmp_path):
-    """One new day on five: its own chunk, the day before (the margins reach back over
-    midnight) and the day before that (whose gaps are filled from the day before's points) are
-    cleaned, from the files of those days and the margin before them; the older days are kept
-    and their files not read."""
+    """One new day on five: its own chunk and the day before (the margins reach back over
+    midnight) are cleaned, from the files of those days and the margin before them. The day
+    before that (whose gaps are filled from the next day's first points) is kept, as those
+    points came out as they were; so are the older days, whose files are not read."""
     rerun, fresh = _rerun_matches_fresh(tmp_path, _config(freq="1min"), CHANGES["a new day"])
     assert rerun["files_parsed"] == 1 and rerun["files_reused"] == 5
-    assert rerun["increment"]["chunks_cleaned"] == 3 * len(SENSORS)
-    assert rerun["increment"]["chunks_kept"] == 3 * len(SENSORS)
-    assert rerun["increment"]["files_read"] == 4
+    assert rerun["increment"]["chunks_cleaned"] == 2 * len(SENSORS)
+    assert rerun["increment"]["chunks_kept"] == 4 * len(SENSORS)
+    assert rerun["increment"]["files_read"] == 3
     assert fresh["increment"]["files_read"] == 6
+
+
+def test_a_ring_chunk_is_cleaned_again_when_the_core_points_it_reads_moved(tmp_path):
+    """The day before the core is kept only if the core's first points (its gaps are filled
+    from them) are as they were. The last run's copy of a core chunk that cannot be trusted (its
+    bytes differ from the manifest) counts as moved: that series' ring chunk is cleaned again,
+    from its files, and the outputs are still those of a fresh run."""
+    src = tmp_path / "src"
+    for day in range(5):
+        _day_file(src, day)
+    out = tmp_path / "clean"
+    run_ingest([src], out, _config(), command=["t"])
+    core = next((out / "series").rglob("series=line1%2Fmachine1%2Ftemp/chunk=2024-03-08/*"))
+    core.chmod(0o644)
+    core.write_bytes(core.read_bytes()[:-30] + b"\0" * 30)
+    _day_file(src, 5)
+    rerun = run_ingest([src], out, _config(), command=["t"])
+    assert rerun["increment"]["chunks_cleaned"] == 2 * len(SENSORS) + 1
+    assert rerun["increment"]["files_read"] == 3 + 3  # the ring's day and its margins
+    run_ingest([src], tmp_path / "fresh", _config(), command=["t"])
+    _same_outputs(out, tmp_path / "fresh")
 
 
 def test_nothing_changed_reads_nothing(tmp_path):
@@ -187,7 +217,7 @@ def test_a_damaged_kept_file_is_named_and_cleaned_again(tmp_path):
     rerun = run_ingest([src], out, _config(), command=["t"], reporter=Reporter(False, console))
     assert rerun["increment"]["mode"] == "incremental"
     assert f"{victim}: damaged (sha256 differs)" in console.file.getvalue()
-    assert rerun["increment"]["chunks_cleaned"] == 3 * len(SENSORS) + 1
+    assert rerun["increment"]["chunks_cleaned"] == 2 * len(SENSORS) + 1
     run_ingest([src], tmp_path / "fresh", _config(), command=["t"])
     _same_outputs(out, tmp_path / "fresh")
 
@@ -230,3 +260,43 @@ def test_the_previous_folder_is_untouched_when_a_rerun_fails(tmp_path, monkeypat
         run_ingest([src], out, _config(), command=["t"])
     after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert after == before
+
+
+def test_a_series_the_plot_shows_for_the_first_time_is_drawn_from_its_kept_files(
+    tmp_path, monkeypatch
+):
+    """quality.png shows the first series; the last run kept the plot of those it showed. When
+    a series comes into view (here: the one before it went away with its file), its kept
+    chunks are read for the picture, which is the picture of a fresh run."""
+    from tsfm_cli.ingest import assemble, report
+
+    monkeypatch.setattr(report, "PLOT_MAX_SERIES", 2)
+    monkeypatch.setattr(assemble, "PLOT_MAX_SERIES", 2)
+
+    def history(src, days):  # day 0 has one more sensor, the first series by name
+        _history(src, days)
+        _day_file(src, 0, sensors=("a_extra", *SENSORS))
+
+    def change(src):
+        (src / "line1" / "machine1_2024-03-04.csv").unlink()
+
+    rerun, _ = _rerun_matches_fresh(tmp_path, _config(), (history, change), days=6)
+    assert rerun["increment"]["chunks_kept"] > 0
+
+
+def test_runs_of_states_add_up_as_the_points_do():
+    """A kept chunk's plot is stored as runs of one state: added to the time bins, they count
+    what its points count, for any bins and runs."""
+    from tsfm_cli.ingest.report import StateBins
+
+    rng = np.random.default_rng(3)
+    for length in (1, 7, 399, 400, 401, 5_000):
+        states = rng.choice([0, 0, 0, 1, 2, 3], length).astype(np.int8)
+        states[rng.integers(0, length) :] = rng.integers(0, 4)  # one long run
+        by_point, by_run = StateBins(length, 400), StateBins(length, 400)
+        by_point.add(states, 0)
+        starts = np.flatnonzero(np.r_[True, states[1:] != states[:-1]])
+        lengths = np.diff(np.r_[starts, length])
+        by_run.add_runs(starts, lengths, states[starts])
+        assert (by_run.counts == by_point.counts).all()
+        assert np.array_equal(by_run.colours(), by_point.colours(), equal_nan=True)

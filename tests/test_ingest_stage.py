@@ -113,8 +113,9 @@ def test_incremental_rerun_adds_only_new_and_changed_files(tmp_path):
     assert m2["value"].to_list() == [40, 50, 60]
     parts = sorted(p.name for p in (out / "parts").iterdir())
     # 4 files × (readings, rejects, index) and the state of the next run; the old part is gone
-    assert len(parts) == 4 * 3 + 3
-    assert {"chunks.parquet", "duplicates.parquet", "series.parquet"} <= set(parts)
+    assert len(parts) == 4 * 3 + 4
+    state = {"chunks.parquet", "duplicates.parquet", "series.parquet", "plot.parquet"}
+    assert state <= set(parts)
 
 
 def test_changed_setting_redoes_the_work(tmp_path):
@@ -164,7 +165,7 @@ def test_write_error_waits_for_the_plot_before_discarding(tmp_path, monkeypatch)
         raise OSError("disk full")
 
     monkeypatch.setattr(stage, "quality_plot", slow_plot)
-    monkeypatch.setattr(stage, "_write_series", broken_write)
+    monkeypatch.setattr(stage, "_write_state", broken_write)
     src = write_files(tmp_path / "src", {"m.csv": wide_csv([1, 2, 3])})
     with pytest.raises(OSError, match="disk full"):
         run_ingest([src], tmp_path / "clean", _config(), command=["t"])

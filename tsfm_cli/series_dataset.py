@@ -123,6 +123,11 @@ def _us(day: dt.date) -> int:
     return (day - _EPOCH).days * 86_400_000_000
 
 
+def chunk_date(us: int) -> dt.date:
+    """The date of a chunk's start given in µs since 1970."""
+    return _date(us)
+
+
 def chunk_us(chunk: str) -> int:
     """µs since 1970 of a chunk's start as its file name gives it (YYYY-MM-DD)."""
     return _us(dt.date.fromisoformat(chunk))

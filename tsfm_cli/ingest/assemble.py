@@ -33,12 +33,14 @@ from tsfm_cli.ingest.grid import (
 from tsfm_cli.ingest.increment import (
     CHUNKS,
     DUPLICATES,
+    PLOT,
     SERIES,
     STATE_FILES,
     UTC,
     chunk_end,
     chunk_readings,
     dirty_chunks,
+    facing_zones,
     file_index,
     index_name,
     lowest_times,
@@ -50,9 +52,8 @@ from tsfm_cli.ingest.report import (
     PLOT_BINS,
     PLOT_MAX_SERIES,
     StateBins,
-    add_plot_states,
     combine_report,
-    plot_states,
+    plot_runs,
     quality_plot,
     report_parts,
 )
@@ -61,9 +62,11 @@ from tsfm_cli.ingest.table import REJECT_SCHEMA
 from tsfm_cli.series_dataset import (
     CHUNK_EVERY,
     check_ids,
+    chunk_date,
     chunk_runs,
     chunk_us,
     parse_name,
+    partition_name,
     resolve,
     write_partition,
 )
@@ -105,6 +108,7 @@ class Previous:
     series: pl.DataFrame  # series_id, step_until, step_us, first_us, last_us
     chunks: pl.DataFrame  # report counts per series_id and _chunk
     duplicates: pl.DataFrame  # series_id, timestamp, file, line, column, raw, reason
+    plot: pl.DataFrame  # series_id, _chunk, start_us, length, state
     files: dict = field(default_factory=dict)  # file → its manifest entry
 
 
@@ -163,21 +167,18 @@ def assemble(
     every = CHUNK_EVERY[granularity]
     chunks = chunk_readings(index, every)
     work = writer.dir / "_work"  # spilled readings, removed before commit
-    sources: list[pl.DataFrame | Path] = []
-    if previous is None:  # every file, every series
-        held = sum(p.meta.get("readings", 0) for p in parts) <= budget
-        for p in parts:
-            sid_of = _sids_of(runs[p.index].local, names, cols)
-            tagged = _tag(_long(writer, p, config, last=True), runs[p.index], sid_of, p.index)
-            sources.append(_hold(tagged, None if held else work, p.index))
-        stretches = plan(spans, chunks, budget)
-    else:  # the chunks changed readings reach, and the readings those reach
+    sizes = np.array(
+        [files_meta[f].get("lines_total", 0) + 2 if f in files_meta else 0 for f in files],
+        dtype=np.int64,
+    )
+    cleaning = Cleaning(writer, names, spans, config, key_cols, files, relative, granularity,
+                        sizes)  # fmt: skip
+
+    def read(chunks_wanted: pl.DataFrame) -> list[pl.DataFrame | Path]:
+        """The readings that cleaning `chunks_wanted` needs, from the files that hold them."""
         margin = margin_points(config, names)
-        dirty = dirty_chunks(changed, grids, margin, every)
-        kept, damaged = _keep(writer, previous, names, dirty, reporter)
-        dirty = pl.concat([dirty, damaged]).unique().sort("_sid", "_chunk")
         windows = _merged(
-            dirty.join(spans.select("_sid", "step_us"), on="_sid").select(
+            chunks_wanted.join(spans.select("_sid", "step_us"), on="_sid").select(
                 "_sid",
                 lo=pl.col("_chunk") - (margin + 1) * pl.col("step_us"),
                 hi=chunk_end("_chunk", every) + (margin + 1) * pl.col("step_us"),
@@ -191,17 +192,97 @@ def assemble(
         )
         todo = [p for p in parts if p.index in needed]
         held = sum(p.meta.get("readings", 0) for p in todo) <= budget
-        for p in todo:
-            tagged = _tag_some(writer, p, cols, config, names, windows, runs.get(p.index))
-            sources.append(_hold(tagged, None if held else work, p.index))
-        stretches = plan_chunks(dirty, chunks, every, budget)
-        why = "incremental"
-    for p in parts:
-        p.frame = None  # this run's parse is let go of once read
-    return _build(
-        writer, parts, files, files_meta, relative, failed, config, key_cols, names, index,
-        spans, steps, granularity, stretches, sources, previous, kept, new_files, why, work,
+        return [
+            _hold(
+                _tag_some(writer, p, cols, config, names, windows, runs.get(p.index)),
+                None if held else work,
+                p.index,
+            )
+            for p in todo
+        ]
+
+    try:
+        if previous is None:  # every file, every series
+            held = sum(p.meta.get("readings", 0) for p in parts) <= budget
+            sources: list[pl.DataFrame | Path] = []
+            for p in parts:
+                sid_of = _sids_of(runs[p.index].local, names, cols)
+                tagged = _tag(_long(writer, p, config, last=True), runs[p.index], sid_of, p.index)
+                sources.append(_hold(tagged, None if held else work, p.index))
+            cleaning.run(plan(spans, chunks, budget), sources)
+        else:  # the chunks changed readings reach, and the readings those reach
+            kept = _clean_changes(
+                writer, previous, cleaning, names, spans, chunks, changed, grids, config,
+                budget, read, reporter,
+            )  # fmt: skip
+            why = "incremental"
+    finally:
+        for p in parts:
+            p.frame = None  # this run's parse is let go of once read
+    shutil.rmtree(work, ignore_errors=True)
+    return _finish(
+        writer, cleaning, parts, files, files_meta, failed, config, key_cols, names, index,
+        spans, steps, previous, kept, new_files, why,
     )  # fmt: skip
+
+
+def _clean_changes(
+    writer, previous, cleaning, names, spans, chunks, changed, grids, config, budget, read,
+    reporter,
+) -> pl.DataFrame:  # fmt: skip
+    """Clean the core around the changes, then the ring chunks whose neighbouring core points
+    moved; keep everything else. The partitions kept (`_sid`, `_chunk`, `name`, `series_id`)."""
+    every = cleaning.every
+    margin = margin_points(config, names)
+    core, ring = dirty_chunks(changed, grids, margin, every)
+    reach = spans.select("_sid", reach_us=(margin + 1) * pl.col("step_us"))
+    # a margin of a day or more reaches past the neighbouring chunk: its ring is cleaned too
+    far = reach.filter(pl.col("reach_us") >= DAY_US)
+    core = pl.concat([core, ring.join(far, on="_sid", how="semi")])
+    ring = ring.join(far, on="_sid", how="anti")
+    others = pl.concat([core, ring])
+    kept, damaged = _keep(writer, previous, names, others, reporter, keep_all_but=True)
+    first = pl.concat([core, damaged]).unique().sort("_sid", "_chunk")
+    zones = facing_zones(ring, core, reach, every)
+    cleaning.run(plan_chunks(first, chunks, every, budget), read(first), zones)
+    moved = _moved_zones(previous, names, zones, cleaning.zones)
+    calm = ring.join(moved, on=["_sid", "_chunk"], how="anti")
+    kept_ring, damaged = _keep(writer, previous, names, calm, reporter)
+    second = pl.concat([ring.join(kept_ring, on=["_sid", "_chunk"], how="anti")]).sort(
+        "_sid", "_chunk"
+    )
+    if second.height:
+        cleaning.run(plan_chunks(second, chunks, every, budget), read(second))
+    return pl.concat([kept, kept_ring]).sort("_sid", "_chunk")
+
+
+DAY_US = 86_400_000_000
+
+
+def _moved_zones(previous, names, zones: pl.DataFrame, found: list[pl.DataFrame]) -> pl.DataFrame:
+    """The ring chunks (`_sid`, `_chunk`) whose facing core points differ from the last run's
+    (read from its partition of that core chunk, sha256 verified; a missing or damaged one
+    differs)."""
+    if zones.height == 0:
+        return pl.DataFrame(schema={"_sid": pl.UInt32, "_chunk": pl.Int64})
+    new = pl.concat(found) if found else pl.DataFrame(schema=dict.fromkeys(ZONE_COLUMNS))
+    new = new.with_columns(pl.col("timestamp").dt.epoch("us").alias("_t"))
+    ids = names["series_id"]
+    moved = []
+    for sid, ring, core, lo, hi in zones.select("_sid", "_ring", "_core", "lo", "hi").iter_rows():
+        name = partition_name(ids[sid], chunk_date(core))
+        path = previous.dir / name
+        mine = new.filter((pl.col("_sid") == sid) & pl.col("_t").is_between(lo, hi))
+        same = False
+        recorded = previous.outputs.get(name, {}).get("sha256")
+        if recorded and path.is_file() and sha256_file(path) == recorded:
+            old = pl.read_parquet(path, columns=ZONE_COLUMNS[1:]).filter(
+                pl.col("timestamp").dt.epoch("us").is_between(lo, hi)
+            )
+            same = old.equals(mine.select(ZONE_COLUMNS[1:]).cast(old.schema))
+        if not same:
+            moved.append((sid, ring))
+    return pl.DataFrame(moved, schema={"_sid": pl.UInt32, "_chunk": pl.Int64}, orient="row")
 
 
 _DAY_COLS = ["_day", "readings", "first", "last"]
@@ -413,6 +494,7 @@ def _previous(writer, files, relative, key_cols, reporter):
         state[SERIES],
         state[CHUNKS],
         state[DUPLICATES],
+        state[PLOT],
         manifest.get("files") or {},
     )
     return previous, None
@@ -523,16 +605,18 @@ def _candidate_steps(sids, index, new_files, parts, cols, config, writer, runs, 
     return steps_from_lowest(found.filter(pl.col("_sid").is_in(sids.implode())), config)
 
 
-def _keep(writer, previous: Previous, names, dirty, reporter):
-    """Carry the last run's partitions of clean chunks over (hard links, sha256 verified):
-    ((_sid, _chunk, name) of those kept, (_sid, _chunk) of damaged ones, to be cleaned again)."""
+def _keep(writer, previous: Previous, names, chunks, reporter, keep_all_but: bool = False):
+    """Carry the last run's partitions of `chunks` (with `keep_all_but`: of all other chunks)
+    over (hard links, sha256 verified): ((_sid, _chunk, name, series_id) of those kept,
+    (_sid, _chunk) of damaged ones, to be cleaned again)."""
     listed = [(n, parse_name(n)) for n in previous.outputs]
     rows = [(n, key[0], chunk_us(key[1])) for n, key in listed if key is not None]
     frame = pl.DataFrame(
         rows, schema={"name": pl.String, "series_id": pl.String, "_chunk": pl.Int64}, orient="row"
     )
     frame = frame.join(names.select("_sid", "series_id"), on="series_id", how="inner")
-    frame = frame.join(dirty, on=["_sid", "_chunk"], how="anti").sort("_sid", "_chunk")
+    how = "anti" if keep_all_but else "semi"
+    frame = frame.join(chunks, on=["_sid", "_chunk"], how=how).sort("_sid", "_chunk")
     damaged = []
     for name, sid, chunk in frame.select("name", "_sid", "_chunk").iter_rows():
         writer.carry_over(name, previous.dir)
@@ -561,84 +645,40 @@ def _check_spans(spans: pl.DataFrame, names: pl.DataFrame) -> None:
         )
 
 
-def _build(
-    writer, parts, files, files_meta, relative, failed, config, key_cols, names, index, spans,
-    steps, granularity, stretches, sources, previous, kept, new_files, why, work,
-) -> dict[str, Any]:  # fmt: skip
-    from tsfm_cli.ingest.stage import _line_bitmap, _summary, _units
+class Cleaning:
+    """Cleans stretches and adds up what the outputs need from each: the partition files
+    (written as they come), report counts per chunk, duplicate rejects, the lines used and
+    quality.png's states (as runs). A stretch's grid is let go of before the next."""
 
-    every = CHUNK_EVERY[granularity]
-    n_series = names.height
-    reach = (margin_points(config, names) + 1) * spans["step_us"].fill_null(0).to_numpy()
-    files_read = len(sources)
-    scans = [pl.scan_parquet(s) if isinstance(s, Path) else s.lazy() for s in sources]
+    def __init__(self, writer, names, spans, config, key_cols, files, relative, granularity,
+                 sizes):  # fmt: skip
+        self.writer, self.names, self.spans, self.config = writer, names, spans, config
+        self.key_cols, self.files, self.relative = key_cols, files, relative
+        self.granularity, self.every = granularity, CHUNK_EVERY[granularity]
+        self.reach = (margin_points(config, names) + 1) * spans["step_us"].fill_null(0).to_numpy()
+        self.used = np.zeros(int(sizes.sum()), dtype=bool)
+        self.sizes = sizes
+        self.report_rows: list[pl.DataFrame] = []
+        self.dup_rejects: list[pl.DataFrame] = []
+        self.plot_runs: list[pl.DataFrame] = []
+        self.zones: list[pl.DataFrame] = []
+        self.written = self.cleaned = self.files_read = 0
 
-    def stretch_readings(stretch: Stretch, last: bool) -> pl.DataFrame:
-        sids = np.array(stretch.sids, dtype=np.int64)
-        lo = np.full(n_series, OPEN, dtype=np.int64)
-        hi = np.full(n_series, -OPEN, dtype=np.int64)
-        if stretch.whole:
-            lo[sids], hi[sids] = -OPEN, OPEN
-        else:
-            bounds = np.array(stretch.bounds, dtype=np.int64)
-            lo[sids], hi[sids] = bounds[:, 0] - reach[sids], bounds[:, 1] + reach[sids]
-        local = np.full(n_series, 0, dtype=np.uint32)
-        local[sids] = np.arange(len(sids), dtype=np.uint32)
-        at = pl.col("timestamp").dt.epoch("us")
-        sid = pl.col("_sid")
-        wanted = sid.is_between(int(sids.min()), int(sids.max())) & at.is_between(
-            pl.lit(pl.Series(lo)).gather(sid), pl.lit(pl.Series(hi)).gather(sid)
-        )
-        frame = (
-            pl.concat(scans)
-            .filter(wanted)
-            .select(
-                pl.lit(pl.Series(local)).gather(sid).alias("_sid"),
-                "_file",
-                "raw_line",
-                "timestamp",
-                "value",
-                "flags",
-            )  # fmt: skip
-            .collect()
-        )
-        if last:  # let go of the held readings
-            scans.clear()
-            sources.clear()
-        return frame
+    def run(self, stretches: list[Stretch], sources: list, zones: pl.DataFrame | None = None):
+        """Clean `stretches` from the readings in `sources` (let go of after the last); the rows
+        of the grid inside `zones` (`_sid`, `lo`, `hi` µs, inclusive) are kept in `self.zones`."""
+        from tsfm_cli.ingest.stage import _line_bitmap
 
-    units = _units(files_meta)
-    sizes = np.array(
-        [files_meta[f].get("lines_total", 0) + 2 if f in files_meta else 0 for f in files],
-        dtype=np.int64,
-    )
-    used = np.zeros(int(sizes.sum()), dtype=bool)
-    shown = min(n_series, PLOT_MAX_SERIES)
-    points_of = spans["points"].fill_null(0)
-    plot_bins = [StateBins(int(points_of[sid]), PLOT_BINS) for sid in range(shown)]
-    index_of = {f: i for i, f in enumerate(files) if f}
-    report_rows, dup_rejects = [], []
-    if kept is not None:  # the last run's counts, duplicates and plot states of kept chunks
-        report_rows.append(_kept_parts(previous, names, kept, index_of))
-        dup_rejects.append(_kept_duplicates(previous, names, kept, every))
-        _add_kept_states(plot_bins, writer, kept.filter(pl.col("_sid") < shown), spans)
-    written = 0
-    plot = None
-    # quality.png is drawn (holding the GIL) while the last stretch's files, the report and the
-    # rejects are written and hashed (polars and hashlib release it); not earlier, so that the
-    # drawing's memory never adds to a stretch being cleaned. Leaving the block waits for the
-    # drawing, on errors too, so that nothing writes into the directory once it is discarded.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tsfm-plot") as pool:
-
-        def draw(report: pl.DataFrame):
-            colours = np.stack([b.colours() for b in plot_bins]) if plot_bins else None
-            return pool.submit(quality_plot, colours, report, writer.dir / "quality.png")
-
+        self.files_read += len(sources)
+        scans = [pl.scan_parquet(s) if isinstance(s, Path) else s.lazy() for s in sources]
+        sources.clear()
+        names, spans, every = self.names, self.spans, self.every
         for number, stretch in enumerate(stretches):
-            last = number == len(stretches) - 1
             sids = np.array(stretch.sids, dtype=np.uint32)
             own = names[sids].with_columns(_sid=pl.int_range(len(sids), dtype=pl.UInt32))
-            readings = stretch_readings(stretch, last)
+            readings = self._readings(scans, stretch)
+            if number == len(stretches) - 1:
+                scans.clear()  # let go of the held readings
             span = None
             if not stretch.whole:
                 bounds = np.array(stretch.bounds, dtype=np.int64)
@@ -647,56 +687,157 @@ def _build(
                     lo_us=pl.Series(bounds[:, 0]),
                     hi_us=pl.Series(bounds[:, 1]),
                 )
-            grid, dups = clean(readings, own, config, chunk_every=every, span=span)
+            grid, dups = clean(readings, own, self.config, chunk_every=every, span=span)
             del readings
-            to_global = pl.lit(pl.Series(sids)).gather(pl.col("_sid")).alias("_sid")
-            report_rows.append(report_parts(grid, by_chunk=True).with_columns(to_global))
-            add_plot_states(plot_bins, grid, spans, sids)
-            if last:
-                report = combine_report(report_rows, names, key_cols, files, units)
-                plot = draw(report)
-            dup_rejects.append(_named_duplicates(dups.with_columns(to_global), names, files))
-            used |= _line_bitmap(
+            grid = grid.with_columns(pl.lit(pl.Series(sids)).gather(pl.col("_sid")).alias("_sid"))
+            parts = report_parts(grid, by_chunk=True)
+            self.report_rows.append(parts)
+            self.cleaned += parts.height
+            self.plot_runs.append(plot_runs(grid.filter(pl.col("_sid") < PLOT_MAX_SERIES)))
+            self.dup_rejects.append(
+                _named_duplicates(
+                    dups.with_columns(pl.lit(pl.Series(sids)).gather(pl.col("_sid")).alias("_sid")),
+                    names,
+                    self.files,
+                )
+            )
+            if zones is not None and zones.height:
+                at = pl.col("timestamp").dt.epoch("us")
+                self.zones.append(
+                    grid.join(zones, on="_sid")
+                    .filter(at.is_between(pl.col("lo"), pl.col("hi")))
+                    .select(ZONE_COLUMNS)
+                )
+            self.used |= _line_bitmap(
                 grid["_file"].fill_null(-1).to_numpy(),
                 grid["raw_line"].fill_null(-1).to_numpy(),
-                sizes,
+                self.sizes,
             )
-            written += _write_series(writer, grid, own, relative, key_cols, granularity)
+            self.written += _write_series(
+                self.writer, grid, names, self.relative, self.key_cols, self.granularity
+            )
             del grid
-        report = combine_report(report_rows, names, key_cols, files, units)
-        if plot is None:
-            plot = draw(report)
+
+    def _readings(self, scans, stretch: Stretch) -> pl.DataFrame:
+        """The readings a stretch and its margins need, `_sid` counted from 0 in the stretch."""
+        n_series, reach = self.names.height, self.reach
+        sids = np.array(stretch.sids, dtype=np.int64)
+        lo = np.full(n_series, OPEN, dtype=np.int64)
+        hi = np.full(n_series, -OPEN, dtype=np.int64)
+        if stretch.whole:
+            lo[sids], hi[sids] = -OPEN, OPEN
+        else:
+            bounds = np.array(stretch.bounds, dtype=np.int64)
+            lo[sids], hi[sids] = bounds[:, 0] - reach[sids], bounds[:, 1] + reach[sids]
+        at = pl.col("timestamp").dt.epoch("us")
+        sid = pl.col("_sid")
+        # the range of series first: spilled readings are skipped by their row groups' statistics
+        wanted = sid.is_between(int(sids.min()), int(sids.max())) & at.is_between(
+            pl.lit(pl.Series(lo)).gather(sid), pl.lit(pl.Series(hi)).gather(sid)
+        )
+        return (
+            pl.concat(scans)
+            .filter(wanted)
+            .select(
+                pl.lit(_local_of(sids, n_series)).gather(sid).alias("_sid"),
+                "_file",
+                "raw_line",
+                "timestamp",
+                "value",
+                "flags",
+            )  # fmt: skip
+            .collect()
+        )
+
+
+ZONE_COLUMNS = ["_sid", "timestamp", "value", "flags", "observed"]
+
+
+def _local_of(sids: np.ndarray, n_series: int) -> pl.Series:
+    """Series number in the dataset → its number in a stretch of series `sids`."""
+    local = np.zeros(n_series, dtype=np.uint32)
+    local[sids] = np.arange(len(sids), dtype=np.uint32)
+    return pl.Series(local)
+
+
+def _finish(
+    writer, cleaning: Cleaning, parts, files, files_meta, failed, config, key_cols, names,
+    index, spans, steps, previous, kept, new_files, why,
+) -> dict[str, Any]:  # fmt: skip
+    """The report, rejects, quality.png, summary and state from what cleaning added up and
+    what was kept from the last run."""
+    from tsfm_cli.ingest.stage import _summary, _units
+
+    every = cleaning.every
+    index_of = {f: i for i, f in enumerate(files) if f}
+    report_rows, dup_rejects = list(cleaning.report_rows), list(cleaning.dup_rejects)
+    plot = list(cleaning.plot_runs)
+    if kept is not None and kept.height:  # the last run's counts, duplicates, plot of kept chunks
+        report_rows.append(_kept_parts(previous, names, kept, index_of))
+        dup_rejects.append(_kept_duplicates(previous, names, kept, every))
+        plot.append(
+            _kept_runs(writer, previous, names, kept.filter(pl.col("_sid") < PLOT_MAX_SERIES))
+        )
+    runs = pl.concat(plot, how="diagonal_relaxed").sort("_sid", "_chunk", "start_us")
+    units = _units(files_meta)
+    report = combine_report(report_rows, names, key_cols, files, units)
+    # quality.png is drawn (holding the GIL) while the report, the rejects and the state are
+    # written and hashed (polars and hashlib release it); not earlier, so that the drawing's
+    # memory never adds to a stretch being cleaned. Leaving the block waits for the drawing,
+    # on errors too, so that nothing writes into the directory once it is discarded.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tsfm-plot") as pool:
+        colours = _plot_colours(runs, spans, names.height)
+        drawing = pool.submit(quality_plot, colours, report, writer.dir / "quality.png")
         duplicates = _ordered_duplicates(dup_rejects, names)
         all_rejects = _write_rejects(writer, parts, duplicates, failed)
         writer.write_parquet("report.parquet", report.drop("_sid"))
-        carried = set()
+        used, carried = cleaning.used, set()
         if previous is not None:
             affected = _affected(index, kept, spans, every, new_files)
-            used |= _kept_lines(writer, kept, index, affected, relative, sizes, spans, every)
+            used = used | _kept_lines(
+                writer, kept, index, affected, cleaning.relative, cleaning.sizes, spans, every
+            )
             carried = {f for i, f in enumerate(files) if f and i not in affected}
         summary = _summary(
-            (used, sizes, int(report["points"].sum()), int(report["observed"].sum())),
-            all_rejects, report,
-            files, files_meta, failed, config.gate_on, carried,
+            (used, cleaning.sizes, int(report["points"].sum()), int(report["observed"].sum())),
+            all_rejects, report, files, files_meta, failed, config.gate_on, carried,
         )  # fmt: skip
-        _write_state(writer, report_rows, duplicates, names, spans, steps, files, every)
-        cleaned = sum(r.height for r in report_rows[1 if kept is not None else 0 :])
+        _write_state(writer, report_rows, duplicates, runs, names, spans, steps, files)
+        n_kept = kept.height if kept is not None else 0
         summary.update(
-            partition=granularity,
-            partitions=written + (kept.height if kept is not None else 0),
+            partition=cleaning.granularity,
+            partitions=cleaning.written + n_kept,
             key_columns=key_cols,
             increment={
                 "mode": "incremental" if previous is not None else "full",
                 "why": why,
-                "chunks_cleaned": cleaned,
-                "chunks_kept": kept.height if kept is not None else 0,
-                "files_read": files_read,
+                "chunks_cleaned": cleaning.cleaned,
+                "chunks_kept": n_kept,
+                "files_read": cleaning.files_read,
             },
         )
-        plot.result()  # the drawing's error, if any, is the stage's error
-    shutil.rmtree(work, ignore_errors=True)
+        drawing.result()  # the drawing's error, if any, is the stage's error
     writer.register("quality.png")
     return summary
+
+
+def _plot_colours(runs: pl.DataFrame, spans: pl.DataFrame, n_series: int):
+    """quality.png's colours of the first PLOT_MAX_SERIES series, from their states' runs."""
+    shown = min(n_series, PLOT_MAX_SERIES)
+    if not shown:
+        return None
+    first, step = spans["first_us"].to_numpy(), spans["step_us"].to_numpy()
+    points = spans["points"].fill_null(0).to_numpy()
+    rows = []
+    by_sid = runs.partition_by("_sid", as_dict=True) if runs.height else {}
+    for sid in range(shown):
+        bins = StateBins(int(points[sid]), PLOT_BINS)
+        mine = by_sid.get((sid,))
+        if mine is not None:
+            offsets = (mine["start_us"].to_numpy() - first[sid]) // step[sid]
+            bins.add_runs(offsets, mine["length"].to_numpy(), mine["state"].to_numpy())
+        rows.append(bins.colours())
+    return np.stack(rows)
 
 
 def _named_duplicates(dups: pl.DataFrame, names: pl.DataFrame, files: list[str]) -> pl.DataFrame:
@@ -741,13 +882,19 @@ def _kept_duplicates(previous: Previous, names, kept, every) -> pl.DataFrame:
     return frame.drop("_sid", "_chunk")
 
 
-def _add_kept_states(plot_bins, writer, kept: pl.DataFrame, spans) -> None:
-    """The plot states of kept partitions of the series quality.png shows."""
-    first, step = spans["first_us"].to_numpy(), spans["step_us"].to_numpy()
-    for name, sid in kept.select("name", "_sid").iter_rows():
+def _kept_runs(writer, previous: Previous, names, kept: pl.DataFrame) -> pl.DataFrame:
+    """The plot runs of kept chunks (of the series quality.png shows): from the last run's
+    state, or read from the partition for a series the last run did not show."""
+    plotted = previous.series["series_id"].head(PLOT_MAX_SERIES).to_list()
+    stored = kept.filter(pl.col("series_id").is_in(plotted))
+    where = stored.select("series_id", "_chunk", "_sid")
+    runs = [previous.plot.join(where, on=["series_id", "_chunk"]).drop("series_id")]
+    unstored = kept.join(stored, on=["_sid", "_chunk"], how="anti")
+    for name, sid, chunk in unstored.select("name", "_sid", "_chunk").iter_rows():
         frame = pl.read_parquet(writer.dir / name, columns=["timestamp", "observed", "flags"])
-        start = int(frame.select(pl.col("timestamp").first().dt.epoch("us")).item())
-        plot_bins[sid].add(plot_states(frame), int((start - first[sid]) // step[sid]))
+        frame = frame.with_columns(_sid=pl.lit(sid, pl.UInt32), _chunk=pl.lit(chunk).cast(UTC))
+        runs.append(plot_runs(frame))
+    return pl.concat(runs, how="diagonal_relaxed")
 
 
 def _affected(index, kept, spans, every, new_files) -> set[int]:
@@ -800,8 +947,8 @@ def _kept_lines(writer, kept, index, affected, relative, sizes, spans, every) ->
     return bits
 
 
-def _write_state(writer, report_rows, duplicates, names, spans, steps, files, every) -> None:
-    """parts/chunks, parts/duplicates and parts/series: what the next run keeps from this one."""
+def _write_state(writer, report_rows, duplicates, runs, names, spans, steps, files) -> None:
+    """parts/chunks, parts/duplicates, parts/plot and parts/series: what the next run keeps."""
     file_names = pl.Series(files, dtype=pl.String)
     chunks = pl.concat(report_rows, how="diagonal_relaxed").sort("_sid", "_chunk")
     chunks = chunks.with_columns(
@@ -821,6 +968,11 @@ def _write_state(writer, report_rows, duplicates, names, spans, steps, files, ev
         .drop("_sid")
     )
     writer.write_parquet(SERIES, series)
+    ids = names.select("_sid", "series_id")
+    plot = runs.join(ids, on="_sid", maintain_order="left").select(
+        "series_id", "_chunk", "start_us", "length", "state"
+    )
+    writer.write_parquet(PLOT, plot)
 
 
 def _write_series(writer: StageWriter, grid, names, files, key_cols, granularity: str) -> int:

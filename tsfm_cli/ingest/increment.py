@@ -13,8 +13,12 @@ needs, per series, only the chunks that changed readings reach:
 - the *ring*: the chunks within one margin of a core chunk (their gaps are filled from the
   core's points, whose flags may have moved with the core's spike scale).
 
+The ring is cleaned only where it must be: once the core is cleaned, a ring chunk whose
+neighbouring core points (within its margin) came out as they were is kept.
+
 Every other chunk is kept as it is: its partition file (a hard link, sha256 verified), its
-report counts (`parts/chunks.parquet`) and its duplicate rejects (`parts/duplicates.parquet`);
+report counts (`parts/chunks.parquet`), its duplicate rejects (`parts/duplicates.parquet`) and
+the runs of its quality.png states (`parts/plot.parquet`, for the series the plot shows);
 `parts/series.parquet` keeps each series' grid (step, first and last point) and the time of its
 STEP_READINGS-th reading, before which a new reading could move the step.
 """
@@ -30,7 +34,8 @@ UTC = pl.Datetime("us", "UTC")
 CHUNKS = "parts/chunks.parquet"
 DUPLICATES = "parts/duplicates.parquet"
 SERIES = "parts/series.parquet"
-STATE_FILES = (CHUNKS, DUPLICATES, SERIES)
+PLOT = "parts/plot.parquet"
+STATE_FILES = (CHUNKS, DUPLICATES, SERIES, PLOT)
 
 
 def index_name(part_key: str) -> str:
@@ -125,9 +130,9 @@ def cover(intervals: pl.DataFrame, every: str) -> pl.DataFrame:
 
 def dirty_chunks(
     changed: pl.DataFrame, grids: pl.DataFrame, margin: int, every: str
-) -> pl.DataFrame:
-    """The chunks to clean again (`_sid`, `_chunk` µs, sorted): the core and ring around the
-    changed grid time (`_sid`, `lo`, `hi` µs, inclusive). `grids` (`_sid`, `step_us`, `lo_us`,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(core, ring): the chunks (`_sid`, `_chunk` µs, sorted) around the changed grid time
+    (`_sid`, `lo`, `hi` µs, inclusive) that may change. `grids` (`_sid`, `step_us`, `lo_us`,
     `hi_us`): each series' step and the time its old and new grid span together, which bounds
     the chunks (a margin of 10⁹ points reaches no further than the series)."""
     reach = (pl.lit(margin, pl.Int64) + 1) * pl.col("step_us")
@@ -145,7 +150,32 @@ def dirty_chunks(
         lo="_chunk",
         hi=chunk_end("_chunk", every) - 1,
     )
-    return pl.concat([core, cover(widen(ends), every)]).unique().sort("_sid", "_chunk")
+    ring = cover(widen(ends), every).join(core, on=["_sid", "_chunk"], how="anti")
+    return core.sort("_sid", "_chunk"), ring.sort("_sid", "_chunk")
+
+
+def facing_zones(ring: pl.DataFrame, core: pl.DataFrame, reach: pl.DataFrame, every: str):
+    """What a ring chunk's cleaning reads from the core (`reach`: `_sid`, `reach_us`, its margin
+    and a step): the points of an adjacent core chunk within reach of it, as (`_sid`, `_ring`,
+    `_core`, `lo`, `hi` µs, inclusive). Its own readings are unchanged, so where these points
+    are as they were, so is the ring chunk."""
+    before = ring.select(
+        "_sid",
+        _ring="_chunk",
+        _core=(pl.col("_chunk") - 1).cast(UTC).dt.truncate(every).dt.epoch("us"),
+    )
+    after = ring.select("_sid", _ring="_chunk", _core=chunk_end("_chunk", every))
+    near = pl.col("reach_us")
+    return pl.concat(
+        [
+            before.join(reach, on="_sid").select(
+                "_sid", "_ring", "_core", lo=pl.col("_ring") - near, hi=pl.col("_ring") - 1
+            ),
+            after.join(reach, on="_sid").select(
+                "_sid", "_ring", "_core", lo="_core", hi=pl.col("_core") + near - 1
+            ),
+        ]
+    ).join(core.rename({"_chunk": "_core"}), on=["_sid", "_core"], how="semi")
 
 
 def chunk_end(column: str, every: str) -> pl.Expr:

@@ -152,6 +152,31 @@ class StateBins:
         for row, state in enumerate((2, 1, 3)):
             self.counts[row] += np.bincount(where[states == state], minlength=len(self.edges))
 
+    def add_runs(self, offsets, lengths, states) -> None:
+        """Runs of one state: `lengths[i]` points of state `states[i]` from point `offsets[i]`
+        of the series (what a kept chunk's plot is stored as: no point by point)."""
+        import numpy as np
+
+        bounds = np.append(self.edges, self.length)
+        size = np.diff(bounds)
+        for row, state in enumerate((2, 1, 3)):
+            mine = states == state
+            a = np.asarray(offsets)[mine].astype(np.int64)
+            b = a + np.asarray(lengths)[mine].astype(np.int64)
+            if not len(a):
+                continue
+            first = np.searchsorted(self.edges, a, side="right") - 1
+            last = np.searchsorted(self.edges, b - 1, side="right") - 1
+            one = first == last
+            np.add.at(self.counts[row], first[one], (b - a)[one])
+            first, last, a, b = first[~one], last[~one], a[~one], b[~one]
+            np.add.at(self.counts[row], first, bounds[first + 1] - a)
+            np.add.at(self.counts[row], last, b - bounds[last])
+            whole = np.zeros(len(size) + 1, dtype=np.int64)  # the bins in between, whole
+            np.add.at(whole, first + 1, 1)
+            np.add.at(whole, last, -1)
+            self.counts[row] += np.cumsum(whole)[:-1] * size
+
     def colours(self):
         import numpy as np
 
@@ -181,28 +206,35 @@ def _plot_state() -> pl.Expr:
     )
 
 
-def plot_states(frame: pl.DataFrame):
-    """Per point (`observed`, `flags`): its state in quality.png (numpy int8)."""
-    return frame.select(_plot_state()).to_series().to_numpy()
-
-
-def add_plot_states(rows: list[StateBins], grid: pl.DataFrame, spans: pl.DataFrame, sids):
-    """Add the points of a cleaned stretch (its `_sid` i is series `sids[i]`) to the plot rows
-    of the series quality.png shows (`rows[sid]`), each at its place in its series' whole grid
-    (`spans`: `first_us`, `step_us` per series): the grid need not be kept until the drawing."""
-
-    from tsfm_cli.ingest.grid import run_bounds
-
-    sid = grid["_sid"].to_numpy()
-    starts, ends = run_bounds(sid)
-    states = plot_states(grid)
-    stamps = grid["timestamp"].dt.epoch("us").to_numpy()
-    first, step = spans["first_us"].to_numpy(), spans["step_us"].to_numpy()
-    for a, b in zip(starts, ends, strict=True):
-        series = int(sids[sid[a]])
-        if series >= len(rows):
-            break
-        rows[series].add(states[a:b], int((stamps[a] - first[series]) // step[series]))
+def plot_runs(grid: pl.DataFrame) -> pl.DataFrame:
+    """The runs of equal quality.png state (not 0, observed) in a grid sorted by series and time
+    (`_sid`, `timestamp`, `observed`, `flags`; `_chunk` optional): `_sid`, `_chunk` (µs),
+    `start_us`, `length`, `state`. The grid need not be kept until the drawing, and a kept
+    chunk's plot is its runs."""
+    chunk = pl.col("_chunk").dt.epoch("us") if "_chunk" in grid.columns else pl.lit(None, pl.Int64)
+    frame = grid.lazy().select(
+        "_sid", _chunk=chunk, _t=pl.col("timestamp").dt.epoch("us"), state=_plot_state()
+    )
+    new = (
+        (pl.col("state") != pl.col("state").shift(1))
+        | (pl.col("_sid") != pl.col("_sid").shift(1))
+        | (pl.col("_chunk") != pl.col("_chunk").shift(1)).fill_null(False)
+    )
+    return (
+        frame.with_columns(_run=new.fill_null(True).cum_sum())
+        .filter(pl.col("state") != 0)
+        .group_by("_run")
+        .agg(
+            pl.col("_sid").first(),
+            pl.col("_chunk").first(),
+            start_us=pl.col("_t").first(),
+            length=pl.len().cast(pl.Int64),
+            state=pl.col("state").first(),
+        )
+        .drop("_run")
+        .sort("_sid", "start_us")
+        .collect()
+    )
 
 
 def quality_plot(matrix, report: pl.DataFrame, path: Path) -> None:
