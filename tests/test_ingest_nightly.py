@@ -96,6 +96,20 @@ def _history_without_day_2(src, days: int) -> None:
             _day_file(src, day)
 
 
+def _ingested(tmp_path, days: int, config: IngestConfig):
+    """(sources, output) after a first ingest of `days` daily files."""
+    src, out = tmp_path / "src", tmp_path / "clean"
+    _history(src, days)
+    run_ingest([src], out, config, command=["t"])
+    return src, out
+
+
+def _as_fresh(tmp_path, src, out, config: IngestConfig) -> None:
+    """`out` holds what ingesting `src` into an empty folder gives."""
+    run_ingest([src], tmp_path / "fresh", config, command=["t"])
+    _same_outputs(out, tmp_path / "fresh")
+
+
 def _rerun_matches_fresh(tmp_path, config, change, days=5):
     """Ingest `days` daily files (or the history `change` writes first), apply the change,
     ingest again into the same folder and into a fresh one: the two must agree. The rerun's
@@ -159,11 +173,7 @@ def test_a_ring_chunk_is_cleaned_again_when_the_core_points_it_reads_moved(tmp_p
     from them) are as they were. The last run's copy of a core chunk that cannot be trusted (its
     bytes differ from the manifest) counts as moved: that series' ring chunk is cleaned again,
     from its files, and the outputs are still those of a fresh run."""
-    src = tmp_path / "src"
-    for day in range(5):
-        _day_file(src, day)
-    out = tmp_path / "clean"
-    run_ingest([src], out, _config(), command=["t"])
+    src, out = _ingested(tmp_path, 5, _config())
     core = next((out / "series").rglob("series=line1%2Fmachine1%2Ftemp/chunk=2024-03-08/*"))
     core.chmod(0o644)
     core.write_bytes(core.read_bytes()[:-30] + b"\0" * 30)
@@ -171,42 +181,28 @@ def test_a_ring_chunk_is_cleaned_again_when_the_core_points_it_reads_moved(tmp_p
     rerun = run_ingest([src], out, _config(), command=["t"])
     assert rerun["increment"]["chunks_cleaned"] == 2 * len(SENSORS) + 1
     assert rerun["increment"]["files_read"] == 3 + 3  # the ring's day and its margins
-    run_ingest([src], tmp_path / "fresh", _config(), command=["t"])
-    _same_outputs(out, tmp_path / "fresh")
+    _as_fresh(tmp_path, src, out, _config())
 
 
 def test_nothing_changed_reads_nothing(tmp_path):
-    src = tmp_path / "src"
-    for day in range(3):
-        _day_file(src, day)
-    out = tmp_path / "clean"
-    run_ingest([src], out, _config(), command=["t"])
+    src, out = _ingested(tmp_path, 3, _config())
     again = run_ingest([src], out, _config(), command=["t"])
     assert again["skipped"] is True
 
 
 def test_changed_settings_clean_everything_again(tmp_path):
-    src = tmp_path / "src"
-    for day in range(3):
-        _day_file(src, day)
-    out = tmp_path / "clean"
-    run_ingest([src], out, _config(), command=["t"])
+    src, out = _ingested(tmp_path, 3, _config())
     _day_file(src, 3)
     again = run_ingest([src], out, _config(max_gap=2), command=["t"])
     assert again["increment"]["mode"] == "full"
     assert again["increment"]["why"] == "the settings changed"
-    run_ingest([src], tmp_path / "fresh", _config(max_gap=2), command=["t"])
-    _same_outputs(out, tmp_path / "fresh")
+    _as_fresh(tmp_path, src, out, _config(max_gap=2))
 
 
 def test_a_damaged_kept_file_is_named_and_cleaned_again(tmp_path):
     """A partition of the last run whose bytes differ from its manifest is not carried over:
     its chunk is cleaned again, and the result is still that of a fresh run."""
-    src = tmp_path / "src"
-    for day in range(5):
-        _day_file(src, day)
-    out = tmp_path / "clean"
-    run_ingest([src], out, _config(), command=["t"])
+    src, out = _ingested(tmp_path, 5, _config())
     victim = next((out / "series").rglob("chunk=2024-03-04/part-0.parquet"))
     data = bytearray(victim.read_bytes())
     data[100] ^= 0xFF
@@ -218,16 +214,11 @@ def test_a_damaged_kept_file_is_named_and_cleaned_again(tmp_path):
     assert rerun["increment"]["mode"] == "incremental"
     assert f"{victim}: damaged (sha256 differs)" in console.file.getvalue()
     assert rerun["increment"]["chunks_cleaned"] == 2 * len(SENSORS) + 1
-    run_ingest([src], tmp_path / "fresh", _config(), command=["t"])
-    _same_outputs(out, tmp_path / "fresh")
+    _as_fresh(tmp_path, src, out, _config())
 
 
 def test_a_damaged_state_file_cleans_everything_again(tmp_path):
-    src = tmp_path / "src"
-    for day in range(3):
-        _day_file(src, day)
-    out = tmp_path / "clean"
-    run_ingest([src], out, _config(), command=["t"])
+    src, out = _ingested(tmp_path, 3, _config())
     state = out / "parts" / "chunks.parquet"
     state.chmod(0o644)
     state.write_bytes(state.read_bytes()[:-20] + b"\0" * 20)
@@ -235,8 +226,7 @@ def test_a_damaged_state_file_cleans_everything_again(tmp_path):
     rerun = run_ingest([src], out, _config(), command=["t"])
     assert rerun["increment"]["mode"] == "full"
     assert "damaged" in rerun["increment"]["why"]
-    run_ingest([src], tmp_path / "fresh", _config(), command=["t"])
-    _same_outputs(out, tmp_path / "fresh")
+    _as_fresh(tmp_path, src, out, _config())
 
 
 def test_the_previous_folder_is_untouched_when_a_rerun_fails(tmp_path, monkeypatch):
@@ -244,11 +234,7 @@ def test_the_previous_folder_is_untouched_when_a_rerun_fails(tmp_path, monkeypat
     run's folder and its bytes as they were."""
     from tsfm_cli.ingest import assemble
 
-    src = tmp_path / "src"
-    for day in range(4):
-        _day_file(src, day)
-    out = tmp_path / "clean"
-    run_ingest([src], out, _config(), command=["t"])
+    src, out = _ingested(tmp_path, 4, _config())
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
     def broken(*args, **kwargs):

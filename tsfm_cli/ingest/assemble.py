@@ -552,13 +552,12 @@ def _changes(previous, names, index, new_files, parts, cols, config, writer, run
             on="_sid",
         )
     )
-    half = pl.col("step_us") // 2
     moved_step = pl.col("old_step").is_null() | (pl.col("old_step") != pl.col("step_us"))
     changed = pl.concat(
         [
-            # where changed readings land on the grid (rounding: half a step either way)
+            # where changed readings land on the grid (rounding is monotonic)
             touched.join(now.select("_sid", "step_us"), on="_sid").select(
-                "_sid", lo=pl.col("first") - half, hi=pl.col("last") + half
+                "_sid", lo=on_lattice("first"), hi=on_lattice("last")
             ),
             # a grid that starts or ends elsewhere; a new series or a moved step: all of it
             now.filter(pl.col("old_first") != pl.col("first_us")).select(
@@ -751,6 +750,15 @@ class Cleaning:
 
 
 ZONE_COLUMNS = ["_sid", "timestamp", "value", "flags", "observed"]
+_NO_RUNS = pl.DataFrame(
+    schema={
+        "_sid": pl.UInt32,
+        "_chunk": pl.Int64,
+        "start_us": pl.Int64,
+        "length": pl.Int64,
+        "state": pl.Int8,
+    }
+)
 
 
 def _local_of(sids: np.ndarray, n_series: int) -> pl.Series:
@@ -778,7 +786,7 @@ def _finish(
         plot.append(
             _kept_runs(writer, previous, names, kept.filter(pl.col("_sid") < PLOT_MAX_SERIES))
         )
-    runs = pl.concat(plot, how="diagonal_relaxed").sort("_sid", "_chunk", "start_us")
+    runs = pl.concat([_NO_RUNS, *plot], how="diagonal_relaxed").sort("_sid", "start_us")
     units = _units(files_meta)
     report = combine_report(report_rows, names, key_cols, files, units)
     # quality.png is drawn (holding the GIL) while the report, the rejects and the state are
@@ -793,7 +801,11 @@ def _finish(
         writer.write_parquet("report.parquet", report.drop("_sid"))
         used, carried = cleaning.used, set()
         if previous is not None:
-            affected = _affected(index, kept, spans, every, new_files)
+            cleaned = pl.concat(
+                [pl.DataFrame(schema={"_sid": pl.UInt32, "_chunk": pl.Int64})]
+                + [r.select("_sid", "_chunk") for r in cleaning.report_rows]
+            )
+            affected = _affected(index, cleaned, spans, every, new_files)
             used = used | _kept_lines(
                 writer, kept, index, affected, cleaning.relative, cleaning.sizes, spans, every
             )
@@ -897,24 +909,24 @@ def _kept_runs(writer, previous: Previous, names, kept: pl.DataFrame) -> pl.Data
     return pl.concat(runs, how="diagonal_relaxed")
 
 
-def _affected(index, kept, spans, every, new_files) -> set[int]:
-    """Files whose lines may sit in a chunk cleaned now: their line accounting is counted again
-    (from the new grid and the kept partitions); the others keep the last run's."""
-    if kept is None:
-        return set(index["_file"].unique().to_list())
-    dirty_or_none = index.join(spans.select("_sid", "step_us"), on="_sid").with_columns(
-        lo=(pl.col("first") - pl.col("step_us") // 2).cast(UTC).dt.truncate(every).dt.epoch("us"),
-        hi=(pl.col("last") + pl.col("step_us") // 2).cast(UTC).dt.truncate(every).dt.epoch("us"),
+def _landing(index: pl.DataFrame, spans: pl.DataFrame) -> pl.DataFrame:
+    """Index rows with the grid points their first and last readings land on (`lo`, `hi` µs;
+    rounding is monotonic, so every reading of the row lands between them)."""
+    return index.join(spans.select("_sid", "step_us"), on="_sid").with_columns(
+        lo=on_lattice("first"), hi=on_lattice("last")
     )
-    # a file is unaffected when every chunk its readings can land in is kept
-    covered = dirty_or_none.select(
-        "_file",
-        "_sid",
-        _chunk=pl.datetime_ranges(pl.col("lo").cast(UTC), pl.col("hi").cast(UTC), every),
-    ).explode("_chunk")
-    covered = covered.with_columns(pl.col("_chunk").dt.epoch("us"))
-    missing = covered.join(kept.select("_sid", "_chunk"), on=["_sid", "_chunk"], how="anti")
-    return set(missing["_file"].unique().to_list()) | set(new_files)
+
+
+def _affected(index, cleaned: pl.DataFrame, spans, every, new_files) -> set[int]:
+    """Files with readings in a chunk cleaned now (`cleaned`: `_sid`, `_chunk`): their line
+    accounting is counted again (from the new grid and the kept partitions); the others keep
+    the last run's."""
+    hits = (
+        _landing(index, spans)
+        .join(cleaned.with_columns(_end=chunk_end("_chunk", every)), on="_sid")
+        .filter((pl.col("lo") < pl.col("_end")) & (pl.col("hi") >= pl.col("_chunk")))
+    )
+    return set(hits["_file"].unique().to_list()) | set(new_files)
 
 
 def _kept_lines(writer, kept, index, affected, relative, sizes, spans, every) -> np.ndarray:
@@ -924,15 +936,10 @@ def _kept_lines(writer, kept, index, affected, relative, sizes, spans, every) ->
     bits = np.zeros(int(sizes.sum()), dtype=bool)
     if kept is None or kept.height == 0 or not affected:
         return bits
-    rows = index.filter(pl.col("_file").is_in(list(affected))).join(
-        spans.select("_sid", "step_us"), on="_sid"
-    )
+    rows = _landing(index.filter(pl.col("_file").is_in(list(affected))), spans)
     hits = (
         rows.join(kept.with_columns(_end=chunk_end("_chunk", every)), on="_sid")
-        .filter(
-            (pl.col("first") - pl.col("step_us") // 2 < pl.col("_end"))
-            & (pl.col("last") + pl.col("step_us") // 2 >= pl.col("_chunk"))
-        )
+        .filter((pl.col("lo") < pl.col("_end")) & (pl.col("hi") >= pl.col("_chunk")))
         .group_by("name")
         .agg(pl.col("_file").unique())
     )
