@@ -730,13 +730,20 @@ class Cleaning:
             lo[sids], hi[sids] = bounds[:, 0] - reach[sids], bounds[:, 1] + reach[sids]
         at = pl.col("timestamp").dt.epoch("us")
         sid = pl.col("_sid")
-        # the range of series first: spilled readings are skipped by their row groups' statistics
-        wanted = sid.is_between(int(sids.min()), int(sids.max())) & at.is_between(
+        # the ranges of series and time first, as plain bounds: spilled files and row groups
+        # outside them are skipped by their statistics, unread
+        wanted = sid.is_between(int(sids.min()), int(sids.max()))
+        if not stretch.whole:
+            since = pl.lit(int(lo[sids].min())).cast(UTC)
+            until = pl.lit(int(hi[sids].max())).cast(UTC)
+            wanted &= pl.col("timestamp").is_between(since, until)
+        wanted &= at.is_between(
             pl.lit(pl.Series(lo)).gather(sid), pl.lit(pl.Series(hi)).gather(sid)
         )
-        return (
-            pl.concat(scans)
-            .filter(wanted)
+        # one file at a time: a stretch costs its readings and one file's decoding, not the
+        # decoding of every file at once
+        pieces = [
+            scan.filter(wanted)
             .select(
                 pl.lit(_local_of(sids, n_series)).gather(sid).alias("_sid"),
                 "_file",
@@ -746,7 +753,9 @@ class Cleaning:
                 "flags",
             )  # fmt: skip
             .collect()
-        )
+            for scan in scans
+        ]
+        return pl.concat(pieces, rechunk=True)
 
 
 ZONE_COLUMNS = ["_sid", "timestamp", "value", "flags", "observed"]
