@@ -7,6 +7,7 @@ in `mask_faults` make the point unobserved (value null); the others are only fla
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -45,18 +46,15 @@ def run_lengths_expr(run_id: pl.Expr) -> pl.Expr:
 def _rolling_median(grid: pl.DataFrame, window: int) -> pl.Series:
     """Centred rolling median of the observed values of each series (null near series ends).
 
-    scipy's median filter over the whole column is several times faster than a rolling median
-    per group; windows that would cross into the next series are nulled. Unobserved points take
+    One median filter over the whole column is several times faster than a rolling median per
+    group; windows that would cross into the next series are nulled. Unobserved points take
     the last observed value of their series at most `window // 2` points back, else the next one
     at most as far ahead: the window of an observed point is then filled from no further than
     `window - 1` points away, whatever the history before (what lets a chunk be cleaned alone).
     """
-    from scipy.ndimage import median_filter
-
     half = window // 2
     sid = grid["_sid"].to_numpy()
-    filled = _filled_near(grid, sid, half)
-    med = median_filter(filled, size=window, mode="nearest")
+    med = _median_filter(_filled_near(grid, sid, half), window)
     edge = np.zeros(len(sid), dtype=bool)
     if len(sid):
         starts, ends = run_bounds(sid)
@@ -66,47 +64,111 @@ def _rolling_median(grid: pl.DataFrame, window: int) -> pl.Series:
     return pl.Series("_med", med).set(pl.Series(edge), None)
 
 
-FILL_BLOCK_POINTS = 1 << 20  # series filled together: index arrays of ~1 M points at a time
+# up to this window a selection network in numpy beats scipy's median filter, whose import
+# alone (~0.4 s) costs more than the network takes on millions of points
+NETWORK_MAX_WINDOW = 21
+NETWORK_BLOCK = 1 << 15  # points per pass: the network's rows stay in the CPU's cache
+
+
+def _median_filter(x: np.ndarray, window: int) -> np.ndarray:
+    """scipy.ndimage.median_filter(x, size=window) for NaN-free `x`: element i is the value of
+    rank window // 2 among x[i - window // 2 : i - window // 2 + window] (the upper middle one
+    for an even window). The first window // 2 and last (window - 1) // 2 elements, whose
+    windows leave `x`, are x's own: they are near a series end, which the caller nulls."""
+    if window > NETWORK_MAX_WINDOW:
+        from scipy.ndimage import median_filter
+
+        return median_filter(x, size=window, mode="nearest")
+    out = x.copy()
+    rank = window // 2
+    network = _selection_network(window, rank)
+    width = len(x) - window + 1
+    rows = np.empty((window + 2, min(NETWORK_BLOCK, max(width, 0))), dtype=x.dtype)
+    for a in range(0, width, NETWORK_BLOCK):
+        b = min(a + NETWORK_BLOCK, width)
+        wires = [x[a + lag : b + lag] for lag in range(window)]  # wire k: the k-th of a window
+        owned = [False] * window  # wire holds a buffer of `rows` (not a view of x)
+        free = [row[: b - a] for row in rows]
+        for i, j, need_min, need_max in network:
+            lo, hi = wires[i], wires[j]
+            if need_min:
+                smaller = free.pop()
+                np.minimum(lo, hi, out=smaller)
+            if need_max:
+                larger = hi if owned[j] else free.pop()
+                np.maximum(lo, hi, out=larger)
+                wires[j], owned[j] = larger, True
+            elif owned[j]:  # wire j is not read again
+                free.append(hi)
+                owned[j] = False
+            if owned[i]:
+                free.append(lo)
+            if need_min:
+                wires[i], owned[i] = smaller, True
+            else:
+                owned[i] = False
+        out[a + rank : b + rank] = wires[rank]
+    return out
+
+
+@functools.cache
+def _selection_network(n: int, rank: int) -> list[tuple[int, int, bool, bool]]:
+    """The comparators (i, j, min needed, max needed) of Batcher's odd-even merge sort of `n`
+    wires that output `rank` depends on, in order: min/max are exact on floats, so the output
+    is exactly the value of that rank."""
+
+    def merge(lo: int, size: int, r: int):
+        step = r * 2
+        if step < size:
+            yield from merge(lo, size, step)
+            yield from merge(lo + r, size, step)
+            for i in range(lo + r, lo + size - r, step):
+                yield i, i + r
+        else:
+            yield lo, lo + r
+
+    def sort(lo: int, size: int):
+        if size > 1:
+            yield from sort(lo, size // 2)
+            yield from sort(lo + size // 2, size // 2)
+            yield from merge(lo, size, 1)
+
+    size = 1 << max(n - 1, 1).bit_length()
+    # padding wires (≥ n) would hold +inf, which no comparator moves: theirs can go
+    comparators = [(i, j) for i, j in sort(0, size) if j < n]
+    needed, network = {rank}, []
+    for i, j in reversed(comparators):
+        if i in needed or j in needed:
+            network.append((i, j, i in needed, j in needed))
+            needed |= {i, j}
+    return network[::-1]
+
+
+FILL_BLOCK_POINTS = 1 << 20  # points filled at a time: index arrays of ~1 M points at most
 
 
 def _filled_near(grid: pl.DataFrame, sid: np.ndarray, reach: int) -> np.ndarray:
     """The observed values (float32), each unobserved point given the last observed value of
     its series at most `reach` points back, else the next one at most as far ahead, else 0.
-    Index arithmetic in numpy (a forward fill per series in polars costs twice as much), over
-    blocks of whole series, so that its index arrays stay small."""
+    Only the unobserved points are looked at, one distance at a time (nearest first): most
+    points are observed, so this touches far less than a fill over every point."""
     value = grid["value"].cast(pl.Float32).to_numpy()
     seen = grid["observed"].to_numpy() & ~np.isnan(value)
-    filled = np.zeros(len(value), dtype=np.float32)
-    starts, ends = run_bounds(sid)
-    block_lo = 0
-    while block_lo < len(starts):
-        # whole series up to about FILL_BLOCK_POINTS points (a longer series alone)
-        limit = starts[block_lo] + FILL_BLOCK_POINTS
-        block_hi = max(block_lo + 1, int(np.searchsorted(ends, limit, side="right")))
-        a, b = int(starts[block_lo]), int(ends[block_hi - 1])
-        lengths = (ends[block_lo:block_hi] - starts[block_lo:block_hi]).astype(np.int64)
-        local = (starts[block_lo:block_hi] - a).astype(np.int64)
-        _fill_block(value[a:b], seen[a:b], local, lengths, reach, filled[a:b])
-        block_lo = block_hi
-    return filled
-
-
-def _fill_block(value, seen, starts, lengths, reach: int, out) -> None:
+    filled = np.where(seen, value, np.float32(0))
     n = len(value)
-    at = np.arange(n, dtype=np.int64)
-    first = np.repeat(starts, lengths)  # each point's series: [first, end)
-    before = np.where(seen, at, -1)
-    np.maximum.accumulate(before, out=before)
-    use = (before >= first) & (at - before <= reach)
-    out[use] = value[before[use]]
-    del before
-    end = first
-    end += np.repeat(lengths, lengths)
-    after = np.where(seen, at, n)[::-1]
-    np.minimum.accumulate(after, out=after)
-    after = after[::-1]
-    later = ~use & (after < end) & (after - at <= reach)
-    out[later] = value[after[later]]
+    for lo in range(0, n, FILL_BLOCK_POINTS):
+        todo = np.flatnonzero(~seen[lo : lo + FILL_BLOCK_POINTS]) + lo
+        for direction in (-1, 1):  # back first: the last observed value wins
+            for distance in range(1, reach + 1):
+                if not len(todo):
+                    break
+                near = todo + direction * distance
+                # an index clipped to an end is a point tried at a shorter distance already
+                np.clip(near, 0, n - 1, out=near)
+                hit = seen[near] & (sid[near] == sid[todo])
+                filled[todo[hit]] = value[near[hit]]
+                todo = todo[~hit]
+    return filled
 
 
 def _median_f32(x: np.ndarray) -> float:
