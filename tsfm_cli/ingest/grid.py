@@ -51,9 +51,10 @@ def _steps(df: pl.DataFrame, n_series: int, config: IngestConfig) -> pl.DataFram
         file_hi=pl.col("_file").max(),
     )
     step = grid_step(pl.col("_t"), config)
-    if config.freq:
+    steps = _run_steps(df, n_series, config) if config.freq else None
+    if steps is None and config.freq:
         steps = df.group_by("_sid").agg(step_us=step, **per_series)
-    else:  # the median spacing needs each series in time order: sort just the three columns
+    elif steps is None:  # the median spacing needs each series in time order: sort three columns
         steps = (
             df.select("_sid", "_t", "_file")
             .sort(["_sid", "_t"])
@@ -67,12 +68,52 @@ def _steps(df: pl.DataFrame, n_series: int, config: IngestConfig) -> pl.DataFram
     return steps.with_columns(origin_us=on_lattice("first")).drop("first")
 
 
+def _run_steps(df: pl.DataFrame, n_series: int, config: IngestConfig) -> pl.DataFrame | None:
+    """`_steps`' aggregation with `freq` set, run by run of one series in the readings (a wide
+    file's column, a long file sorted by tag): a few passes over slices in numpy instead of a
+    hashed group_by. None for readings too interleaved (or with null times or files)."""
+    sid = df["_sid"].to_numpy()
+    starts, ends = run_bounds(sid)
+    if not len(sid) or len(starts) > MAX_BLOCKS or df["_t"].has_nulls() or df["_file"].has_nulls():
+        return None
+    t, files = df["_t"].to_numpy(), df["_file"].to_numpy()
+    first = np.full(n_series, np.iinfo(np.int64).max, dtype=np.int64)
+    last = np.full(n_series, np.iinfo(np.int64).min, dtype=np.int64)
+    readings = np.zeros(n_series, dtype=np.int64)
+    file_lo = np.full(n_series, np.iinfo(np.int32).max, dtype=np.int32)
+    file_hi = np.full(n_series, np.iinfo(np.int32).min, dtype=np.int32)
+    for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+        series = sid[a]
+        first[series] = min(first[series], t[a:b].min())
+        last[series] = max(last[series], t[a:b].max())
+        readings[series] += b - a
+        file_lo[series] = min(file_lo[series], files[a:b].min())
+        file_hi[series] = max(file_hi[series], files[a:b].max())
+    present = np.flatnonzero(readings)
+    return pl.DataFrame(
+        {
+            "_sid": pl.Series(present, dtype=pl.UInt32),
+            "step_us": pl.Series(np.full(len(present), parse_step(config)), dtype=pl.Int64),
+            "first": pl.Series(first[present], dtype=pl.Int64),
+            "last": pl.Series(last[present], dtype=pl.Int64),
+            "readings": pl.Series(readings[present], dtype=pl.UInt32),
+            "file_lo": pl.Series(file_lo[present], dtype=pl.Int32),
+            "file_hi": pl.Series(file_hi[present], dtype=pl.Int32),
+        }
+    )
+
+
+def parse_step(config: IngestConfig) -> int:
+    """The grid step `freq` sets, in µs."""
+    return parse_duration(config.freq, "freq") * 1_000_000
+
+
 def grid_step(times: pl.Expr, config: IngestConfig) -> pl.Expr:
     """A series' grid step in µs, as an aggregation over its reading `times` (µs, in time
     order): `freq`, else the median spacing of its first STEP_READINGS readings in whole
     seconds (at least 1)."""
     if config.freq:
-        return pl.lit(parse_duration(config.freq, "freq") * 1_000_000, pl.Int64)
+        return pl.lit(parse_step(config), pl.Int64)
     diffs = times.head(STEP_READINGS).diff()
     med = diffs.filter(diffs > 0).median()
     return (med / 1_000_000).round().clip(lower_bound=1).fill_null(1).cast(pl.Int64) * 1_000_000
@@ -233,11 +274,12 @@ def build_grid(
         valid = None if fill is not None else np.zeros(total, dtype=bool)
         for at, values in zip(writes, (df, kept), strict=False):
             values = values[name].cast(dtype)
-            out[at] = values.fill_null(0).to_numpy()
-            if valid is None and values.has_nulls():
+            nulls = values.has_nulls()  # without, no copies: the values are the numpy array
+            out[at] = values.fill_null(0).to_numpy() if nulls else values.to_numpy()
+            if valid is None and nulls:
                 valid = np.ones(total, dtype=bool)
             if valid is not None:
-                valid[at] = values.is_not_null().to_numpy()
+                valid[at] = values.is_not_null().to_numpy() if nulls else True
         series = pl.Series(name, out, dtype=dtype)
         return series if valid is None else series.set(pl.Series(~valid), None)
 
