@@ -7,6 +7,7 @@ in `mask_faults` make the point unobserved (value null); the others are only fla
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -37,26 +38,18 @@ def run_lengths(run_id: pl.Series) -> pl.Series:
     return lengths.gather(run_id - run_id[0]) if len(run_id) else run_id
 
 
-def run_lengths_expr(run_id: pl.Expr) -> pl.Expr:
-    """`run_lengths` as an expression, for lazy plans."""
-    return run_id.rle().struct.field("len").gather(run_id - run_id.first())
-
-
 def _rolling_median(grid: pl.DataFrame, window: int) -> pl.Series:
     """Centred rolling median of the observed values of each series (null near series ends).
 
-    scipy's median filter over the whole column is several times faster than a rolling median
-    per group; windows that would cross into the next series are nulled. Unobserved points take
+    One median filter over the whole column is several times faster than a rolling median per
+    group; windows that would cross into the next series are nulled. Unobserved points take
     the last observed value of their series at most `window // 2` points back, else the next one
     at most as far ahead: the window of an observed point is then filled from no further than
     `window - 1` points away, whatever the history before (what lets a chunk be cleaned alone).
     """
-    from scipy.ndimage import median_filter
-
     half = window // 2
     sid = grid["_sid"].to_numpy()
-    filled = _filled_near(grid, sid, half)
-    med = median_filter(filled, size=window, mode="nearest")
+    med = _median_filter(_filled_near(grid, sid, half), window)
     edge = np.zeros(len(sid), dtype=bool)
     if len(sid):
         starts, ends = run_bounds(sid)
@@ -66,47 +59,111 @@ def _rolling_median(grid: pl.DataFrame, window: int) -> pl.Series:
     return pl.Series("_med", med).set(pl.Series(edge), None)
 
 
-FILL_BLOCK_POINTS = 1 << 20  # series filled together: index arrays of ~1 M points at a time
+# up to this window a selection network in numpy beats scipy's median filter, whose import
+# alone (~0.4 s) costs more than the network takes on millions of points
+NETWORK_MAX_WINDOW = 21
+NETWORK_BLOCK = 1 << 15  # points per pass: the network's rows stay in the CPU's cache
+
+
+def _median_filter(x: np.ndarray, window: int) -> np.ndarray:
+    """scipy.ndimage.median_filter(x, size=window) for NaN-free `x`: element i is the value of
+    rank window // 2 among x[i - window // 2 : i - window // 2 + window] (the upper middle one
+    for an even window). The first window // 2 and last (window - 1) // 2 elements, whose
+    windows leave `x`, are x's own: they are near a series end, which the caller nulls."""
+    if window > NETWORK_MAX_WINDOW:
+        from scipy.ndimage import median_filter
+
+        return median_filter(x, size=window, mode="nearest")
+    out = x.copy()
+    rank = window // 2
+    network = _selection_network(window, rank)
+    width = len(x) - window + 1
+    rows = np.empty((window + 2, min(NETWORK_BLOCK, max(width, 0))), dtype=x.dtype)
+    for a in range(0, width, NETWORK_BLOCK):
+        b = min(a + NETWORK_BLOCK, width)
+        wires = [x[a + lag : b + lag] for lag in range(window)]  # wire k: the k-th of a window
+        owned = [False] * window  # wire holds a buffer of `rows` (not a view of x)
+        free = [row[: b - a] for row in rows]
+        for i, j, need_min, need_max in network:
+            lo, hi = wires[i], wires[j]
+            if need_min:
+                smaller = free.pop()
+                np.minimum(lo, hi, out=smaller)
+            if need_max:
+                larger = hi if owned[j] else free.pop()
+                np.maximum(lo, hi, out=larger)
+                wires[j], owned[j] = larger, True
+            elif owned[j]:  # wire j is not read again
+                free.append(hi)
+                owned[j] = False
+            if owned[i]:
+                free.append(lo)
+            if need_min:
+                wires[i], owned[i] = smaller, True
+            else:
+                owned[i] = False
+        out[a + rank : b + rank] = wires[rank]
+    return out
+
+
+@functools.cache
+def _selection_network(n: int, rank: int) -> list[tuple[int, int, bool, bool]]:
+    """The comparators (i, j, min needed, max needed) of Batcher's odd-even merge sort of `n`
+    wires that output `rank` depends on, in order: min/max are exact on floats, so the output
+    is exactly the value of that rank."""
+
+    def merge(lo: int, size: int, r: int):
+        step = r * 2
+        if step < size:
+            yield from merge(lo, size, step)
+            yield from merge(lo + r, size, step)
+            for i in range(lo + r, lo + size - r, step):
+                yield i, i + r
+        else:
+            yield lo, lo + r
+
+    def sort(lo: int, size: int):
+        if size > 1:
+            yield from sort(lo, size // 2)
+            yield from sort(lo + size // 2, size // 2)
+            yield from merge(lo, size, 1)
+
+    size = 1 << max(n - 1, 1).bit_length()
+    # padding wires (≥ n) would hold +inf, which no comparator moves: theirs can go
+    comparators = [(i, j) for i, j in sort(0, size) if j < n]
+    needed, network = {rank}, []
+    for i, j in reversed(comparators):
+        if i in needed or j in needed:
+            network.append((i, j, i in needed, j in needed))
+            needed |= {i, j}
+    return network[::-1]
+
+
+FILL_BLOCK_POINTS = 1 << 20  # points filled at a time: index arrays of ~1 M points at most
 
 
 def _filled_near(grid: pl.DataFrame, sid: np.ndarray, reach: int) -> np.ndarray:
     """The observed values (float32), each unobserved point given the last observed value of
     its series at most `reach` points back, else the next one at most as far ahead, else 0.
-    Index arithmetic in numpy (a forward fill per series in polars costs twice as much), over
-    blocks of whole series, so that its index arrays stay small."""
+    Only the unobserved points are looked at, one distance at a time (nearest first): most
+    points are observed, so this touches far less than a fill over every point."""
     value = grid["value"].cast(pl.Float32).to_numpy()
     seen = grid["observed"].to_numpy() & ~np.isnan(value)
-    filled = np.zeros(len(value), dtype=np.float32)
-    starts, ends = run_bounds(sid)
-    block_lo = 0
-    while block_lo < len(starts):
-        # whole series up to about FILL_BLOCK_POINTS points (a longer series alone)
-        limit = starts[block_lo] + FILL_BLOCK_POINTS
-        block_hi = max(block_lo + 1, int(np.searchsorted(ends, limit, side="right")))
-        a, b = int(starts[block_lo]), int(ends[block_hi - 1])
-        lengths = (ends[block_lo:block_hi] - starts[block_lo:block_hi]).astype(np.int64)
-        local = (starts[block_lo:block_hi] - a).astype(np.int64)
-        _fill_block(value[a:b], seen[a:b], local, lengths, reach, filled[a:b])
-        block_lo = block_hi
-    return filled
-
-
-def _fill_block(value, seen, starts, lengths, reach: int, out) -> None:
+    filled = np.where(seen, value, np.float32(0))
     n = len(value)
-    at = np.arange(n, dtype=np.int64)
-    first = np.repeat(starts, lengths)  # each point's series: [first, end)
-    before = np.where(seen, at, -1)
-    np.maximum.accumulate(before, out=before)
-    use = (before >= first) & (at - before <= reach)
-    out[use] = value[before[use]]
-    del before
-    end = first
-    end += np.repeat(lengths, lengths)
-    after = np.where(seen, at, n)[::-1]
-    np.minimum.accumulate(after, out=after)
-    after = after[::-1]
-    later = ~use & (after < end) & (after - at <= reach)
-    out[later] = value[after[later]]
+    for lo in range(0, n, FILL_BLOCK_POINTS):
+        todo = np.flatnonzero(~seen[lo : lo + FILL_BLOCK_POINTS]) + lo
+        for direction in (-1, 1):  # back first: the last observed value wins
+            for distance in range(1, reach + 1):
+                if not len(todo):
+                    break
+                near = todo + direction * distance
+                # an index clipped to an end is a point tried at a shorter distance already
+                np.clip(near, 0, n - 1, out=near)
+                hit = seen[near] & (sid[near] == sid[todo])
+                filled[todo[hit]] = value[near[hit]]
+                todo = todo[~hit]
+    return filled
 
 
 def _median_f32(x: np.ndarray) -> float:
@@ -189,6 +246,50 @@ def _series_scales(
     ).with_columns(pl.col("resid", "whole", "jump").fill_nan(None))
 
 
+def _stuck_runs(grid: pl.DataFrame) -> np.ndarray:
+    """The length of the run of equal observed values each point of the grid is in: a new run
+    at each series' start, at each change of value, at and after each unobserved point. In
+    numpy, from the pairs of equal neighbours only (few, but for flat or stuck stretches): several
+    times faster than a cum_sum and run lengths over every point in polars. Equal as polars'
+    `!=` has it: NaN equals NaN, -0.0 equals 0.0."""
+    value = grid["value"]
+    x = value.fill_null(0).to_numpy()
+    valid = grid["observed"].fill_null(False).to_numpy() & value.is_not_null().to_numpy()
+    ids = grid["_sid"].to_numpy()
+    same = x[1:] == x[:-1]
+    same |= np.isnan(x[1:]) & np.isnan(x[:-1])
+    same &= valid[1:] & valid[:-1] & (ids[1:] == ids[:-1])
+    runs = np.ones(len(x), dtype=np.int64)
+    pairs = np.flatnonzero(same)  # point i equals point i + 1
+    if len(pairs):
+        # a run of k consecutive pairs is a run of k + 1 points
+        cut = np.flatnonzero(np.diff(pairs) != 1) + 1
+        first = pairs[np.r_[0, cut]]
+        size = np.diff(np.r_[0, cut, len(pairs)]) + 1
+        at = np.arange(int(size.sum())) - np.repeat(np.cumsum(size) - size, size)
+        at += np.repeat(first, size)
+        runs[at] = np.repeat(size, size)
+    return runs
+
+
+def _blocks(ids: pl.Series, chunks: pl.Series) -> pl.Series:
+    """0, 1, 2, … numbering the runs of one series and time chunk in a grid sorted by series
+    and time; a null chunk is a block of its own. In numpy: a third of the time of polars'
+    shifts and cum_sum."""
+    if not len(ids):
+        return pl.Series(dtype=pl.UInt32)
+    a = ids.to_numpy()
+    c = chunks.to_physical().fill_null(0).to_numpy()
+    gap = chunks.is_null().to_numpy()
+    new = np.empty(len(a), dtype=bool)
+    new[0] = True
+    np.not_equal(a[1:], a[:-1], out=new[1:])
+    new[1:] |= (c[1:] != c[:-1]) | gap[1:] | gap[:-1]
+    numbers = np.cumsum(new, dtype=np.uint32)
+    numbers -= 1
+    return pl.Series(numbers)
+
+
 def detect_faults(grid: pl.DataFrame, names: pl.DataFrame, config: IngestConfig) -> pl.DataFrame:
     sid = "_sid"
     v = pl.when(pl.col("observed")).then(pl.col("value"))
@@ -219,13 +320,8 @@ def detect_faults(grid: pl.DataFrame, names: pl.DataFrame, config: IngestConfig)
         # typical step between readings, so that flat or quantised signals are not spikes
         block, blocks = sid, names.height
         if "_chunk" in grid.columns:
-            new_block = (pl.col(sid) != pl.col(sid).shift(1)) | (
-                pl.col("_chunk") != pl.col("_chunk").shift(1)
-            )
             block = "_block"
-            grid = grid.with_columns(
-                _block=(new_block.fill_null(True).cum_sum() - 1).cast(pl.UInt32)
-            )
+            grid = grid.with_columns(_block=_blocks(grid[sid], grid["_chunk"]))
             blocks = int(grid[block].max()) + 1 if grid.height else 0
         per = _series_scales(grid, v, blocks, sid=block)
         table = pl.DataFrame({block: np.arange(blocks, dtype=np.uint32)}).join(
@@ -247,11 +343,7 @@ def detect_faults(grid: pl.DataFrame, names: pl.DataFrame, config: IngestConfig)
     # every intermediate frame
     lazy = grid.lazy()
     if (stuck_points > 0).any():
-        new_sid = (pl.col(sid) != pl.col(sid).shift(1)).fill_null(True)
-        change = (v != v.shift(1)).fill_null(True) | new_sid
-        lazy = lazy.with_columns(_run=change.cum_sum()).with_columns(
-            _runlen=run_lengths_expr(pl.col("_run"))
-        )
+        lazy = lazy.with_columns(_runlen=pl.Series(_stuck_runs(grid)))
         points = per_series(stuck_points)
         found["stuck"] = pl.col("observed") & (points > 0) & (pl.col("_runlen") >= points)
     bits = {"out_of_range": Flag.OUT_OF_RANGE, "spike": Flag.SPIKE, "stuck": Flag.STUCK}
@@ -271,5 +363,5 @@ def detect_faults(grid: pl.DataFrame, names: pl.DataFrame, config: IngestConfig)
         observed=pl.col("observed") & ~pl.col("_mask"),
         value=pl.when(pl.col("_mask")).then(None).otherwise(pl.col("value")),
     )
-    temp = ["_block", "_med", "_dev", "_run", "_runlen", "_mask", *[f"_{name}" for name in found]]
+    temp = ["_block", "_med", "_dev", "_runlen", "_mask", *[f"_{name}" for name in found]]
     return lazy.drop(temp, strict=False).collect()
