@@ -162,6 +162,7 @@ def test_a_new_day_cleans_the_chunks_its_margins_reach_and_reads_few_files(tmp_p
     points came out as they were; so are the older days, whose files are not read."""
     rerun, fresh = _rerun_matches_fresh(tmp_path, _config(freq="1min"), CHANGES["a new day"])
     assert rerun["files_parsed"] == 1 and rerun["files_reused"] == 5
+    assert rerun["increment"]["why"] == "files new or changed: 1, gone or replaced: 0"
     assert rerun["increment"]["chunks_cleaned"] == 2 * len(SENSORS)
     assert rerun["increment"]["chunks_kept"] == 4 * len(SENSORS)
     assert rerun["increment"]["files_read"] == 3
@@ -286,3 +287,18 @@ def test_runs_of_states_add_up_as_the_points_do():
         by_run.add_runs(starts, lengths, states[starts])
         assert (by_run.counts == by_point.counts).all()
         assert np.array_equal(by_run.colours(), by_point.colours(), equal_nan=True)
+
+
+def test_a_file_parsed_again_for_a_damaged_cache_keeps_its_line_accounting(tmp_path):
+    """A cached part that fails its sha256 is parsed again: that file's lines are counted again
+    (its readings sit in kept chunks too), and the outputs are those of a fresh run."""
+    src, out = _ingested(tmp_path, 5, _config())
+    manifest = json.loads((out / "manifest.json").read_text())
+    part = next(m["part"] for f, m in manifest["files"].items() if f.endswith("03-04.csv"))
+    cached = out / "parts" / f"{part}.parquet"
+    cached.chmod(0o644)
+    cached.write_bytes(cached.read_bytes()[:-40] + b"\0" * 40)
+    _day_file(src, 5)
+    rerun = run_ingest([src], out, _config(), command=["t"])
+    assert rerun["files_parsed"] == 2 and rerun["increment"]["mode"] == "incremental"
+    _as_fresh(tmp_path, src, out, _config())

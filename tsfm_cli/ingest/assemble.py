@@ -215,7 +215,6 @@ def assemble(
                 writer, previous, cleaning, names, spans, chunks, changed, grids, config,
                 budget, read, reporter,
             )  # fmt: skip
-            why = "incremental"
     finally:
         for p in parts:
             p.frame = None  # this run's parse is let go of once read
@@ -501,8 +500,8 @@ def _previous(writer, files, relative, key_cols, reporter):
 
 
 def _changes(previous, names, index, new_files, parts, cols, config, writer, runs, lows):
-    """(steps, changed grid time, each series' old and new grid span, None) for a rerun, or
-    (None, None, None, why) when every series must be cleaned again."""
+    """(steps, changed grid time, each series' old and new grid span, what changed) for a
+    rerun, or (None, None, None, why) when every series must be cleaned again."""
     current = {(p.file, p.key) for p in parts}
     removed = [
         old["part"]
@@ -580,7 +579,8 @@ def _changes(previous, names, index, new_files, parts, cols, config, writer, run
         lo_us=pl.min_horizontal("old_first", "first_us"),
         hi_us=pl.max_horizontal("old_last", "last_us"),
     )
-    return steps.select("_sid", "step_us", "step_until"), changed, grids, None
+    what = f"files new or changed: {len(new_files)}, gone or replaced: {len(removed)}"
+    return steps.select("_sid", "step_us", "step_until"), changed, grids, what
 
 
 def _candidate_steps(sids, index, new_files, parts, cols, config, writer, runs, lows, names):
@@ -815,6 +815,8 @@ def _finish(
                 + [r.select("_sid", "_chunk") for r in cleaning.report_rows]
             )
             affected = _affected(index, cleaned, spans, every, new_files)
+            # a file parsed again (its cached part was damaged) has no accounting to keep
+            affected |= {i for i, f in enumerate(files) if f and "lines_used" not in files_meta[f]}
             used = used | _kept_lines(
                 writer, kept, index, affected, cleaning.relative, cleaning.sizes, spans, every
             )
