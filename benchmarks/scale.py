@@ -4,8 +4,9 @@
 
 Generates 1-s dirty daily exports (10 sensors, the generator of benchmarks/ingest.py: sentinels,
 junk text, duplicates, rows out of order, spikes, a stuck stretch, a ten-minute gap and a
-truncated last line per file), one file per day, and prints for each size the wall time and peak
-RSS (ru_maxrss of the ingest child process alone, via wait4) of ingesting all of them at once.
+truncated last line per file), one file per day of one machine (`line1/machine1_<date>.csv`: the
+days are one history of ten series), and prints for each size the wall time and peak RSS
+(ru_maxrss of the ingest child process alone, via wait4) of ingesting all of them at once.
 
 Then the nightly increment: `--nightly-days` daily files ingested, a next day's file added and
 ingest run again into the same folder, against ingesting that day alone into a fresh folder.
