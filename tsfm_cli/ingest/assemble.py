@@ -11,6 +11,7 @@ Memory follows a budget of readings (stretches.py), never a series' whole histor
 
 from __future__ import annotations
 
+import fnmatch
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ import numpy as np
 import polars as pl
 
 from tsfm_cli.errors import BadInputError
+from tsfm_cli.ingest.accounting import ingest_summary, line_bitmap, series_units
 from tsfm_cli.ingest.clean import clean, margin_points
 from tsfm_cli.ingest.config import format_duration
 from tsfm_cli.ingest.grid import (
@@ -176,7 +178,7 @@ def assemble(
 
     def read(chunks_wanted: pl.DataFrame) -> list[pl.DataFrame | Path]:
         """The readings that cleaning `chunks_wanted` needs, from the files that hold them."""
-        margin = margin_points(config, names)
+        margin = cleaning.margin
         windows = _merged(
             chunks_wanted.join(spans.select("_sid", "step_us"), on="_sid").select(
                 "_sid",
@@ -232,7 +234,7 @@ def _clean_changes(
     """Clean the core around the changes, then the ring chunks whose neighbouring core points
     moved; keep everything else. The partitions kept (`_sid`, `_chunk`, `name`, `series_id`)."""
     every = cleaning.every
-    margin = margin_points(config, names)
+    margin = cleaning.margin
     core, ring = dirty_chunks(changed, grids, margin, every)
     reach = spans.select("_sid", reach_us=(margin + 1) * pl.col("step_us"))
     # a margin of a day or more reaches past the neighbouring chunk: its ring is cleaned too
@@ -284,6 +286,27 @@ def _moved_zones(previous, names, zones: pl.DataFrame, found: list[pl.DataFrame]
     return pl.DataFrame(moved, schema={"_sid": pl.UInt32, "_chunk": pl.Int64}, orient="row")
 
 
+def _series_runs(frame: pl.LazyFrame, cols: list[str]) -> pl.DataFrame:
+    """Runs of equal (keys, sensor) in file order: `_len` and the columns (no hashing of rows).
+
+    A wide file has one run per sensor column, so the series of millions of readings are
+    resolved by a join of a few rows instead of one join per reading.
+    """
+    return (
+        frame.select(pl.struct(cols).rle().alias("_r"))
+        .collect()
+        .unnest("_r")
+        .rename({"len": "_len"})
+        .unnest("value")
+    )
+
+
+def sensor_globs(patterns: list[str]) -> str:
+    """One case-insensitive regex matching a sensor name against any of the globs."""
+    parts = [fnmatch.translate(p).replace(r"\Z", "$") for p in patterns]
+    return "(?i)^(?:" + "|".join(parts) + ")"
+
+
 _DAY_COLS = ["_day", "readings", "first", "last"]
 
 
@@ -329,16 +352,12 @@ def _long(writer: StageWriter, part: Part, config, last: bool = False) -> pl.Laz
         part.frame = None
     lazy = long_readings(lazy, part.meta["keys"], part.meta.get("group_columns", []))
     if config.exclude_sensors:
-        from tsfm_cli.ingest.stage import sensor_globs
-
         sensor = pl.col("sensor").cast(pl.String)
         lazy = lazy.filter(~sensor.str.contains(sensor_globs(config.exclude_sensors)))
     return lazy
 
 
 def _runs(lazy: pl.LazyFrame, cols: list[str]) -> Runs:
-    from tsfm_cli.ingest.stage import _series_runs
-
     present = [c for c in cols if c in lazy.collect_schema()]
     run = _with_cols(_series_runs(lazy, present), cols).select("_len", *cols)
     local = (
@@ -356,17 +375,19 @@ def _index_file(writer, part: Part, cols, config):
     readings): its timestamps are read, not its values."""
     lazy = _long(writer, part, config)
     runs = _runs(lazy, cols)
-    times = (
-        lazy.select("timestamp")
-        .collect()
-        .with_columns(_lid=pl.Series(np.repeat(runs.lids, runs.lengths), dtype=pl.UInt32))
-    )
-    index = file_index(times.lazy(), runs.local)
+    times = _timed(lazy, runs)
+    index = file_index(times, runs.local)
     name = index_name(part.key)
     (writer.dir / name).unlink(missing_ok=True)  # never write through a link to the last run
     writer.write_parquet(name, index)
-    low = None if config.freq else lowest_times(times.lazy())
+    low = None if config.freq else lowest_times(times)
     return runs, index, low
+
+
+def _timed(lazy: pl.LazyFrame, runs: Runs) -> pl.LazyFrame:
+    """A file's reading times with its own series numbers (`_lid`); no values read."""
+    lids = pl.Series(np.repeat(runs.lids, runs.lengths), dtype=pl.UInt32)
+    return lazy.select("timestamp").collect().with_columns(_lid=lids).lazy()
 
 
 def _tag(lazy: pl.LazyFrame, runs: Runs, sid_of: np.ndarray, index: int) -> pl.DataFrame:
@@ -590,16 +611,7 @@ def _candidate_steps(sids, index, new_files, parts, cols, config, writer, runs, 
         if p.index in holding and p.index not in lows:
             lazy = _long(writer, p, config)
             runs[p.index] = _runs(lazy, cols)
-            times = (
-                lazy.select("timestamp")
-                .collect()
-                .with_columns(
-                    _lid=pl.Series(
-                        np.repeat(runs[p.index].lids, runs[p.index].lengths), dtype=pl.UInt32
-                    )
-                )
-            )
-            lows[p.index] = lowest_times(times.lazy())
+            lows[p.index] = lowest_times(_timed(lazy, runs[p.index]))
     found = _lows_by_sid({i: lows[i] for i in holding if i in lows}, runs, names, cols)
     return steps_from_lowest(found.filter(pl.col("_sid").is_in(sids.implode())), config)
 
@@ -654,7 +666,8 @@ class Cleaning:
         self.writer, self.names, self.spans, self.config = writer, names, spans, config
         self.key_cols, self.files, self.relative = key_cols, files, relative
         self.granularity, self.every = granularity, CHUNK_EVERY[granularity]
-        self.reach = (margin_points(config, names) + 1) * spans["step_us"].fill_null(0).to_numpy()
+        self.margin = margin_points(config, names)  # grid points a chunk's cleaning looks past it
+        self.reach = (self.margin + 1) * spans["step_us"].fill_null(0).to_numpy()
         self.used = np.zeros(int(sizes.sum()), dtype=bool)
         self.sizes = sizes
         self.report_rows: list[pl.DataFrame] = []
@@ -666,8 +679,6 @@ class Cleaning:
     def run(self, stretches: list[Stretch], sources: list, zones: pl.DataFrame | None = None):
         """Clean `stretches` from the readings in `sources` (let go of after the last); the rows
         of the grid inside `zones` (`_sid`, `lo`, `hi` µs, inclusive) are kept in `self.zones`."""
-        from tsfm_cli.ingest.stage import _line_bitmap
-
         self.files_read += len(sources)
         scans = [pl.scan_parquet(s) if isinstance(s, Path) else s.lazy() for s in sources]
         sources.clear()
@@ -707,7 +718,7 @@ class Cleaning:
                     .filter(at.is_between(pl.col("lo"), pl.col("hi")))
                     .select(ZONE_COLUMNS)
                 )
-            self.used |= _line_bitmap(
+            self.used |= line_bitmap(
                 grid["_file"].fill_null(-1).to_numpy(),
                 grid["raw_line"].fill_null(-1).to_numpy(),
                 self.sizes,
@@ -783,8 +794,6 @@ def _finish(
 ) -> dict[str, Any]:  # fmt: skip
     """The report, rejects, quality.png, summary and state from what cleaning added up and
     what was kept from the last run."""
-    from tsfm_cli.ingest.stage import _summary, _units
-
     every = cleaning.every
     index_of = {f: i for i, f in enumerate(files) if f}
     report_rows, dup_rejects = list(cleaning.report_rows), list(cleaning.dup_rejects)
@@ -796,7 +805,7 @@ def _finish(
             _kept_runs(writer, previous, names, kept.filter(pl.col("_sid") < PLOT_MAX_SERIES))
         )
     runs = pl.concat([_NO_RUNS, *plot], how="diagonal_relaxed").sort("_sid", "start_us")
-    units = _units(files_meta)
+    units = series_units(files_meta)
     report = combine_report(report_rows, names, key_cols, files, units)
     # quality.png is drawn (holding the GIL) while the report, the rejects and the state are
     # written and hashed (polars and hashlib release it); not earlier, so that the drawing's
@@ -821,7 +830,7 @@ def _finish(
                 writer, kept, index, affected, cleaning.relative, cleaning.sizes, spans, every
             )
             carried = {f for i, f in enumerate(files) if f and i not in affected}
-        summary = _summary(
+        summary = ingest_summary(
             (used, cleaning.sizes, int(report["points"].sum()), int(report["observed"].sum())),
             all_rejects, report, files, files_meta, failed, config.gate_on, carried,
         )  # fmt: skip
@@ -891,11 +900,8 @@ def _kept_parts(previous: Previous, names, kept, index_of) -> pl.DataFrame:
     rows = previous.chunks.join(names.select("_sid", "series_id"), on="series_id").join(
         kept.select("_sid", "_chunk"), on=["_sid", "_chunk"], how="semi"
     )
-    files = pl.Series(
-        [[index_of.get(f) for f in fs] for fs in rows["_files"].to_list()],
-        dtype=pl.List(pl.Int32),
-    )
-    return rows.with_columns(_files=files).drop("series_id")
+    number = pl.element().replace_strict(index_of, default=None, return_dtype=pl.Int32)
+    return rows.with_columns(pl.col("_files").list.eval(number)).drop("series_id")
 
 
 def _kept_duplicates(previous: Previous, names, kept, every) -> pl.DataFrame:
@@ -942,8 +948,6 @@ def _affected(index, cleaned: pl.DataFrame, spans, every, new_files) -> set[int]
 
 def _kept_lines(writer, kept, index, affected, relative, sizes, spans, every) -> np.ndarray:
     """The lines of affected files that kept partitions hold, as a `_line_bitmap`."""
-    from tsfm_cli.ingest.stage import _line_bitmap
-
     bits = np.zeros(int(sizes.sum()), dtype=bool)
     if kept is None or kept.height == 0 or not affected:
         return bits
@@ -961,20 +965,15 @@ def _kept_lines(writer, kept, index, affected, relative, sizes, spans, every) ->
             pl.col("source").is_in(list(lookup)) & pl.col("raw_line").is_not_null()
         )
         file_index = frame["source"].replace_strict(lookup, return_dtype=pl.Int64).to_numpy()
-        bits |= _line_bitmap(file_index, frame["raw_line"].to_numpy(), sizes)
+        bits |= line_bitmap(file_index, frame["raw_line"].to_numpy(), sizes)
     return bits
 
 
 def _write_state(writer, report_rows, duplicates, runs, names, spans, steps, files) -> None:
     """parts/chunks, parts/duplicates, parts/plot and parts/series: what the next run keeps."""
-    file_names = pl.Series(files, dtype=pl.String)
+    name = pl.element().replace_strict(dict(enumerate(files)), return_dtype=pl.String)
     chunks = pl.concat(report_rows, how="diagonal_relaxed").sort("_sid", "_chunk")
-    chunks = chunks.with_columns(
-        _files=pl.Series(
-            [sorted(file_names[i] for i in fs if i is not None) for fs in chunks["_files"]],
-            dtype=pl.List(pl.String),
-        ),
-    )
+    chunks = chunks.with_columns(pl.col("_files").list.drop_nulls().list.eval(name).list.sort())
     chunks = chunks.join(names.select("_sid", "series_id"), on="_sid", maintain_order="left")
     writer.write_parquet(CHUNKS, chunks.drop("_sid"))
     writer.write_parquet(DUPLICATES, duplicates)
